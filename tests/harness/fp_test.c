@@ -1,0 +1,78 @@
+#include "fp_test.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fedproxy/fileio.h"
+
+int fp_test_passed, fp_test_failed;
+
+int fp_test_report(const char *name)
+{
+    printf("%s: %d passed, %d failed\n", name, fp_test_passed, fp_test_failed);
+    fflush(stdout);
+    return fp_test_failed == 0 && fp_test_passed > 0 ? 0 : 1;
+}
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+
+void fp_test_seed(uint64_t seed) { rng_state = seed ? seed : 0x9E3779B97F4A7C15ull; }
+
+uint32_t fp_test_u32(void)
+{
+    /* xorshift64* */
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return (uint32_t)((rng_state * 0x2545F4914F6CDD1Dull) >> 32);
+}
+
+float fp_test_uniform(float lo, float hi)
+{
+    return lo + (hi - lo) * (float)((fp_test_u32() >> 8) * (1.0 / 16777216.0));
+}
+
+float fp_test_normal(void)
+{
+    double u1 = ((fp_test_u32() >> 8) + 1) * (1.0 / 16777217.0);
+    double u2 = (fp_test_u32() >> 8) * (1.0 / 16777216.0);
+    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}
+
+double fp_test_nmse(const float *a, const float *ref, size_t n)
+{
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)a[i] - (double)ref[i];
+        num += d * d;
+        den += (double)ref[i] * (double)ref[i];
+    }
+    if (den == 0)
+        return num == 0 ? 0 : INFINITY;
+    return num / den;
+}
+
+double fp_test_maxerr(const float *a, const float *ref, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)ref[i]);
+        if (!(d <= m))
+            m = d; /* also catches NaN */
+    }
+    return m;
+}
+
+const char *fp_test_tmpdir(const char *tag)
+{
+    static char buf[4096];
+    snprintf(buf, sizeof buf, "%s/test-tmp/%s-%ld", FP_BINARY_DIR, tag, (long)getpid());
+    if (fp_mkdirs(buf, 0700) != 0) {
+        fprintf(stderr, "cannot create %s: %s\n", buf, fp_errmsg());
+        exit(2);
+    }
+    return buf;
+}

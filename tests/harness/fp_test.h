@@ -1,0 +1,81 @@
+/* Minimal test harness: CHECK macros that count, a closing "N passed, N failed"
+ * line, and helpers for Vulkan tests (a context with validation that fails the
+ * test on any validation message). */
+#ifndef FP_TEST_H
+#define FP_TEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "fedproxy/error.h"
+
+extern int fp_test_passed, fp_test_failed;
+
+#define CHECK(cond)                                                                              \
+    do {                                                                                         \
+        if (cond) {                                                                              \
+            fp_test_passed++;                                                                    \
+        } else {                                                                                 \
+            fp_test_failed++;                                                                    \
+            fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                      \
+        }                                                                                        \
+    } while (0)
+
+#define CHECKF(cond, ...)                                                                        \
+    do {                                                                                         \
+        if (cond) {                                                                              \
+            fp_test_passed++;                                                                    \
+        } else {                                                                                 \
+            fp_test_failed++;                                                                    \
+            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                      \
+            fprintf(stderr, __VA_ARGS__);                                                        \
+            fputc('\n', stderr);                                                                 \
+        }                                                                                        \
+    } while (0)
+
+/* expr must return 0; on failure prints the library's error message. */
+#define CHECK_OK(expr)                                                                           \
+    do {                                                                                         \
+        int rc_ = (expr);                                                                        \
+        if (rc_ == 0) {                                                                          \
+            fp_test_passed++;                                                                    \
+        } else {                                                                                 \
+            fp_test_failed++;                                                                    \
+            fprintf(stderr, "FAIL %s:%d: %s -> %d (%s): %s\n", __FILE__, __LINE__, #expr, rc_,  \
+                    fp_strerror(rc_), fp_errmsg());                                              \
+        }                                                                                        \
+    } while (0)
+
+/* expr must fail with code; the error message must be non-empty. */
+#define CHECK_ERR(expr, code)                                                                    \
+    do {                                                                                         \
+        fp_errclear();                                                                           \
+        int rc_ = (expr);                                                                        \
+        if (rc_ == (code) && fp_errmsg()[0]) {                                                   \
+            fp_test_passed++;                                                                    \
+        } else {                                                                                 \
+            fp_test_failed++;                                                                    \
+            fprintf(stderr, "FAIL %s:%d: %s -> %d (%s), expected %d; message '%s'\n", __FILE__,  \
+                    __LINE__, #expr, rc_, fp_strerror(rc_), (code), fp_errmsg());                \
+        }                                                                                        \
+    } while (0)
+
+/* Prints "<name>: N passed, N failed" and returns the process exit code. */
+int fp_test_report(const char *name);
+
+/* Deterministic random numbers for test inputs. */
+void fp_test_seed(uint64_t seed);
+uint32_t fp_test_u32(void);
+float fp_test_uniform(float lo, float hi);
+float fp_test_normal(void);
+
+/* Normalised mean squared error sum((a-b)^2)/sum(b^2) (b is the reference) and
+ * the max absolute difference. */
+double fp_test_nmse(const float *a, const float *ref, size_t n);
+double fp_test_maxerr(const float *a, const float *ref, size_t n);
+
+/* A unique temporary directory under the build tree, created; returns its path. */
+const char *fp_test_tmpdir(const char *tag);
+
+#endif
