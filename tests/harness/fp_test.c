@@ -76,3 +76,30 @@ const char *fp_test_tmpdir(const char *tag)
     }
     return buf;
 }
+
+#include "fedproxy/runtime.h"
+
+fp_ctx *fp_test_ctx(const char *profile)
+{
+    fp_ctx_opts o = {0};
+    o.validate = 1;
+    o.profile = profile;
+    fp_ctx *ctx = NULL;
+    int rc = fp_ctx_create(&ctx, &o);
+    if (rc) {
+        fprintf(stderr, "cannot create a Vulkan context (profile %s): %s\n", profile ? profile : "(env)",
+                fp_errmsg());
+        exit(2);
+    }
+    const fp_profile *p = fp_ctx_profile(ctx);
+    printf("device: %s, overlay '%s', uma %d, fp16 %d, subgroup ops %d, shared %u\n", p->name, p->overlay, p->uma,
+           p->fp16_arith, p->subgroup_ops, p->shared_mem);
+    return ctx;
+}
+
+void fp_test_ctx_done(fp_ctx *ctx)
+{
+    uint32_t n = fp_ctx_validation_count(ctx);
+    CHECKF(n == 0, "%u validation message(s)", n);
+    fp_ctx_destroy(ctx);
+}

@@ -79,3 +79,11 @@ double fp_test_maxerr(const float *a, const float *ref, size_t n);
 const char *fp_test_tmpdir(const char *tag);
 
 #endif
+
+/* Vulkan tests: a context with the validation layer on (FP_VALIDATE is set by
+ * CTest; this forces it anyway) on the overlay `profile` (NULL: $FP_PROFILE).
+ * Exits the test with code 2 if no context can be made. fp_test_ctx_done checks
+ * that the layer said nothing, then destroys the context. */
+struct fp_ctx;
+struct fp_ctx *fp_test_ctx(const char *profile);
+void fp_test_ctx_done(struct fp_ctx *ctx);

@@ -1,0 +1,19 @@
+#version 450
+// dst = src, n elements (f32 words) or n/4 vec4s with VEC4; the host dispatches the
+// vec4 variant on the multiple-of-4 prefix and the scalar one on the tail.
+#include "common.glsl"
+#ifdef VEC4
+#define T vec4
+#else
+#define T float
+#endif
+layout(std430, binding = 0) readonly buffer Src { T src[]; };
+layout(std430, binding = 1) writeonly buffer Dst { T dst[]; };
+layout(push_constant) uniform P { uint n; uint src_off; uint dst_off; } pc;
+
+void main()
+{
+    uint i = fp_gid();
+    if (i < pc.n)
+        dst[pc.dst_off + i] = src[pc.src_off + i];
+}

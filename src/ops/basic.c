@@ -1,0 +1,81 @@
+/* Host wrappers for the shaders in shaders/basic/. */
+#include "fedproxy/ops_basic.h"
+#include "error_internal.h"
+
+#define WG 64 /* fits every profile, including 'minimal' */
+
+void fp_grid_1d(uint32_t n, uint32_t wg, uint32_t *gx, uint32_t *gy)
+{
+    uint32_t groups = (n + wg - 1) / wg;
+    if (groups == 0)
+        groups = 1;
+    if (groups <= 65535) {
+        *gx = groups;
+        *gy = 1;
+    } else {
+        *gx = 65535;
+        *gy = (groups + 65534) / 65535;
+    }
+}
+
+static int dispatch_1d(fp_stream *s, fp_ctx *ctx, const char *name, const fp_binding *b, uint32_t nb,
+                       const void *push, uint32_t push_size, uint32_t n)
+{
+    uint32_t spec[3] = {WG, 1, 1};
+    fp_pipeline *p;
+    int rc = fp_pipeline_get(&p, ctx, name, spec, 3);
+    if (rc)
+        return rc;
+    uint32_t gx, gy;
+    fp_grid_1d(n, WG, &gx, &gy);
+    return fp_stream_dispatch(s, p, b, nb, push, push_size, gx, gy, 1);
+}
+
+int fp_op_copy(fp_stream *s, fp_tensor *dst, const fp_tensor *src)
+{
+    if (!s || !dst || !src)
+        return fp_seterr(FP_EINVAL, "copy: NULL argument");
+    if (dst->nbytes != src->nbytes)
+        return fp_seterr(FP_ESHAPE, "copy: %llu bytes into %llu bytes", (unsigned long long)src->nbytes,
+                         (unsigned long long)dst->nbytes);
+    if (src->nbytes % 4)
+        return fp_stream_copy(s, dst, src);
+    uint32_t words = (uint32_t)(src->nbytes / 4);
+    fp_binding b[2] = {FP_R(src), FP_W(dst)};
+    uint32_t vec = words / 4, tail = words % 4;
+    int rc = 0;
+    if (vec) {
+        uint32_t push[3] = {vec, 0, 0};
+        rc = dispatch_1d(s, dst->ctx, "copy_vec4", b, 2, push, sizeof push, vec);
+    }
+    if (!rc && tail) {
+        uint32_t push[3] = {tail, vec * 4, vec * 4};
+        rc = dispatch_1d(s, dst->ctx, "copy_f32", b, 2, push, sizeof push, tail);
+    }
+    return rc;
+}
+
+int fp_op_axpb(fp_stream *s, fp_tensor *y, const fp_tensor *x, float a, float b)
+{
+    if (!s || !y || !x)
+        return fp_seterr(FP_EINVAL, "axpb: NULL argument");
+    if (x->dtype != FP_F32 || y->dtype != FP_F32 || fp_tensor_numel(x) != fp_tensor_numel(y))
+        return fp_seterr(FP_ESHAPE, "axpb: needs two f32 tensors of equal size (got %s[%lld] and %s[%lld])",
+                         fp_dtype_name(x->dtype), (long long)fp_tensor_numel(x), fp_dtype_name(y->dtype),
+                         (long long)fp_tensor_numel(y));
+    struct { uint32_t n; float a, b; } push = {(uint32_t)fp_tensor_numel(y), a, b};
+    fp_binding bd[2] = {FP_R(x), FP_W(y)};
+    return dispatch_1d(s, y->ctx, "axpb_f32", bd, 2, &push, sizeof push, push.n);
+}
+
+int fp_op_empty(fp_stream *s, uint32_t groups)
+{
+    if (!s)
+        return fp_seterr(FP_EINVAL, "empty: NULL stream");
+    fp_pipeline *p;
+    uint32_t spec[3] = {WG, 1, 1};
+    int rc = fp_pipeline_get(&p, fp_stream_ctx(s), "empty", spec, 3);
+    if (rc)
+        return rc;
+    return fp_stream_dispatch(s, p, NULL, 0, NULL, 0, groups ? groups : 1, 1, 1);
+}

@@ -1,0 +1,76 @@
+/* Upload/download round trips of odd sizes in every dtype, on the mapped (UMA)
+ * path and on the staging path (the 'nvidia' overlay turns UMA off), plus views. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "fedproxy/runtime.h"
+#include "fp_test.h"
+
+static void round_trips(fp_ctx *ctx)
+{
+    static const int64_t sizes[] = {1, 3, 7, 33, 257, 1000, 4099, 1 << 20, (16 << 20) / 4 + 5};
+    for (int dt = 0; dt < FP_DTYPE_COUNT; dt++) {
+        for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+            int64_t n = sizes[k];
+            size_t bytes = (size_t)n * fp_dtype_size((fp_dtype)dt);
+            unsigned char *src = malloc(bytes), *dst = malloc(bytes);
+            for (size_t i = 0; i < bytes; i++)
+                src[i] = (unsigned char)fp_test_u32();
+            memset(dst, 0xAB, bytes);
+            fp_tensor *t = NULL;
+            CHECK_OK(fp_tensor_new(&t, ctx, (fp_dtype)dt, 1, &n));
+            if (t) {
+                CHECK(t->nbytes == bytes);
+                CHECK_OK(fp_tensor_upload(t, src, bytes));
+                CHECK_OK(fp_tensor_download(dst, bytes, t));
+                CHECKF(memcmp(src, dst, bytes) == 0, "dtype %s n %lld", fp_dtype_name((fp_dtype)dt), (long long)n);
+                /* a wrong byte count is a shape error, not a crash */
+                CHECK_ERR(fp_tensor_upload(t, src, bytes - 1), FP_ESHAPE);
+                CHECK_OK(fp_tensor_zero(t));
+                CHECK_OK(fp_tensor_download(dst, bytes, t));
+                size_t nz = 0;
+                for (size_t i = 0; i < bytes; i++)
+                    nz += dst[i] != 0;
+                CHECK(nz == 0);
+            }
+            fp_tensor_free(t);
+            free(src);
+            free(dst);
+        }
+    }
+    /* 2-D tensor and a view of its second row */
+    int64_t shape[2] = {3, 37};
+    fp_tensor *m = NULL, *row = NULL;
+    float data[3 * 37], back[37];
+    for (int i = 0; i < 3 * 37; i++)
+        data[i] = (float)i;
+    CHECK_OK(fp_tensor_new(&m, ctx, FP_F32, 2, shape));
+    CHECK(fp_tensor_numel(m) == 111);
+    CHECK_OK(fp_tensor_upload(m, data, sizeof data));
+    int64_t rs = 37;
+    CHECK_OK(fp_tensor_view(&row, m, 37, FP_F32, 1, &rs));
+    CHECK_OK(fp_tensor_download(back, sizeof back, row));
+    CHECK(memcmp(back, data + 37, sizeof back) == 0);
+    fp_tensor *bad = NULL;
+    CHECK_ERR(fp_tensor_view(&bad, m, 100, FP_F32, 1, &rs), FP_ESHAPE);
+    CHECK(bad == NULL);
+    int64_t zero = 0;
+    CHECK_ERR(fp_tensor_new(&bad, ctx, FP_F32, 1, &zero), FP_EINVAL);
+    fp_tensor_free(row);
+    fp_tensor_free(m);
+}
+
+int main(void)
+{
+    fp_test_seed(42);
+    fp_ctx *ctx = fp_test_ctx("");
+    CHECK(fp_ctx_profile(ctx)->uma == 1); /* lavapipe is UMA */
+    round_trips(ctx);
+    fp_test_ctx_done(ctx);
+
+    ctx = fp_test_ctx("nvidia"); /* discrete-style: staging copies */
+    CHECK(fp_ctx_profile(ctx)->uma == 0);
+    round_trips(ctx);
+    fp_test_ctx_done(ctx);
+    return fp_test_report("test_vk_tensor");
+}
