@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "fedproxy/error.h"
+#include "fedproxy/measured.h"
 #include "fedproxy/profile.h"
 
 #ifdef __cplusplus
@@ -58,6 +59,10 @@ void fp_ctx_destroy(fp_ctx *ctx);
 
 /* The effective profile (after overlay and env switches). Valid for ctx's life. */
 const fp_profile *fp_ctx_profile(const fp_ctx *ctx);
+
+/* What fp-probe measured on this device under this overlay (valid == 0 if it
+ * never ran). Kernels read their autotuned variants from it. Valid for ctx's life. */
+const fp_measured *fp_ctx_measured(const fp_ctx *ctx);
 
 /* Validation messages (warnings and errors) seen so far. */
 uint32_t fp_ctx_validation_count(const fp_ctx *ctx);

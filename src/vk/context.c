@@ -246,6 +246,12 @@ int fp_ctx_create(fp_ctx **out, const fp_ctx_opts *opts)
         fp_profile_apply_overlay(&ctx->prof, &ov);
     }
     fp_profile_apply_env(&ctx->prof);
+    if (fp_measured_load(&ctx->measured, &ctx->prof) != 0) {
+        if (ctx->measured.valid == 0 && fp_errmsg()[0] && !strstr(fp_errmsg(), "cannot open"))
+            fp_warn("ignoring the measured profile: %s", fp_errmsg());
+        memset(&ctx->measured, 0, sizeof ctx->measured);
+        fp_errclear();
+    }
 
     rc = create_device(ctx);
     if (rc)
@@ -285,6 +291,8 @@ void fp_ctx_destroy(fp_ctx *ctx)
 }
 
 const fp_profile *fp_ctx_profile(const fp_ctx *ctx) { return &ctx->prof; }
+
+const fp_measured *fp_ctx_measured(const fp_ctx *ctx) { return &ctx->measured; }
 
 uint32_t fp_ctx_validation_count(const fp_ctx *ctx)
 {

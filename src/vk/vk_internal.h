@@ -38,6 +38,7 @@ struct fp_ctx {
     VkPhysicalDevice phys;
     VkDevice dev;
     fp_profile prof;
+    fp_measured measured; /* from the cache; valid == 0 if absent */
     uint32_t api_version;
 
     uint32_t qfam_compute, qfam_transfer;
