@@ -1,4 +1,5 @@
 /* Vulkan loader, instance and the validation-message channel. */
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,14 +12,31 @@ static int load_state; /* 0 untried, 1 ok, -1 failed */
 int fp_vk_load(void)
 {
     pthread_mutex_lock(&load_lock);
-    if (load_state == 0)
-        load_state = volkInitialize() == VK_SUCCESS ? 1 : -1;
+    /* FP_VULKAN_LOADER names another loader library (a vendor's, or a missing one in tests) */
+    const char *path = getenv("FP_VULKAN_LOADER");
+    if (load_state == 0) {
+        if (path && path[0]) {
+            void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+            void *gipa = lib ? dlsym(lib, "vkGetInstanceProcAddr") : NULL;
+            if (gipa) {
+                PFN_vkGetInstanceProcAddr fn;
+                memcpy(&fn, &gipa, sizeof fn);
+                volkInitializeCustom(fn);
+                load_state = 1;
+            } else {
+                load_state = -1;
+            }
+        } else {
+            load_state = volkInitialize() == VK_SUCCESS ? 1 : -1;
+        }
+    }
     int st = load_state;
     pthread_mutex_unlock(&load_lock);
     if (st < 0)
         return fp_seterr(FP_ENOLOADER,
-                         "no Vulkan loader found (libvulkan.so.1); install the Vulkan loader and a "
-                         "driver (Debian: libvulkan1 mesa-vulkan-drivers)");
+                         "no Vulkan loader found (%s); install the Vulkan loader and a driver (Debian: "
+                         "libvulkan1 mesa-vulkan-drivers)",
+                         path && path[0] ? path : "libvulkan.so.1");
     return 0;
 }
 
@@ -127,6 +145,9 @@ int fp_instance_create(VkInstance *out, VkDebugUtilsMessengerEXT *messenger, fp_
     };
     VkInstance inst;
     VkResult r = vkCreateInstance(&ci, NULL, &inst);
+    if (r == VK_ERROR_INCOMPATIBLE_DRIVER)
+        return fp_seterr(FP_ENODEV, "no Vulkan driver found: the loader has no usable ICD (for a CPU device, "
+                                    "Debian's mesa-vulkan-drivers provides lavapipe; check VK_ICD_FILENAMES)");
     if (r != VK_SUCCESS)
         return fp_vk_fail(NULL, r, "vkCreateInstance");
     volkLoadInstanceOnly(inst);
