@@ -20,6 +20,9 @@ int fp_op_copy(fp_stream *s, fp_tensor *dst, const fp_tensor *src);
 /* y = a*x + b (f32, same numel; x may be y). */
 int fp_op_axpb(fp_stream *s, fp_tensor *y, const fp_tensor *x, float a, float b);
 
+/* The workgroup size the elementwise kernels use on ctx (tuned or default). */
+uint32_t fp_basic_wg(fp_ctx *ctx);
+
 /* One empty dispatch of `groups` workgroups. */
 int fp_op_empty(fp_stream *s, uint32_t groups);
 

@@ -1,19 +1,28 @@
 #version 450
 // dst = src, n elements (f32 words) or n/4 vec4s with VEC4; the host dispatches the
 // vec4 variant on the multiple-of-4 prefix and the scalar one on the tail.
+// Each invocation moves ITEMS elements, strided by the workgroup size so that
+// neighbouring invocations touch neighbouring addresses (llvmpipe vectorises
+// across them; GPUs coalesce them).
 #include "common.glsl"
 #ifdef VEC4
 #define T vec4
 #else
 #define T float
 #endif
+layout(constant_id = 3) const uint ITEMS = 1;
 layout(std430, binding = 0) readonly buffer Src { T src[]; };
 layout(std430, binding = 1) writeonly buffer Dst { T dst[]; };
 layout(push_constant) uniform P { uint n; uint src_off; uint dst_off; } pc;
 
 void main()
 {
-    uint i = fp_gid();
-    if (i < pc.n)
-        dst[pc.dst_off + i] = src[pc.src_off + i];
+    uint wg = gl_WorkGroupSize.x;
+    uint group = gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x;
+    uint base = group * wg * ITEMS + gl_LocalInvocationID.x;
+    for (uint k = 0; k < ITEMS; k++) {
+        uint i = base + k * wg;
+        if (i < pc.n)
+            dst[pc.dst_off + i] = src[pc.src_off + i];
+    }
 }

@@ -2,7 +2,23 @@
 #include "fedproxy/ops_basic.h"
 #include "error_internal.h"
 
-#define WG 64 /* fits every profile, including 'minimal' */
+#include <stdlib.h>
+
+#define COPY_ITEMS 1 /* vec4s per invocation: more only slowed llvmpipe (measured 1, 4, 16) */
+
+/* Workgroup size of the elementwise kernels: fp-probe's tuned "basic.wg" if it
+ * ran, else 256, always capped by the profile (64 under 'minimal'). */
+uint32_t fp_basic_wg(fp_ctx *ctx)
+{
+    const fp_profile *p = fp_ctx_profile(ctx);
+    const char *t = fp_measured_tune_get(fp_ctx_measured(ctx), "basic.wg");
+    uint32_t wg = t ? (uint32_t)strtoul(t, NULL, 10) : 256;
+    if (wg < 1)
+        wg = 64;
+    while (wg > p->max_wg_invocations || wg > p->max_wg_size[0])
+        wg /= 2;
+    return wg;
+}
 
 void fp_grid_1d(uint32_t n, uint32_t wg, uint32_t *gx, uint32_t *gy)
 {
@@ -18,16 +34,18 @@ void fp_grid_1d(uint32_t n, uint32_t wg, uint32_t *gx, uint32_t *gy)
     }
 }
 
+/* items: elements per invocation (shaders with specialization constant 3), else 0 */
 static int dispatch_1d(fp_stream *s, fp_ctx *ctx, const char *name, const fp_binding *b, uint32_t nb,
-                       const void *push, uint32_t push_size, uint32_t n)
+                       const void *push, uint32_t push_size, uint32_t n, uint32_t items)
 {
-    uint32_t spec[3] = {WG, 1, 1};
+    uint32_t wg = fp_basic_wg(ctx);
+    uint32_t spec[4] = {wg, 1, 1, items};
     fp_pipeline *p;
-    int rc = fp_pipeline_get(&p, ctx, name, spec, 3);
+    int rc = fp_pipeline_get(&p, ctx, name, spec, items ? 4 : 3);
     if (rc)
         return rc;
     uint32_t gx, gy;
-    fp_grid_1d(n, WG, &gx, &gy);
+    fp_grid_1d(n, wg * (items ? items : 1), &gx, &gy);
     return fp_stream_dispatch(s, p, b, nb, push, push_size, gx, gy, 1);
 }
 
@@ -46,11 +64,11 @@ int fp_op_copy(fp_stream *s, fp_tensor *dst, const fp_tensor *src)
     int rc = 0;
     if (vec) {
         uint32_t push[3] = {vec, 0, 0};
-        rc = dispatch_1d(s, dst->ctx, "copy_vec4", b, 2, push, sizeof push, vec);
+        rc = dispatch_1d(s, dst->ctx, "copy_vec4", b, 2, push, sizeof push, vec, COPY_ITEMS);
     }
     if (!rc && tail) {
         uint32_t push[3] = {tail, vec * 4, vec * 4};
-        rc = dispatch_1d(s, dst->ctx, "copy_f32", b, 2, push, sizeof push, tail);
+        rc = dispatch_1d(s, dst->ctx, "copy_f32", b, 2, push, sizeof push, tail, 1);
     }
     return rc;
 }
@@ -65,7 +83,7 @@ int fp_op_axpb(fp_stream *s, fp_tensor *y, const fp_tensor *x, float a, float b)
                          (long long)fp_tensor_numel(y));
     struct { uint32_t n; float a, b; } push = {(uint32_t)fp_tensor_numel(y), a, b};
     fp_binding bd[2] = {FP_R(x), FP_W(y)};
-    return dispatch_1d(s, y->ctx, "axpb_f32", bd, 2, &push, sizeof push, push.n);
+    return dispatch_1d(s, y->ctx, "axpb_f32", bd, 2, &push, sizeof push, push.n, 0);
 }
 
 int fp_op_empty(fp_stream *s, uint32_t groups)
@@ -73,7 +91,7 @@ int fp_op_empty(fp_stream *s, uint32_t groups)
     if (!s)
         return fp_seterr(FP_EINVAL, "empty: NULL stream");
     fp_pipeline *p;
-    uint32_t spec[3] = {WG, 1, 1};
+    uint32_t spec[3] = {64, 1, 1};
     int rc = fp_pipeline_get(&p, fp_stream_ctx(s), "empty", spec, 3);
     if (rc)
         return rc;

@@ -1,4 +1,5 @@
 /* Microbenchmarks for fp-probe (see include/fedproxy/probe.h). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -6,6 +7,10 @@
 #include "fedproxy/ops_basic.h"
 #include "fedproxy/probe.h"
 #include "error_internal.h"
+#include "vk/vk_internal.h"
+
+/* the probe tunes the live context, so kernels use the candidate being timed */
+static fp_measured *fp_ctx_measured_mut(fp_ctx *ctx) { return &ctx->measured; }
 
 double fp_now(void)
 {
@@ -26,7 +31,7 @@ static uint64_t probe_bytes(fp_ctx *ctx, int quick)
     return b & ~15ull;
 }
 
-int fp_probe_copy_bandwidth(double *gbps, fp_ctx *ctx, int quick)
+static int copy_bandwidth_once(double *gbps, fp_ctx *ctx, int quick)
 {
     *gbps = 0;
     int64_t n = (int64_t)(probe_bytes(ctx, quick) / 4);
@@ -57,6 +62,46 @@ int fp_probe_copy_bandwidth(double *gbps, fp_ctx *ctx, int quick)
     fp_tensor_free(a);
     fp_tensor_free(b);
     return rc;
+}
+
+/* tries the elementwise workgroup sizes the profile allows and keeps the best in
+ * the context's tune table (fp_probe_measure saves it with the rest) */
+int fp_probe_copy_bandwidth(double *gbps, fp_ctx *ctx, int quick)
+{
+    fp_measured *m = fp_ctx_measured_mut(ctx);
+    char saved[FP_TUNE_VALUE_MAX] = "";
+    const char *old = fp_measured_tune_get(m, "basic.wg");
+    if (old)
+        snprintf(saved, sizeof saved, "%s", old);
+    double best = 0;
+    uint32_t best_wg = 0;
+    static const uint32_t sizes[] = {64, 128, 256, 512};
+    const fp_profile *p = fp_ctx_profile(ctx);
+    int rc = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0] && !rc; i++) {
+        if (sizes[i] > p->max_wg_invocations || sizes[i] > p->max_wg_size[0])
+            break;
+        char v[16];
+        snprintf(v, sizeof v, "%u", sizes[i]);
+        rc = fp_measured_tune_set(m, "basic.wg", v);
+        double g = 0;
+        if (!rc)
+            rc = copy_bandwidth_once(&g, ctx, quick);
+        if (g > best) {
+            best = g;
+            best_wg = sizes[i];
+        }
+    }
+    if (rc || !best_wg) {
+        if (saved[0])
+            fp_measured_tune_set(m, "basic.wg", saved);
+        return rc;
+    }
+    char v[16];
+    snprintf(v, sizeof v, "%u", best_wg);
+    fp_measured_tune_set(m, "basic.wg", v);
+    *gbps = best;
+    return 0;
 }
 
 int fp_probe_transfer(double *h2d, double *d2h, fp_ctx *ctx, int quick)
@@ -155,14 +200,13 @@ double fp_probe_memcpy_gbps(int quick)
 
 int fp_probe_measure(fp_measured *m, fp_ctx *ctx, int quick, fp_progress_fn progress, void *user)
 {
-    const fp_measured *old = fp_ctx_measured(ctx);
-    if (old->valid)
-        *m = *old; /* keep earlier tuning entries unless re-measured */
-    else
-        memset(m, 0, sizeof *m);
     if (progress)
         progress("copy bandwidth", 0.0, user);
-    int rc = fp_probe_copy_bandwidth(&m->copy_gbps, ctx, quick);
+    double copy = 0;
+    int rc = fp_probe_copy_bandwidth(&copy, ctx, quick);
+    /* start from what the context had (earlier tuning entries survive unless re-measured) */
+    *m = *fp_ctx_measured(ctx);
+    m->copy_gbps = copy;
     if (progress)
         progress("host<->device transfer", 0.3, user);
     if (!rc)
