@@ -1,0 +1,52 @@
+#version 450
+// Global gradient norm and clipping, three stages:
+// SUMSQ: each workgroup writes one partial sum of squares of x[0..n) into
+//        partials[off + group] (grid-stride, Kahan-compensated per invocation).
+// FINAL: one workgroup sums partials[0..n): out[0] = norm, out[1] = clip scale
+//        min(1, max_norm / (norm + 1e-6)) (1 when max_norm <= 0).
+// CLIP:  x *= out[1], read on the device.
+#include "common.glsl"
+#include "train/reduce.glsl"
+layout(push_constant) uniform P { uint n; uint off; float max_norm; } pc;
+#if defined(SUMSQ)
+layout(std430, binding = 0) readonly buffer X { float x[]; };
+layout(std430, binding = 1) buffer Q { float partials[]; };
+#elif defined(FINAL)
+layout(std430, binding = 0) readonly buffer Q { float partials[]; };
+layout(std430, binding = 1) writeonly buffer O { float outv[]; };
+#else
+layout(std430, binding = 0) buffer X { float x[]; };
+layout(std430, binding = 1) readonly buffer O { float outv[]; };
+#endif
+
+void main()
+{
+#if defined(SUMSQ)
+    uint stride = gl_NumWorkGroups.x * gl_WorkGroupSize.x;
+    float s = 0.0, c = 0.0;
+    for (uint i = gl_GlobalInvocationID.x; i < pc.n; i += stride) {
+        float v = x[i];
+        float yk = v * v - c;
+        float t = s + yk;
+        c = (t - s) - yk;
+        s = t;
+    }
+    s = wg_sum(s);
+    if (gl_LocalInvocationID.x == 0)
+        partials[pc.off + gl_WorkGroupID.x] = s;
+#elif defined(FINAL)
+    float s = 0.0;
+    for (uint i = gl_LocalInvocationID.x; i < pc.n; i += gl_WorkGroupSize.x)
+        s += partials[i];
+    s = wg_sum(s);
+    if (gl_LocalInvocationID.x == 0) {
+        float nrm = sqrt(s);
+        outv[0] = nrm;
+        outv[1] = pc.max_norm > 0.0 ? min(1.0, pc.max_norm / (nrm + 1e-6)) : 1.0;
+    }
+#else
+    uint i = fp_gid();
+    if (i < pc.n)
+        x[i] *= outv[1];
+#endif
+}

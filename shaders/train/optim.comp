@@ -1,0 +1,43 @@
+#version 450
+// Optimizer updates on f32 params p with f32 grads g (scaled by gscale[1] with
+// GSCALE: the clip coefficient written by gradnorm FINAL, read on the device).
+// ADAMW: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
+//        p -= lr * (m / (1 - b1^t) / (sqrt(v / (1 - b2^t)) + eps) + wd * p)
+// SGD:   p -= lr * (g + wd * p)
+#include "common.glsl"
+layout(push_constant) uniform P { uint n; float lr; float b1; float b2; float eps; float wd; uint t; } pc;
+layout(std430, binding = 0) buffer PB { float p[]; };
+layout(std430, binding = 1) readonly buffer GB { float g[]; };
+#ifdef ADAMW
+layout(std430, binding = 2) buffer MB { float m[]; };
+layout(std430, binding = 3) buffer VB { float v[]; };
+#define GS_BINDING 4
+#else
+#define GS_BINDING 2
+#endif
+#ifdef GSCALE
+layout(std430, binding = GS_BINDING) readonly buffer SB { float gscale[]; };
+#endif
+
+void main()
+{
+    uint i = fp_gid();
+    if (i >= pc.n)
+        return;
+    float gi = g[i];
+#ifdef GSCALE
+    gi *= gscale[1];
+#endif
+    float pi = p[i];
+#ifdef ADAMW
+    float mi = pc.b1 * m[i] + (1.0 - pc.b1) * gi;
+    float vi = pc.b2 * v[i] + (1.0 - pc.b2) * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    float bc1 = 1.0 - pow(pc.b1, float(pc.t));
+    float bc2 = 1.0 - pow(pc.b2, float(pc.t));
+    p[i] = pi - pc.lr * ((mi / bc1) / (sqrt(vi / bc2) + pc.eps) + pc.wd * pi);
+#else
+    p[i] = pi - pc.lr * (gi + pc.wd * pi);
+#endif
+}
