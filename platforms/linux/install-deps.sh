@@ -7,7 +7,7 @@ pkgs=(
   build-essential cmake ninja-build pkg-config git
   libvulkan-dev libvulkan-volk-dev glslc spirv-tools
   mesa-vulkan-drivers vulkan-validationlayers vulkan-tools
-  libcjson-dev libsodium-dev libzmq3-dev
+  libcjson-dev libsodium-dev libzmq3-dev libutf8proc-dev
   libopenblas-dev liblapacke-dev
   clang libclang-rt-14-dev
 )
