@@ -14,8 +14,9 @@ if [ "${1:-}" = "--sanitize" ]; then
   # LeakSanitizer would report; leaks in our own code are still caught by the
   # device-free unit tests, which run with leak detection on.
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-  ASAN_OPTIONS=detect_leaks=1 ctest --test-dir "$dir" -L unit --output-on-failure -j "$jobs"
-  ASAN_OPTIONS=detect_leaks=0 ctest --test-dir "$dir" -L asan --output-on-failure -j 1
+  ASAN_OPTIONS=detect_leaks=1 ctest --test-dir "$dir" -L unit -LE slow --output-on-failure -j "$jobs"
+  # (two -L options: a test must carry both labels)
+  ASAN_OPTIONS=detect_leaks=0 ctest --test-dir "$dir" -L asan -L vulkan -LE slow --output-on-failure -j 1
 else
   dir=build
   cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFP_WERROR=ON >/dev/null
