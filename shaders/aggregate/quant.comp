@@ -1,0 +1,42 @@
+#version 450
+// Stochastic-rounding quantisation of f32 to the ring (two's complement u32):
+//   c = isnan(x) ? 0 : clamp(x, -clip, clip); v = c * 2^s (exact)
+//   q = floor(v) + (u < v - floor(v)),  u = (2*(h >> 9) + 1) * 2^-24, h = hash(seed, idx0 + i)
+// Only exact or correctly rounded operations: bit-exact with the C reference.
+// With VEC4 each thread does 4 consecutive coordinates (n, offsets in vec4 units).
+#include "common.glsl"
+#include "agg_hash.glsl"
+#ifdef VEC4
+layout(std430, binding = 0) readonly buffer XB { vec4 x[]; };
+layout(std430, binding = 1) writeonly buffer QB { uvec4 q[]; };
+#else
+layout(std430, binding = 0) readonly buffer XB { float x[]; };
+layout(std430, binding = 1) writeonly buffer QB { uint q[]; };
+#endif
+layout(push_constant) uniform P { uint n, xoff, qoff, idx0, seed_lo, seed_hi; float clip, scale; } pc;
+
+uint quant1(float xv, uint idx)
+{
+    float c = isnan(xv) ? 0.0 : min(max(xv, -pc.clip), pc.clip);
+    float v = c * pc.scale;
+    float f = floor(v);
+    float fr = v - f;
+    uint h = fp_agg_hash(pc.seed_lo, pc.seed_hi, idx);
+    float u = float(((h >> 9u) << 1u) | 1u) * (1.0 / 16777216.0);
+    int qi = int(f) + (u < fr ? 1 : 0);
+    return uint(qi);
+}
+
+void main()
+{
+    uint i = fp_gid();
+    if (i >= pc.n)
+        return;
+#ifdef VEC4
+    vec4 xv = x[pc.xoff + i];
+    uint b = pc.idx0 + 4u * i;
+    q[pc.qoff + i] = uvec4(quant1(xv.x, b), quant1(xv.y, b + 1u), quant1(xv.z, b + 2u), quant1(xv.w, b + 3u));
+#else
+    q[pc.qoff + i] = quant1(x[pc.xoff + i], pc.idx0 + i);
+#endif
+}

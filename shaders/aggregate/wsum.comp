@@ -1,0 +1,35 @@
+#version 450
+// Weighted sum over clients (FedAvg), one coordinate (or vec4 of them) per thread:
+//   o[i] = (acc ? o[i] : 0) + sum_{k < nk} w_k * x[xoff + k*ld + i]
+// w_k = w[woff + k], or pc.wscale for every k (streaming axpy). Clients are
+// summed in order k = 0..nk-1, as the C reference does. With VEC4, n, ld and
+// the offsets are in vec4 units.
+#include "common.glsl"
+#ifdef VEC4
+#define T vec4
+#else
+#define T float
+#endif
+layout(std430, binding = 0) readonly buffer XB { T x[]; };
+layout(std430, binding = 1) buffer OB { T o[]; };
+layout(std430, binding = 2) readonly buffer WB { float w[]; };
+layout(push_constant) uniform P {
+    uint n, nk, ld, xoff, ooff, woff, flags; // flags: 1 accumulate, 2 weight from wscale
+    float wscale;
+} pc;
+
+void main()
+{
+    uint i = fp_gid();
+    if (i >= pc.n)
+        return;
+    T acc = (pc.flags & 1u) != 0u ? o[pc.ooff + i] : T(0.0);
+    uint xi = pc.xoff + i;
+    bool pw = (pc.flags & 2u) != 0u;
+    for (uint k = 0u; k < pc.nk; k++) {
+        float wk = pw ? pc.wscale : w[pc.woff + k];
+        acc += wk * x[xi];
+        xi += pc.ld;
+    }
+    o[pc.ooff + i] = acc;
+}

@@ -1,0 +1,1037 @@
+/* Host wrappers for the aggregation shaders in shaders/aggregate/ (see
+ * include/fedproxy/ops_aggregate.h for the semantics).
+ *
+ * Every op works on windows: a binding covers at most the device's storage
+ * range, so [K, D] inputs are cut into row groups (reductions over clients are
+ * accumulated group after group, in client order) and, when one row is larger
+ * than a binding, column chunks. A window is the whole tensor when it fits
+ * (offset passed in push constants), else a view aligned down to the storage
+ * alignment plus a small element offset. Views are freed right after their
+ * dispatch is recorded (the stream keeps only the Vulkan buffer and range). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error_internal.h"
+#include "fedproxy/ops_aggregate.h"
+#include "fedproxy/ops_basic.h"
+
+static _Thread_local char last_variant[48];
+
+const char *fp_agg_last_variant(void) { return last_variant; }
+
+/* ---- device choices ----------------------------------------------------------- */
+
+/* Workgroup size of the streaming kernels: 256 where allowed (fewer groups to
+ * schedule), capped by the profile (64 under "minimal"); a tuned value
+ * ("aggregate.wg") from fp-probe wins when present and allowed. */
+static uint32_t stream_wg(const fp_ctx *ctx)
+{
+    const fp_profile *p = fp_ctx_profile(ctx);
+    uint32_t wg = 256;
+    const char *t = fp_measured_tune_get(fp_ctx_measured(ctx), "aggregate.wg");
+    if (t) {
+        unsigned v = (unsigned)strtoul(t, NULL, 10);
+        if (v >= 16 && v <= 1024 && (v & (v - 1)) == 0)
+            wg = v;
+    }
+    while (wg > p->max_wg_invocations || wg > p->max_wg_size[0])
+        wg >>= 1;
+    return wg;
+}
+
+/* Reduction workgroups: small (64) everywhere; lavapipe's barrier trees are slow
+ * past that (DESIGN.md section 5) and "minimal" allows no more. */
+static uint32_t reduce_wg(const fp_ctx *ctx)
+{
+    const fp_profile *p = fp_ctx_profile(ctx);
+    uint32_t wg = 64;
+    while (wg > p->max_wg_invocations || wg > p->max_wg_size[0])
+        wg >>= 1;
+    return wg;
+}
+
+/* Most clients one dispatch of a reduction walks per coordinate. GPUs: all that
+ * fit one binding. CPU devices (lavapipe): each client row is a separate
+ * memory stream and hardware prefetchers track only a few dozen, so groups
+ * of 8 rows (re-reading the 4-byte output once per group) stream faster.
+ * fp-probe may tune it ("aggregate.rows"); FP_AGG_ROWS overrides (experiments). */
+static int64_t max_rows(const fp_ctx *ctx)
+{
+    const char *t = getenv("FP_AGG_ROWS");
+    if (!t || !*t)
+        t = fp_measured_tune_get(fp_ctx_measured(ctx), "aggregate.rows");
+    if (t && atoll(t) > 0)
+        return atoll(t);
+    return fp_ctx_profile(ctx)->type == FP_DEVICE_CPU ? 8 : INT64_MAX;
+}
+
+static int use_vec4(const fp_ctx *ctx)
+{
+    const char *t = fp_measured_tune_get(fp_ctx_measured(ctx), "aggregate.vec4");
+    return !(t && !strcmp(t, "0"));
+}
+
+/* ---- windows ------------------------------------------------------------------ */
+
+typedef struct win {
+    const fp_tensor *t; /* what gets bound */
+    fp_tensor *view;    /* owned view, or NULL when t is the caller's tensor */
+    uint32_t delta;     /* element offset of the window's first element in t */
+} win;
+
+static uint64_t bind_align(const fp_ctx *ctx)
+{
+    uint64_t a = fp_ctx_profile(ctx)->min_storage_align;
+    return a > 16 ? a : 16;
+}
+
+/* Elements (4-byte) one window may span, leaving room for the alignment slack. */
+static int64_t range_elems(const fp_ctx *ctx)
+{
+    uint64_t r = fp_ctx_profile(ctx)->storage_range;
+    if (r > ((uint64_t)1 << 32) - 4)
+        r = ((uint64_t)1 << 32) - 4; /* element offsets are u32 in the shaders */
+    return (int64_t)((r - bind_align(ctx)) / 4);
+}
+
+/* Binds elements [e0, e0 + n) of t (4-byte elements). */
+static int win_open(win *w, const fp_tensor *t, int64_t e0, int64_t n)
+{
+    fp_ctx *ctx = t->ctx;
+    const fp_profile *p = fp_ctx_profile(ctx);
+    w->view = NULL;
+    if (t->offset % 4)
+        return fp_seterr(FP_EINVAL, "aggregate: tensor at byte offset %llu is not 4-byte aligned",
+                         (unsigned long long)t->offset);
+    if (t->nbytes <= p->storage_range && t->offset % p->min_storage_align == 0 &&
+        (uint64_t)(e0 + n) <= 0xffffffffull) {
+        w->t = t;
+        w->delta = (uint32_t)e0;
+        return 0;
+    }
+    /* a window aligned down to the storage alignment; it may start before t
+     * (t a misaligned view, e.g. a row of [K, D] with D % 4 != 0): the bytes in
+     * between belong to the same buffer and are never touched by the kernel */
+    uint64_t A = bind_align(ctx);
+    uint64_t abs0 = t->offset + (uint64_t)e0 * 4;
+    uint64_t start = abs0 - abs0 % A;
+    fp_tensor *v = malloc(sizeof *v);
+    if (!v)
+        return fp_seterr(FP_ENOMEM, "aggregate: out of memory");
+    *v = *t;
+    v->offset = start;
+    v->ndim = 1;
+    v->shape[0] = (int64_t)((abs0 - start) / 4) + n;
+    v->shape[1] = v->shape[2] = v->shape[3] = 0;
+    v->nbytes = (uint64_t)v->shape[0] * 4;
+    v->alloc_size = 0;
+    v->is_view = 1;
+    w->view = v;
+    w->t = v;
+    w->delta = (uint32_t)((abs0 - start) / 4);
+    return 0;
+}
+
+static void win_close(win *w)
+{
+    fp_tensor_free(w->view);
+    w->view = NULL;
+}
+
+/* Row groups of g rows and column chunks of dc columns such that a window of
+ * X ((g-1)*D + dc elements) fits one binding. all_rows: g must be K. */
+static int plan(const fp_ctx *ctx, const char *op, int64_t K, int64_t D, int all_rows, int64_t *g, int64_t *dc)
+{
+    int64_t R = range_elems(ctx);
+    if (all_rows) {
+        if ((K - 1) * D + 1 > R)
+            return fp_seterr(FP_EUNSUPPORTED,
+                             "%s: %lld clients x %lld coordinates need %lld elements in one binding, more than "
+                             "%s's storage range allows (%lld); process column slabs [K, dc] or use the reference",
+                             op, (long long)K, (long long)D, (long long)((K - 1) * D + 1), fp_ctx_profile(ctx)->name,
+                             (long long)R);
+        *g = K;
+        int64_t c = R - (K - 1) * D;
+        if (c > 64)
+            c -= c % 64;
+        *dc = c < D ? c : D;
+        return 0;
+    }
+    if (D <= R) {
+        int64_t r = R / D, cap = max_rows(ctx);
+        if (r > cap)
+            r = cap;
+        *g = r < K ? r : K;
+        *dc = D;
+    } else {
+        *g = 1;
+        *dc = R - R % 64;
+    }
+    return 0;
+}
+
+/* ---- argument checks ------------------------------------------------------------- */
+
+static int check_mat(const char *op, const char *name, const fp_tensor *X, fp_dtype dt, int64_t *K, int64_t *D)
+{
+    if (!X)
+        return fp_seterr(FP_EINVAL, "%s: %s is NULL", op, name);
+    if (X->dtype != dt || X->ndim != 2 || X->shape[0] < 1 || X->shape[1] < 1)
+        return fp_seterr(FP_ESHAPE, "%s: %s must be a %s [K, D] tensor (got %s with %d dims, shape[0] = %lld)", op,
+                         name, fp_dtype_name(dt), fp_dtype_name(X->dtype), X->ndim, (long long)X->shape[0]);
+    if (X->shape[1] > 0xffffffffll)
+        return fp_seterr(FP_ESHAPE, "%s: %s has %lld coordinates per client, more than 2^32-1", op, name,
+                         (long long)X->shape[1]);
+    *K = X->shape[0];
+    *D = X->shape[1];
+    return 0;
+}
+
+static int check_vec(const char *op, const char *name, const fp_tensor *v, fp_dtype dt, int64_t n)
+{
+    if (!v)
+        return fp_seterr(FP_EINVAL, "%s: %s is NULL", op, name);
+    if (v->dtype != dt || fp_tensor_numel(v) != n)
+        return fp_seterr(FP_ESHAPE, "%s: %s must be %s with %lld elements (got %s with %lld)", op, name,
+                         fp_dtype_name(dt), (long long)n, fp_dtype_name(v->dtype), (long long)fp_tensor_numel(v));
+    return 0;
+}
+
+static int get_pipe(fp_pipeline **p, fp_stream *s, const char *name, uint32_t wg)
+{
+    uint32_t spec[3] = {wg, 1, 1};
+    int rc = fp_pipeline_get(p, fp_stream_ctx(s), name, spec, 3);
+    if (!rc)
+        snprintf(last_variant, sizeof last_variant, "%s", name);
+    return rc;
+}
+
+static int dispatch_1d(fp_stream *s, const char *name, uint32_t wg, const fp_binding *b, uint32_t nb,
+                       const void *push, uint32_t psize, uint32_t n)
+{
+    fp_pipeline *p;
+    int rc = get_pipe(&p, s, name, wg);
+    if (rc)
+        return rc;
+    uint32_t gx, gy;
+    fp_grid_1d(n, wg, &gx, &gy);
+    return fp_stream_dispatch(s, p, b, nb, push, psize, gx, gy, 1);
+}
+
+/* ---- weighted sum and ring sum (shared driver) ------------------------------------------ */
+
+/* One reduction over rows [k0, k0+nk) and columns [d0, d0+n) of X (row stride ld)
+ * into out[d0..): vec4 body where every offset allows it, scalar tail. */
+typedef struct red_args {
+    const char *name; /* scalar shader; name + "_vec4" the vector one */
+    int ring;         /* ring_sum push layout (no weights) */
+    const fp_tensor *w;
+    uint32_t woff, flags;
+    float wscale;
+} red_args;
+
+static int red_dispatch(fp_stream *s, const red_args *a, fp_tensor *out, const fp_tensor *X, int64_t ld, int64_t k0,
+                        int64_t nk, int64_t d0, int64_t n)
+{
+    fp_ctx *ctx = fp_stream_ctx(s);
+    win wx, wo;
+    int rc = win_open(&wx, X, k0 * ld + d0, (nk - 1) * ld + n);
+    if (rc)
+        return rc;
+    rc = win_open(&wo, out, d0, n);
+    if (rc) {
+        win_close(&wx);
+        return rc;
+    }
+    uint32_t wg = stream_wg(ctx);
+    int vec = use_vec4(ctx) && (nk == 1 || ld % 4 == 0) && wx.delta % 4 == 0 && wo.delta % 4 == 0;
+    int64_t nv = vec ? n / 4 : 0;
+    char vname[48];
+    snprintf(vname, sizeof vname, "%s_vec4", a->name);
+    for (int pass = 0; pass < 2 && !rc; pass++) {
+        int64_t cnt = pass == 0 ? nv : n - nv * 4;
+        if (cnt == 0)
+            continue;
+        uint32_t div = pass == 0 ? 4 : 1;
+        uint32_t xoff = (wx.delta + (pass ? (uint32_t)nv * 4 : 0)) / div;
+        uint32_t ooff = (wo.delta + (pass ? (uint32_t)nv * 4 : 0)) / div;
+        uint32_t lds = (uint32_t)(ld / (nk == 1 ? 1 : div));
+        const char *nm = pass == 0 ? vname : a->name;
+        if (a->ring) {
+            uint32_t push[6] = {(uint32_t)cnt, (uint32_t)nk, lds, xoff, ooff, a->flags};
+            fp_binding b[2] = {FP_R(wx.t), FP_W(wo.t)};
+            rc = dispatch_1d(s, nm, wg, b, 2, push, sizeof push, (uint32_t)cnt);
+        } else {
+            struct { uint32_t n, nk, ld, xoff, ooff, woff, flags; float wscale; } push = {
+                (uint32_t)cnt, (uint32_t)nk, lds, xoff, ooff, a->woff + (uint32_t)k0, a->flags, a->wscale};
+            fp_binding b[3] = {FP_R(wx.t), FP_W(wo.t), FP_R(a->w)};
+            rc = dispatch_1d(s, nm, wg, b, a->w ? 3 : 2, &push, sizeof push, (uint32_t)cnt);
+        }
+    }
+    win_close(&wx);
+    win_close(&wo);
+    return rc;
+}
+
+/* Drives red_dispatch over row groups and column chunks; groups after the first accumulate. */
+static int red_run(fp_stream *s, const char *op, red_args a, fp_tensor *out, const fp_tensor *X, int64_t K,
+                   int64_t D, int accumulate)
+{
+    int64_t g = 1, dc = 1;
+    int rc = plan(fp_stream_ctx(s), op, K, D, 0, &g, &dc);
+    uint32_t base = a.flags & ~1u;
+    for (int64_t k0 = 0; k0 < K && !rc; k0 += g) {
+        int64_t nk = K - k0 < g ? K - k0 : g;
+        a.flags = base | ((k0 > 0 || accumulate) ? 1u : 0u);
+        for (int64_t d0 = 0; d0 < D && !rc; d0 += dc)
+            rc = red_dispatch(s, &a, out, X, D, k0, nk, d0, D - d0 < dc ? D - d0 : dc);
+    }
+    return rc ? fp_adderr(rc, "%s", op) : 0;
+}
+
+int fp_agg_wsum(fp_stream *s, fp_tensor *out, const fp_tensor *X, const fp_tensor *w, int accumulate)
+{
+    const char *op = "aggregate wsum";
+    int64_t K, D;
+    if (!s)
+        return fp_seterr(FP_EINVAL, "%s: NULL stream", op);
+    int rc = check_mat(op, "X", X, FP_F32, &K, &D);
+    if (!rc)
+        rc = check_vec(op, "out", out, FP_F32, D);
+    if (!rc)
+        rc = check_vec(op, "weights", w, FP_F32, K);
+    if (!rc && w->nbytes > fp_ctx_profile(fp_stream_ctx(s))->storage_range)
+        rc = fp_seterr(FP_EUNSUPPORTED, "%s: %lld weights exceed one binding", op, (long long)K);
+    if (rc)
+        return rc;
+    red_args a = {"agg_wsum", 0, w, 0, 0, 0.0f};
+    return red_run(s, op, a, out, X, K, D, accumulate);
+}
+
+int fp_agg_axpy(fp_stream *s, fp_tensor *out, const fp_tensor *x, float w)
+{
+    const char *op = "aggregate axpy";
+    if (!s || !x)
+        return fp_seterr(FP_EINVAL, "%s: NULL argument", op);
+    int64_t D = fp_tensor_numel(x);
+    int rc = check_vec(op, "x", x, FP_F32, D);
+    if (!rc)
+        rc = check_vec(op, "out", out, FP_F32, D);
+    if (rc)
+        return rc;
+    red_args a = {"agg_wsum", 0, NULL, 0, 2u, w};
+    return red_run(s, op, a, out, x, 1, D, 1);
+}
+
+int fp_agg_ring_sum(fp_stream *s, fp_tensor *out, const fp_tensor *Q, int accumulate)
+{
+    const char *op = "aggregate ring_sum";
+    int64_t K, D;
+    if (!s)
+        return fp_seterr(FP_EINVAL, "%s: NULL stream", op);
+    int rc = check_mat(op, "Q", Q, FP_U32, &K, &D);
+    if (!rc)
+        rc = check_vec(op, "out", out, FP_U32, D);
+    if (rc)
+        return rc;
+    red_args a = {"agg_ring_sum", 1, NULL, 0, 0, 0.0f};
+    return red_run(s, op, a, out, Q, K, D, accumulate);
+}
+
+static int ring_addsub(fp_stream *s, fp_tensor *acc, const fp_tensor *x, int sub)
+{
+    const char *op = sub ? "aggregate ring_sub" : "aggregate ring_add";
+    if (!s || !x)
+        return fp_seterr(FP_EINVAL, "%s: NULL argument", op);
+    int64_t D = fp_tensor_numel(x);
+    int rc = check_vec(op, "x", x, FP_U32, D);
+    if (!rc)
+        rc = check_vec(op, "acc", acc, FP_U32, D);
+    if (rc)
+        return rc;
+    red_args a = {"agg_ring_sum", 1, NULL, 0, sub ? 2u : 0u, 0.0f};
+    return red_run(s, op, a, acc, x, 1, D, 1);
+}
+
+int fp_agg_ring_add(fp_stream *s, fp_tensor *acc, const fp_tensor *x) { return ring_addsub(s, acc, x, 0); }
+int fp_agg_ring_sub(fp_stream *s, fp_tensor *acc, const fp_tensor *x) { return ring_addsub(s, acc, x, 1); }
+
+/* ---- elementwise vector ops (quantise, dequantise, TIES mean) ----------------------------- */
+
+/* Column chunks for vector ops: each window of n elements fits one binding. */
+static int64_t vec_chunk(const fp_ctx *ctx, int64_t D)
+{
+    int64_t R = range_elems(ctx);
+    R -= R % 64;
+    return D < R ? D : R;
+}
+
+int fp_agg_qparams_check(const fp_agg_qparams *p, uint32_t n_clients)
+{
+    if (!p)
+        return fp_seterr(FP_EINVAL, "quantise: NULL parameters");
+    if (!(p->clip > 0.0f) || !isfinite(p->clip))
+        return fp_seterr(FP_EINVAL, "quantise: clip must be positive and finite (got %g)", (double)p->clip);
+    if (p->scale_bits > 30)
+        return fp_seterr(FP_EINVAL, "quantise: scale_bits %u exceeds 30", p->scale_bits);
+    double m = ceil((double)p->clip * ldexp(1.0, (int)p->scale_bits));
+    if (m > 2147483647.0)
+        return fp_seterr(FP_EINVAL, "quantise: clip %g * 2^%u does not fit a signed 32-bit integer", (double)p->clip,
+                         p->scale_bits);
+    if (n_clients && m * n_clients > 2147483647.0)
+        return fp_seterr(FP_EOVERFLOW,
+                         "quantise: %u clients of values up to %.0f (clip %g * 2^%u) can sum past 2^31-1; use "
+                         "fewer scale bits",
+                         n_clients, m, (double)p->clip, p->scale_bits);
+    return 0;
+}
+
+int fp_agg_quantize(fp_stream *s, fp_tensor *q, const fp_tensor *x, const fp_agg_qparams *p)
+{
+    const char *op = "aggregate quantize";
+    if (!s || !x)
+        return fp_seterr(FP_EINVAL, "%s: NULL argument", op);
+    int rc = fp_agg_qparams_check(p, 0);
+    int64_t D = fp_tensor_numel(x);
+    if (!rc)
+        rc = check_vec(op, "x", x, FP_F32, D);
+    if (!rc)
+        rc = check_vec(op, "q", q, FP_U32, D);
+    if (rc)
+        return rc;
+    fp_ctx *ctx = fp_stream_ctx(s);
+    uint32_t wg = stream_wg(ctx);
+    int64_t dc = vec_chunk(ctx, D);
+    for (int64_t d0 = 0; d0 < D && !rc; d0 += dc) {
+        int64_t n = D - d0 < dc ? D - d0 : dc;
+        win wx, wq;
+        if ((rc = win_open(&wx, x, d0, n)))
+            break;
+        if ((rc = win_open(&wq, q, d0, n))) {
+            win_close(&wx);
+            break;
+        }
+        int vec = use_vec4(ctx) && wx.delta % 4 == 0 && wq.delta % 4 == 0;
+        int64_t nv = vec ? n / 4 : 0;
+        fp_binding b[2] = {FP_R(wx.t), FP_W(wq.t)};
+        for (int pass = 0; pass < 2 && !rc; pass++) {
+            int64_t cnt = pass == 0 ? nv : n - 4 * nv;
+            if (!cnt)
+                continue;
+            uint32_t div = pass == 0 ? 4 : 1, sk = pass ? (uint32_t)nv * 4 : 0;
+            struct { uint32_t n, xoff, qoff, idx0, lo, hi; float clip, scale; } push = {
+                (uint32_t)cnt, (wx.delta + sk) / div, (wq.delta + sk) / div,
+                p->index0 + (uint32_t)d0 + sk, (uint32_t)p->seed, (uint32_t)(p->seed >> 32), p->clip,
+                ldexpf(1.0f, (int)p->scale_bits)};
+            rc = dispatch_1d(s, pass == 0 ? "agg_quant_vec4" : "agg_quant", wg, b, 2, &push, sizeof push,
+                             (uint32_t)cnt);
+        }
+        win_close(&wx);
+        win_close(&wq);
+    }
+    return rc ? fp_adderr(rc, "%s", op) : 0;
+}
+
+int fp_agg_dequantize(fp_stream *s, fp_tensor *out, const fp_tensor *sum, uint32_t scale_bits, float post)
+{
+    const char *op = "aggregate dequantize";
+    if (!s || !sum)
+        return fp_seterr(FP_EINVAL, "%s: NULL argument", op);
+    if (scale_bits > 30)
+        return fp_seterr(FP_EINVAL, "%s: scale_bits %u exceeds 30", op, scale_bits);
+    int64_t D = fp_tensor_numel(sum);
+    int rc = check_vec(op, "sum", sum, FP_U32, D);
+    if (!rc)
+        rc = check_vec(op, "out", out, FP_F32, D);
+    if (rc)
+        return rc;
+    fp_ctx *ctx = fp_stream_ctx(s);
+    uint32_t wg = stream_wg(ctx);
+    int64_t dc = vec_chunk(ctx, D);
+    for (int64_t d0 = 0; d0 < D && !rc; d0 += dc) {
+        int64_t n = D - d0 < dc ? D - d0 : dc;
+        win wq, wo;
+        if ((rc = win_open(&wq, sum, d0, n)))
+            break;
+        if ((rc = win_open(&wo, out, d0, n))) {
+            win_close(&wq);
+            break;
+        }
+        int vec = use_vec4(ctx) && wq.delta % 4 == 0 && wo.delta % 4 == 0;
+        int64_t nv = vec ? n / 4 : 0;
+        fp_binding b[2] = {FP_R(wq.t), FP_W(wo.t)};
+        for (int pass = 0; pass < 2 && !rc; pass++) {
+            int64_t cnt = pass == 0 ? nv : n - 4 * nv;
+            if (!cnt)
+                continue;
+            uint32_t div = pass == 0 ? 4 : 1, sk = pass ? (uint32_t)nv * 4 : 0;
+            struct { uint32_t n, qoff, ooff; float step, post; } push = {
+                (uint32_t)cnt, (wq.delta + sk) / div, (wo.delta + sk) / div, ldexpf(1.0f, -(int)scale_bits), post};
+            rc = dispatch_1d(s, pass == 0 ? "agg_dequant_vec4" : "agg_dequant", wg, b, 2, &push, sizeof push,
+                             (uint32_t)cnt);
+        }
+        win_close(&wq);
+        win_close(&wo);
+    }
+    return rc ? fp_adderr(rc, "%s", op) : 0;
+}
+
+int fp_agg_ties_mean(fp_stream *s, fp_tensor *out, const fp_tensor *msum, const fp_tensor *count)
+{
+    const char *op = "aggregate ties_mean";
+    if (!s || !msum)
+        return fp_seterr(FP_EINVAL, "%s: NULL argument", op);
+    int64_t D = fp_tensor_numel(msum);
+    int rc = check_vec(op, "msum", msum, FP_F32, D);
+    if (!rc)
+        rc = check_vec(op, "count", count, FP_F32, D);
+    if (!rc)
+        rc = check_vec(op, "out", out, FP_F32, D);
+    if (rc)
+        return rc;
+    fp_ctx *ctx = fp_stream_ctx(s);
+    uint32_t wg = stream_wg(ctx);
+    int64_t dc = vec_chunk(ctx, D);
+    for (int64_t d0 = 0; d0 < D && !rc; d0 += dc) {
+        int64_t n = D - d0 < dc ? D - d0 : dc;
+        win ws, wc, wo;
+        if ((rc = win_open(&ws, msum, d0, n)))
+            break;
+        if ((rc = win_open(&wc, count, d0, n))) {
+            win_close(&ws);
+            break;
+        }
+        if ((rc = win_open(&wo, out, d0, n))) {
+            win_close(&ws);
+            win_close(&wc);
+            break;
+        }
+        uint32_t push[4] = {(uint32_t)n, ws.delta, wc.delta, wo.delta};
+        fp_binding b[3] = {FP_R(ws.t), FP_R(wc.t), FP_W(wo.t)};
+        rc = dispatch_1d(s, "agg_ties_mean", wg, b, 3, push, sizeof push, (uint32_t)n);
+        win_close(&ws);
+        win_close(&wc);
+        win_close(&wo);
+    }
+    return rc ? fp_adderr(rc, "%s", op) : 0;
+}
+
+/* ---- per-client row ops (clip, TIES trim) ---------------------------------------------------- */
+
+static int rowop(fp_stream *s, const char *op, const char *shader, fp_tensor *X, const fp_tensor *v, float c)
+{
+    int64_t K, D;
+    if (!s)
+        return fp_seterr(FP_EINVAL, "%s: NULL stream", op);
+    int rc = check_mat(op, "X", X, FP_F32, &K, &D);
+    if (!rc)
+        rc = check_vec(op, shader[4] == 'c' ? "norms" : "thresholds", v, FP_F32, K);
+    if (rc)
+        return rc;
+    fp_ctx *ctx = fp_stream_ctx(s);
+    int64_t g = 1, dc = 1;
+    if ((rc = plan(ctx, op, K, D, 0, &g, &dc)))
+        return rc;
+    uint32_t wg = stream_wg(ctx);
+    for (int64_t k0 = 0; k0 < K && !rc; k0 += g) {
+        int64_t nk = K - k0 < g ? K - k0 : g;
+        for (int64_t d0 = 0; d0 < D && !rc; d0 += dc) {
+            int64_t n = D - d0 < dc ? D - d0 : dc;
+            win wx;
+            if ((rc = win_open(&wx, X, k0 * D + d0, (nk - 1) * D + n)))
+                break;
+            struct { uint32_t n, nk, ld, xoff, voff; float c; } push = {
+                (uint32_t)n, (uint32_t)nk, (uint32_t)D, wx.delta, (uint32_t)k0, c};
+            fp_binding b[2] = {FP_W(wx.t), FP_R(v)};
+            rc = dispatch_1d(s, shader, wg, b, 2, &push, sizeof push, (uint32_t)n);
+            win_close(&wx);
+        }
+    }
+    return rc ? fp_adderr(rc, "%s", op) : 0;
+}
+
+int fp_agg_clip(fp_stream *s, fp_tensor *X, const fp_tensor *norms, float c)
+{
+    if (!(c > 0.0f))
+        return fp_seterr(FP_EINVAL, "aggregate clip: the bound must be positive (got %g)", (double)c);
+    return rowop(s, "aggregate clip", "agg_clip", X, norms, c);
+}
+
+int fp_agg_ties_trim(fp_stream *s, fp_tensor *X, const fp_tensor *thr)
+{
+    return rowop(s, "aggregate ties_trim", "agg_trim", X, thr, 0.0f);
+}
+
+/* ---- norms ----------------------------------------------------------------------------------- */
+
+#define NORM_SLICE 4096 /* coordinates per stage-1 workgroup (at most NORM_MAXP of them per chunk) */
+#define NORM_MAXP 256
+
+/* Stage-1 workgroups per column chunk of dc coordinates, and the chunk size. */
+static void norm_geom(const fp_ctx *ctx, int64_t D, int64_t *dc, int64_t *nchunks, int64_t *P)
+{
+    int64_t R = range_elems(ctx);
+    *dc = D <= R ? D : R - R % 64;
+    *nchunks = (D + *dc - 1) / *dc;
+    int64_t p = (*dc + NORM_SLICE - 1) / NORM_SLICE;
+    *P = p < NORM_MAXP ? p : NORM_MAXP;
+}
+
+int64_t fp_agg_norms_worksize(const fp_ctx *ctx, int64_t K, int64_t D)
+{
+    if (!ctx || K < 1 || D < 1)
+        return 0;
+    int64_t dc, nch, P;
+    norm_geom(ctx, D, &dc, &nch, &P);
+    return K * nch * P;
+}
+
+int fp_agg_norms(fp_stream *s, fp_tensor *norms, const fp_tensor *X, fp_tensor *work)
+{
+    const char *op = "aggregate norms";
+    int64_t K, D;
+    if (!s)
+        return fp_seterr(FP_EINVAL, "%s: NULL stream", op);
+    int rc = check_mat(op, "X", X, FP_F32, &K, &D);
+    if (!rc)
+        rc = check_vec(op, "norms", norms, FP_F32, K);
+    if (rc)
+        return rc;
+    fp_ctx *ctx = fp_stream_ctx(s);
+    int64_t need = fp_agg_norms_worksize(ctx, K, D);
+    if (!work || work->dtype != FP_F32 || fp_tensor_numel(work) < need)
+        return fp_seterr(FP_ESHAPE, "%s: work must be f32 with at least %lld elements (got %s%lld)", op,
+                         (long long)need, work ? fp_dtype_name(work->dtype) : "", work ? (long long)fp_tensor_numel(work) : 0ll);
+    if (work->nbytes > fp_ctx_profile(ctx)->storage_range)
+        return fp_seterr(FP_EUNSUPPORTED, "%s: the scratch of %lld elements exceeds one binding", op,
+                         (long long)need);
+    int64_t dc, nch, P, g = 1, gdc = 1;
+    norm_geom(ctx, D, &dc, &nch, &P);
+    if ((rc = plan(ctx, op, K, D, 0, &g, &gdc)))
+        return rc;
+    const fp_profile *pr = fp_ctx_profile(ctx);
+    int sg = pr->subgroup_ops;
+    uint32_t wg = reduce_wg(ctx);
+    if (sg && wg / (pr->subgroup_min ? pr->subgroup_min : 1) > 128)
+        sg = 0;
+    fp_pipeline *p1, *p2;
+    if ((rc = get_pipe(&p2, s, "agg_norm_finish", stream_wg(ctx))))
+        return rc;
+    if ((rc = get_pipe(&p1, s, sg ? "agg_sumsq_sg" : "agg_sumsq", wg)))
+        return rc;
+    int64_t pstride = nch * P;
+    for (int64_t k0 = 0; k0 < K && !rc; k0 += g) {
+        int64_t nk = K - k0 < g ? K - k0 : g;
+        for (int64_t c = 0; c < nch && !rc; c++) {
+            int64_t d0 = c * dc, n = D - d0 < dc ? D - d0 : dc;
+            /* all P groups run (empty slices write 0), so every slot of work is defined */
+            uint32_t sl = (uint32_t)((n + P - 1) / P);
+            win wx;
+            if ((rc = win_open(&wx, X, k0 * D + d0, (nk - 1) * D + n)))
+                break;
+            uint32_t push[6] = {(uint32_t)n, (uint32_t)D, wx.delta, sl, (uint32_t)(k0 * pstride + c * P),
+                                (uint32_t)pstride};
+            fp_binding b[2] = {FP_R(wx.t), FP_W(work)};
+            rc = fp_stream_dispatch(s, p1, b, 2, push, sizeof push, (uint32_t)P, (uint32_t)nk, 1);
+            win_close(&wx);
+        }
+    }
+    if (!rc) {
+        uint32_t push[2] = {(uint32_t)K, (uint32_t)pstride};
+        fp_binding b[2] = {FP_R(work), FP_W(norms)};
+        uint32_t gx, gy;
+        fp_grid_1d((uint32_t)K, stream_wg(ctx), &gx, &gy);
+        rc = fp_stream_dispatch(s, p2, b, 2, push, sizeof push, gx, gy, 1);
+    }
+    return rc ? fp_adderr(rc, "%s", op) : 0;
+}
+
+/* ---- order statistics -------------------------------------------------------------------------- */
+
+#define ORDER_NET_MAX_K 32
+
+/* Column slab width for the gathered path: K * dc elements fit one binding. */
+static int64_t order_slab(const fp_ctx *ctx, int64_t K, int64_t D)
+{
+    int64_t dc = range_elems(ctx) / K;
+    if (dc > 64)
+        dc -= dc % 64;
+    return dc < D ? dc : D;
+}
+
+int64_t fp_agg_order_worksize(const fp_ctx *ctx, int64_t K, int64_t D)
+{
+    if (!ctx || K < 1 || D < 1)
+        return 0;
+    if ((K - 1) * D + 1 <= range_elems(ctx))
+        return 0; /* X binds directly */
+    return K * order_slab(ctx, K, D);
+}
+
+/* One dispatch over n coordinates: values of client k at src[xoff + k*ld + j]. */
+static int order_dispatch(fp_stream *s, const char *name, uint32_t wg, const fp_tensor *src, uint32_t xoff,
+                          int64_t ld, int64_t K, int64_t n, fp_tensor *out, int64_t d0, uint32_t b)
+{
+    win wo;
+    int rc = win_open(&wo, out, d0, n);
+    if (rc)
+        return rc;
+    uint32_t push[7] = {(uint32_t)n, (uint32_t)K, (uint32_t)ld, xoff, wo.delta, b, (uint32_t)(K - 1 - b)};
+    fp_binding bd[2] = {FP_R(src), FP_W(wo.t)};
+    rc = dispatch_1d(s, name, wg, bd, 2, push, sizeof push, (uint32_t)n);
+    win_close(&wo);
+    return rc;
+}
+
+static int order_stat(fp_stream *s, const char *op, fp_tensor *out, const fp_tensor *X, int median, uint32_t b,
+                      fp_tensor *work)
+{
+    int64_t K, D;
+    if (!s)
+        return fp_seterr(FP_EINVAL, "%s: NULL stream", op);
+    int rc = check_mat(op, "X", X, FP_F32, &K, &D);
+    if (!rc)
+        rc = check_vec(op, "out", out, FP_F32, D);
+    if (rc)
+        return rc;
+    if (median)
+        b = (uint32_t)((K - 1) / 2);
+    if (2 * (int64_t)b >= K)
+        return fp_seterr(FP_EINVAL, "%s: trimming %u from each end of %lld clients leaves nothing", op, b,
+                         (long long)K);
+    /* K <= 32: sorting network in registers; beyond: radix select (any K) */
+    char name[32] = "agg_order_radix";
+    if (K <= ORDER_NET_MAX_K) {
+        uint32_t kp = 4;
+        while (kp < K)
+            kp <<= 1;
+        snprintf(name, sizeof name, "agg_order_k%u", kp);
+    }
+    fp_ctx *ctx = fp_stream_ctx(s);
+    /* register-heavy networks and long per-thread loops: small groups (64) */
+    uint32_t wg = reduce_wg(ctx);
+    int64_t need = fp_agg_order_worksize(ctx, K, D);
+    if (need == 0) {
+        int64_t g = 1, dc = 1;
+        if ((rc = plan(ctx, op, K, D, 1, &g, &dc)))
+            return rc;
+        for (int64_t d0 = 0; d0 < D && !rc; d0 += dc) {
+            int64_t n = D - d0 < dc ? D - d0 : dc;
+            win wx;
+            if ((rc = win_open(&wx, X, d0, (K - 1) * D + n)))
+                break;
+            rc = order_dispatch(s, name, wg, wx.t, wx.delta, D, K, n, out, d0, b);
+            win_close(&wx);
+        }
+        return rc ? fp_adderr(rc, "%s", op) : 0;
+    }
+    /* too big for one binding: gather column slabs [K, dc] into work (transfer copies) */
+    if (!work || work->dtype != FP_F32 || fp_tensor_numel(work) < need)
+        return fp_seterr(FP_EUNSUPPORTED,
+                         "%s: %lld clients x %lld coordinates do not fit one binding on %s (storage range %llu "
+                         "bytes); pass an f32 work tensor of fp_agg_order_worksize = %lld elements",
+                         op, (long long)K, (long long)D, fp_ctx_profile(ctx)->name,
+                         (unsigned long long)fp_ctx_profile(ctx)->storage_range, (long long)need);
+    if (work->offset % fp_ctx_profile(ctx)->min_storage_align)
+        return fp_seterr(FP_EINVAL, "%s: the work tensor is not aligned for binding", op);
+    int64_t dc = order_slab(ctx, K, D);
+    for (int64_t d0 = 0; d0 < D && !rc; d0 += dc) {
+        int64_t n = D - d0 < dc ? D - d0 : dc;
+        for (int64_t k = 0; k < K && !rc; k++) {
+            fp_tensor *src = NULL, *dst = NULL;
+            rc = fp_tensor_view(&src, (fp_tensor *)X, k * D + d0, FP_F32, 1, &n);
+            if (!rc)
+                rc = fp_tensor_view(&dst, work, k * n, FP_F32, 1, &n);
+            if (!rc)
+                rc = fp_stream_copy(s, dst, src);
+            fp_tensor_free(src);
+            fp_tensor_free(dst);
+        }
+        if (!rc) {
+            int64_t kn = K * n;
+            fp_tensor *slab = NULL;
+            rc = fp_tensor_view(&slab, work, 0, FP_F32, 1, &kn);
+            if (!rc)
+                rc = order_dispatch(s, name, wg, slab, 0, n, K, n, out, d0, b);
+            fp_tensor_free(slab);
+        }
+    }
+    return rc ? fp_adderr(rc, "%s (gathered)", op) : 0;
+}
+
+int fp_agg_trimmed_mean(fp_stream *s, fp_tensor *out, const fp_tensor *X, uint32_t b, fp_tensor *work)
+{
+    return order_stat(s, "aggregate trimmed_mean", out, X, 0, b, work);
+}
+
+int fp_agg_median(fp_stream *s, fp_tensor *out, const fp_tensor *X, fp_tensor *work)
+{
+    return order_stat(s, "aggregate median", out, X, 1, 0, work);
+}
+
+/* ---- TIES masked sums ------------------------------------------------------------------------------ */
+
+int fp_agg_ties_masked(fp_stream *s, fp_tensor *msum, fp_tensor *count, const fp_tensor *X,
+                       const fp_tensor *total, int accumulate)
+{
+    const char *op = "aggregate ties_masked";
+    int64_t K, D;
+    if (!s)
+        return fp_seterr(FP_EINVAL, "%s: NULL stream", op);
+    int rc = check_mat(op, "X", X, FP_F32, &K, &D);
+    if (!rc)
+        rc = check_vec(op, "total", total, FP_F32, D);
+    if (!rc)
+        rc = check_vec(op, "msum", msum, FP_F32, D);
+    if (!rc)
+        rc = check_vec(op, "count", count, FP_F32, D);
+    if (rc)
+        return rc;
+    fp_ctx *ctx = fp_stream_ctx(s);
+    int64_t g = 1, dc = 1;
+    if ((rc = plan(ctx, op, K, D, 0, &g, &dc)))
+        return rc;
+    uint32_t wg = stream_wg(ctx);
+    for (int64_t k0 = 0; k0 < K && !rc; k0 += g) {
+        int64_t nk = K - k0 < g ? K - k0 : g;
+        uint32_t flags = (k0 > 0 || accumulate) ? 1u : 0u;
+        for (int64_t d0 = 0; d0 < D && !rc; d0 += dc) {
+            int64_t n = D - d0 < dc ? D - d0 : dc;
+            win w[4];
+            const fp_tensor *ts[4] = {X, total, msum, count};
+            int opened = 0;
+            for (; opened < 4 && !rc; opened++)
+                rc = win_open(&w[opened], ts[opened], opened == 0 ? k0 * D + d0 : d0,
+                              opened == 0 ? (nk - 1) * D + n : n);
+            if (rc)
+                opened--;
+            if (!rc) {
+                uint32_t push[8] = {(uint32_t)n, (uint32_t)nk, (uint32_t)D, w[0].delta, w[1].delta, w[2].delta,
+                                    w[3].delta, flags};
+                fp_binding b[4] = {FP_R(w[0].t), FP_R(w[1].t), FP_W(w[2].t), FP_W(w[3].t)};
+                rc = dispatch_1d(s, "agg_ties_masked", wg, b, 4, push, sizeof push, (uint32_t)n);
+            }
+            for (int i = 0; i < opened; i++)
+                win_close(&w[i]);
+        }
+    }
+    return rc ? fp_adderr(rc, "%s", op) : 0;
+}
+
+/* ---- benchmark ---------------------------------------------------------------------------------- */
+
+#include <cJSON.h>
+#include <time.h>
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+typedef struct bench_env {
+    fp_tensor *X, *Xu, *Xr, *w, *out, *out2, *out3, *q, *nrm, *work, *owork, *cbig, *cbig2;
+    fp_agg_qparams qp;
+} bench_env;
+
+enum { B_COPY, B_WSUM, B_AXPY, B_RING_SUM, B_RING_ADD, B_QUANT, B_DEQUANT, B_NORMS, B_CLIP, B_MEDIAN, B_TRIM_MEAN,
+       B_TIES_TRIM, B_TIES_MASKED, B_TIES_MEAN, B_COUNT };
+static const char *const bench_names[B_COUNT] = {
+    "copy", "wsum", "axpy", "ring_sum", "ring_add", "quantize", "dequantize", "norms", "clip", "median",
+    "trimmed_mean", "ties_trim", "ties_masked", "ties_mean"};
+static const int bench_streaming[B_COUNT] = {0, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0};
+
+static int bench_record(fp_stream *s, bench_env *e, int which, int64_t K)
+{
+    switch (which) {
+    case B_COPY: return fp_op_copy(s, e->cbig2, e->cbig);
+    case B_WSUM: return fp_agg_wsum(s, e->out, e->X, e->w, 0);
+    case B_AXPY: return fp_agg_axpy(s, e->out, e->out2, 0.5f);
+    case B_RING_SUM: return fp_agg_ring_sum(s, e->q, e->Xu, 0);
+    case B_RING_ADD: return fp_agg_ring_add(s, e->q, e->Xr);
+    case B_QUANT: return fp_agg_quantize(s, e->q, e->out2, &e->qp);
+    case B_DEQUANT: return fp_agg_dequantize(s, e->out, e->q, 16, 0.1f);
+    case B_NORMS: return fp_agg_norms(s, e->nrm, e->X, e->work);
+    case B_CLIP: return fp_agg_clip(s, e->X, e->nrm, 1e30f);
+    case B_MEDIAN: return fp_agg_median(s, e->out, e->X, e->owork);
+    case B_TRIM_MEAN: return fp_agg_trimmed_mean(s, e->out, e->X, (uint32_t)(K / 10), e->owork);
+    case B_TIES_TRIM: return fp_agg_ties_trim(s, e->X, e->w); /* thresholds: any K values */
+    case B_TIES_MASKED: return fp_agg_ties_masked(s, e->out, e->out3, e->X, e->out2, 0);
+    case B_TIES_MEAN: return fp_agg_ties_mean(s, e->out, e->out2, e->out3);
+    }
+    return FP_EINVAL;
+}
+
+static double bench_bytes(int which, int64_t K, int64_t D, int64_t copy_n)
+{
+    double kd = (double)K * (double)D * 4.0, d = (double)D * 4.0;
+    switch (which) {
+    case B_COPY: return 2.0 * (double)copy_n * 4.0;
+    case B_WSUM: case B_RING_SUM: return kd + d;
+    case B_AXPY: return 3.0 * d;
+    case B_RING_ADD: return 3.0 * d;
+    case B_QUANT: case B_DEQUANT: return 2.0 * d;
+    case B_NORMS: return kd;
+    case B_CLIP: case B_TIES_TRIM: return 2.0 * kd;
+    case B_MEDIAN: case B_TRIM_MEAN: return kd + d;
+    case B_TIES_MASKED: return kd + 3.0 * d;
+    case B_TIES_MEAN: return 3.0 * d;
+    }
+    return 0;
+}
+
+/* Best seconds per op over runs of `inner` back-to-back ops (one submit each run). */
+static int bench_time(fp_stream *s, bench_env *e, int which, int64_t K, int inner, int runs, double *best)
+{
+    int rc = bench_record(s, e, which, K); /* warm-up: pipeline creation, first touch */
+    if (!rc)
+        rc = fp_stream_run(s);
+    *best = 1e30;
+    for (int r = 0; r < runs && !rc; r++) {
+        for (int i = 0; i < inner && !rc; i++)
+            rc = bench_record(s, e, which, K);
+        double t0 = now_s();
+        if (!rc)
+            rc = fp_stream_run(s);
+        double t = (now_s() - t0) / inner;
+        if (t < *best)
+            *best = t;
+    }
+    return rc;
+}
+
+static void bench_free(bench_env *e)
+{
+    fp_tensor *all[] = {e->Xr, e->Xu, e->X, e->w, e->out, e->out2, e->out3, e->q, e->nrm, e->work, e->owork, e->cbig, e->cbig2};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        fp_tensor_free(all[i]);
+    memset(e, 0, sizeof *e);
+}
+
+static int bench_fill(fp_tensor *t, int64_t n, uint32_t seed)
+{
+    float *h = malloc((size_t)n * sizeof *h);
+    if (!h)
+        return fp_seterr(FP_ENOMEM, "bench: out of memory");
+    uint32_t x = seed * 2654435761u + 1u;
+    for (int64_t i = 0; i < n; i++) {
+        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+        h[i] = ((float)(x >> 8) * 0x1p-24f - 0.5f) * 0.02f;
+    }
+    int rc = fp_tensor_upload(t, h, (size_t)n * sizeof *h);
+    free(h);
+    return rc;
+}
+
+int fp_bench_aggregate(fp_ctx *ctx, int quick, char **json_out)
+{
+    if (!ctx || !json_out)
+        return fp_seterr(FP_EINVAL, "bench aggregate: NULL argument");
+    *json_out = NULL;
+    const int64_t D = 1 << 20, copy_n = 16 << 20; /* 4 MiB update, 64 MiB copy */
+    const int64_t Ks[2] = {10, 100};
+    int nK = quick ? 1 : 2, runs = quick ? 2 : 3, inner = quick ? 2 : 4;
+    cJSON *root = cJSON_CreateObject(), *arr = cJSON_CreateArray();
+    if (!root || !arr) {
+        cJSON_Delete(root);
+        cJSON_Delete(arr);
+        return fp_seterr(FP_ENOMEM, "bench aggregate: out of memory");
+    }
+    cJSON_AddStringToObject(root, "family", "aggregate");
+    cJSON_AddStringToObject(root, "device", fp_ctx_profile(ctx)->name);
+    cJSON_AddStringToObject(root, "overlay", fp_ctx_profile(ctx)->overlay);
+    cJSON_AddNumberToObject(root, "D", (double)D);
+    cJSON_AddItemToObject(root, "kernels", arr);
+    fp_stream *s = NULL;
+    bench_env e;
+    memset(&e, 0, sizeof e);
+    e.qp = (fp_agg_qparams){.clip = 1.0f, .scale_bits = 16, .seed = 0x1234567890abcdefull, .index0 = 0};
+    int rc = fp_stream_new(&s, ctx);
+    double copy_gbps = 0;
+    /* copy bandwidth first: the reference every kernel is compared with */
+    if (!rc)
+        rc = fp_tensor_new(&e.cbig, ctx, FP_F32, 1, &copy_n);
+    if (!rc)
+        rc = fp_tensor_new(&e.cbig2, ctx, FP_F32, 1, &copy_n);
+    if (!rc)
+        rc = fp_tensor_zero(e.cbig);
+    if (!rc) {
+        double t;
+        rc = bench_time(s, &e, B_COPY, 1, inner, runs, &t);
+        if (!rc)
+            copy_gbps = bench_bytes(B_COPY, 1, D, copy_n) / t / 1e9;
+    }
+    fp_tensor_free(e.cbig);
+    fp_tensor_free(e.cbig2);
+    e.cbig = e.cbig2 = NULL;
+    cJSON_AddNumberToObject(root, "copy_gbps", copy_gbps);
+    double worst_stream_ratio = 1e30;
+    for (int ki = 0; ki < nK && !rc; ki++) {
+        int64_t K = Ks[ki], shp[2] = {K, D};
+        rc = fp_tensor_new(&e.X, ctx, FP_F32, 2, shp);
+        if (!rc)
+            rc = fp_tensor_view(&e.Xu, e.X, 0, FP_U32, 2, shp);
+        if (!rc)
+            rc = fp_tensor_view(&e.Xr, e.X, 0, FP_U32, 1, &D);
+        if (!rc)
+            rc = fp_tensor_new(&e.w, ctx, FP_F32, 1, &K);
+        if (!rc)
+            rc = fp_tensor_new(&e.nrm, ctx, FP_F32, 1, &K);
+        fp_tensor **vs[4] = {&e.out, &e.out2, &e.out3, NULL};
+        for (int i = 0; i < 3 && !rc; i++)
+            rc = fp_tensor_new(vs[i], ctx, FP_F32, 1, &D);
+        if (!rc)
+            rc = fp_tensor_new(&e.q, ctx, FP_U32, 1, &D);
+        int64_t ws = fp_agg_norms_worksize(ctx, K, D);
+        if (!rc)
+            rc = fp_tensor_new(&e.work, ctx, FP_F32, 1, &ws);
+        int64_t ows = fp_agg_order_worksize(ctx, K, D);
+        if (!rc && ows)
+            rc = fp_tensor_new(&e.owork, ctx, FP_F32, 1, &ows);
+        if (!rc)
+            rc = bench_fill(e.X, K * D, 1);
+        if (!rc)
+            rc = bench_fill(e.w, K, 2);
+        if (!rc)
+            rc = bench_fill(e.out2, D, 3);
+        if (!rc)
+            rc = bench_fill(e.out3, D, 4);
+        for (int b = B_WSUM; b < B_COUNT && !rc; b++) {
+            if (ki > 0 && (b == B_AXPY || b == B_RING_ADD || b == B_QUANT || b == B_DEQUANT || b == B_TIES_MEAN))
+                continue; /* independent of K */
+            int heavy = b == B_MEDIAN || b == B_TRIM_MEAN;
+            double t;
+            rc = bench_time(s, &e, b, K, heavy ? 1 : inner, heavy ? (quick ? 1 : 2) : runs, &t);
+            if (rc)
+                break;
+            double gbps = bench_bytes(b, K, D, copy_n) / t / 1e9;
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "kernel", bench_names[b]);
+            cJSON_AddNumberToObject(o, "K", (double)K);
+            cJSON_AddStringToObject(o, "variant", fp_agg_last_variant());
+            cJSON_AddNumberToObject(o, "ms", t * 1e3);
+            cJSON_AddNumberToObject(o, "gbps", gbps);
+            cJSON_AddNumberToObject(o, "ratio_to_copy", copy_gbps > 0 ? gbps / copy_gbps : 0);
+            cJSON_AddBoolToObject(o, "streaming", bench_streaming[b]);
+            if (heavy)
+                cJSON_AddBoolToObject(o, "gathered", e.owork != NULL);
+            cJSON_AddItemToArray(arr, o);
+            if (bench_streaming[b] && copy_gbps > 0 && gbps / copy_gbps < worst_stream_ratio)
+                worst_stream_ratio = gbps / copy_gbps;
+        }
+        bench_free(&e);
+    }
+    bench_free(&e);
+    fp_stream_free(s);
+    if (rc) {
+        cJSON_Delete(root);
+        return fp_adderr(rc, "bench aggregate");
+    }
+    cJSON_AddNumberToObject(root, "worst_streaming_ratio", worst_stream_ratio < 1e29 ? worst_stream_ratio : 0);
+    *json_out = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return *json_out ? 0 : fp_seterr(FP_ENOMEM, "bench aggregate: out of memory");
+}
