@@ -1,0 +1,328 @@
+/* fedproxy: federation rounds — the server and client state machines over the
+ * network (transport.h, chunk.h, msg.h, secagg.h), the pluggable trainer and
+ * aggregator interfaces, the in-process simulator and the federation benchmark.
+ *
+ * Protocol (every message is a signed fp_msg envelope; envelopes larger than
+ * FP_FED_DIRECT_MAX bytes travel as chunked transfers, chunk.h):
+ *   JOIN   (round 0)  C->S HELLO   {"name","samples","device":{...}}
+ *                     S->C WELCOME {"session","name","id","rank","batch","seq","why",
+ *                                   "dim","proxy_bytes","proxy_sig"}
+ *                     S->C MODEL   BYTES: the proxy file, once per client and session
+ *                                  (its Ed25519 signature by the server is proxy_sig;
+ *                                  the client verifies before using it)
+ *   CONFIG (round r)  S->C ROUND_START {"round","index","steps","lr","rank","batch","seq",
+ *                                   "secagg", and with secagg: "members":[{"id","key",
+ *                                   "weight"}],"threshold","degree","graph_seed","clip",
+ *                                   "scale_bits"}
+ *                     S->C MODEL   TENSOR f32 [dim]: the global adapter vector
+ *   TRAIN  (plain)    C->S UPDATE  JSON {"samples","loss","steps"}, then UPDATE TENSOR f32 [dim]
+ *   ADVERTISE..UNMASK (secure)  C->S UPDATE JSON (stage ADVERTISE), SA_ADVERTISE,
+ *                     SA_SHARE_KEYS, SA_MASKED, SA_UNMASK (BYTES: secagg.h messages);
+ *                     S->C SA_BROADCAST (stage = the stage it opens: KEYS, RELAY,
+ *                     UNMASK_REQ)
+ *   DONE              S->C ROUND_END {"round","index","status","included","loss"}
+ *   end of session    S->C BYE
+ * Wire round numbers ("round") increase with every attempt and are never reused,
+ * also across a resumed server; "index" counts completed rounds (a retried round
+ * keeps its index). The client answers a silent server with HELLO every
+ * idle_hello_ms, which is how a restarted server learns its clients again.
+ *
+ * FedAvg weights: each client's weight is the sample count it declared at
+ * registration. With secure aggregation, client k sends the ring vector
+ * [w_k * clip(u_k), w_k * clip] (w_k = samples_k / max samples among the
+ * selected, so |entries| <= clip) and the server divides the secure sum's
+ * first dim entries by its last one / clip.
+ *
+ * Ownership: each create has its destroy; strings returned in *out are
+ * malloc'd (caller frees). Threading: one server or client object per thread;
+ * fp_fed_server_stop may be called from any thread. Reports are delivered on
+ * the server's thread.
+ */
+#ifndef FEDPROXY_FED_H
+#define FEDPROXY_FED_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fedproxy/identity.h"
+#include "fedproxy/recommend.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FP_FED_PATH_MAX 512u
+#define FP_FED_NAME_MAX 64u
+#define FP_FED_DIRECT_MAX ((size_t)1 << 20) /* larger envelopes go chunked */
+#define FP_FED_MAX_DIM ((uint64_t)1 << 28)
+#define FP_FED_MAX_OVERRIDES 64u
+
+/* ---- trainer interface ---------------------------------------------------- */
+
+typedef struct fp_fed_task {
+    uint32_t round; /* wire round */
+    uint32_t index; /* completed-round index: seeds anything that must not change on a retry */
+    int steps;      /* local steps E */
+    float lr;
+    int rank, batch, seq; /* assignment from registration */
+} fp_fed_task;
+
+/* A local trainer. train: given the global vector global[0..dim), writes the
+ * update (new local weights minus global) into update[0..dim), the number of
+ * samples it used and the loss of the global weights on its data (before
+ * training: that is the federated evaluation). Returns 0 or FP_E*. */
+typedef struct fp_trainer {
+    void *ctx;
+    int (*train)(void *ctx, float *update, uint64_t *samples, float *loss, const float *global,
+                 size_t dim, const fp_fed_task *task);
+    void (*destroy)(void *ctx); /* may be NULL */
+} fp_trainer;
+
+/* The stand-in trainer. Its data file (`fp join --data FILE`) is JSON:
+ *   {"samples": 120, "target": [0.5, -1.0, ...]}                  explicit target, or
+ *   {"samples": 120, "dim": 1000000, "target_seed": 7, "target_scale": 0.5}
+ * plus optional "noise" (standard deviation added per step, default 0) and
+ * "seed" (noise seed, default 1). Each step moves the local weights w toward
+ * the client's private target: w += lr * (target - w) + noise; the update is
+ * w - global and the loss 0.5 * mean((global - target)^2). With noise 0,
+ * FedAvg converges to the sample-weighted mean of the targets (with lr = 1 and
+ * E = 1 it reaches it after one round), which tests assert. */
+typedef struct fp_standin_data {
+    uint64_t samples;
+    size_t dim;
+    float *target; /* dim floats, malloc'd */
+    float noise;
+    uint64_t seed;
+} fp_standin_data;
+
+int fp_standin_data_load(fp_standin_data *out, const char *path);
+int fp_standin_data_parse(fp_standin_data *out, const char *json, size_t len, const char *what);
+/* The target a generated data file describes (deterministic in seed). */
+int fp_standin_target_gen(float *out, size_t dim, uint64_t target_seed, float target_scale);
+void fp_standin_data_free(fp_standin_data *d);
+/* A trainer owning a copy of d (d stays the caller's). */
+int fp_standin_trainer(fp_trainer *out, const fp_standin_data *d);
+/* One client's update as the stand-in computes it (for tests' direct computation). */
+void fp_standin_update(float *update, const float *global, const float *target, size_t dim, int steps,
+                       float lr, float noise, uint64_t seed, uint32_t index);
+
+/* ---- aggregators ------------------------------------------------------------
+ * An aggregator turns the round's updates into the global delta. It declares
+ * whether it composes with secure aggregation and, if so, as how many secure
+ * sums of which vectors: client_vector builds a client's vector for pass p
+ * (given the previous passes' results), finish_secure turns the pass sums into
+ * the delta. fedavg is one pass of dim+1 elements. Plain (non-secure)
+ * aggregation sees every update: aggregate_plain. */
+typedef struct fp_aggregator {
+    const char *name;
+    int secure_ok;        /* composes with secure aggregation */
+    unsigned secure_sums; /* passes when secure (0 if !secure_ok) */
+    /* Length of the pass-p vector for updates of dim elements. */
+    size_t (*secure_len)(unsigned pass, size_t dim);
+    /* Client side of pass p: out[secure_len) from the update, the client's
+     * weight w in (0,1] and the clip; prev: earlier passes' results (NULL for 0). */
+    int (*client_vector)(float *out, unsigned pass, const float *update, size_t dim, double w, float clip,
+                         const float *const *prev);
+    /* Server side: delta[dim] from the pass sums. */
+    int (*finish_secure)(float *delta, size_t dim, const float *const *sums, float clip);
+    /* Server side, plain: delta[dim] from K updates (rows, in client order) and
+     * their weights (> 0). */
+    int (*aggregate_plain)(float *delta, const float *const *updates, const double *weights, size_t K,
+                           size_t dim);
+} fp_aggregator;
+
+/* Looks up "fedavg", "median" or "trimmed-mean" (the robust ones: plain only).
+ * FP_ENOTFOUND with the list of names otherwise. */
+int fp_aggregator_find(const fp_aggregator **out, const char *name);
+
+/* ---- server -------------------------------------------------------------- */
+
+typedef struct fp_fed_override {
+    char name[FP_FED_NAME_MAX]; /* client name from clients.json, or its key in hex */
+    int rank, batch, seq;       /* 0 = keep the recommendation */
+} fp_fed_override;
+
+typedef struct fp_fed_server_config {
+    char endpoint[FP_FED_PATH_MAX];  /* "tcp://127.0.0.1:0": any free port */
+    char keys_dir[FP_FED_PATH_MAX];  /* server identity (fp keygen) */
+    char clients[FP_FED_PATH_MAX];   /* clients.json allow-list */
+    char state_dir[FP_FED_PATH_MAX]; /* checkpoint.bin lives here */
+    char proxy[FP_FED_PATH_MAX];     /* file sent once, signed ("" = none) */
+    char aggregator[32];             /* "fedavg" */
+    uint32_t rounds;                 /* completed rounds to run */
+    uint32_t min_clients;            /* to start a round; and selection minimum */
+    double fraction;                 /* of available clients selected per round */
+    uint32_t quorum;                 /* updates needed for a round to count */
+    uint32_t max_attempts;           /* rounds tried in all (retries included) */
+    int stage_timeout_ms;            /* straggler deadline per stage */
+    int register_timeout_ms;         /* waiting for min_clients before a round */
+    int steps;                       /* local steps E */
+    float lr;
+    uint64_t dim;                    /* global vector length */
+    uint64_t init_seed;              /* 0: zeros; else uniform(-init_scale, init_scale) */
+    float init_scale;
+    uint64_t seed;                   /* selection RNG (0: random, recorded in the checkpoint) */
+    int secagg;                      /* secure aggregation on */
+    uint32_t threshold;              /* SecAgg t (0: auto, (k+1)/2 + 1) */
+    uint32_t degree;                 /* SecAgg k (0: auto: full up to 16 clients, else 2*ceil(log2 n)) */
+    float clip;                      /* SecAgg ring clip */
+    unsigned scale_bits;             /* 0: the largest that cannot overflow */
+    fp_model_shape model;            /* for fp_recommend_train ("bench" by default) */
+    uint32_t n_overrides;
+    fp_fed_override overrides[FP_FED_MAX_OVERRIDES];
+} fp_fed_server_config;
+
+/* Defaults: endpoint tcp://127.0.0.1:0, fedavg, 3 rounds, min_clients 2,
+ * fraction 1, quorum 2, max_attempts 3*rounds, 10 s stages, 30 s registration,
+ * 1 step, lr 1, dim 16, clip 1, model bench. */
+void fp_fed_server_config_default(fp_fed_server_config *c);
+
+/* server.json: an object with the fields above by name (all optional but
+ * "keys" and "clients"): "endpoint","keys","clients","state_dir","proxy",
+ * "aggregator","rounds","min_clients","fraction","quorum","max_attempts",
+ * "stage_timeout_ms","register_timeout_ms","steps","lr","dim","init_seed",
+ * "init_scale","seed","secagg","threshold","degree","clip","scale_bits",
+ * "overrides":{"<name or key hex>":{"rank":8,"batch":2,"seq":128}}.
+ * Relative paths are relative to the file's directory. Strict: unknown keys
+ * are FP_EFORMAT. */
+int fp_fed_server_config_load(fp_fed_server_config *out, const char *path);
+int fp_fed_server_config_parse(fp_fed_server_config *out, const char *json, size_t len, const char *base_dir);
+
+/* What happened in one round attempt. */
+typedef struct fp_fed_round_report {
+    uint32_t round, index;
+    int status;                 /* 0 ok, FP_EABORT: too few survivors (retried) */
+    uint32_t selected, included;
+    char joined[1024];          /* names, comma-separated */
+    char dropped[1024];
+    uint64_t bytes_sent, bytes_recv; /* this attempt, all clients */
+    double stage_ms[8];         /* per enum fp_msg_stage */
+    double total_ms;
+    double loss;                /* sample-weighted loss reported by included clients (NaN if none) */
+    uint64_t rejected;          /* messages refused this attempt */
+} fp_fed_round_report;
+
+/* One JSON object (no newline), malloc'd. */
+int fp_fed_round_report_json(char **out, const fp_fed_round_report *r);
+
+typedef void (*fp_fed_report_fn)(void *ctx, const fp_fed_round_report *r);
+
+typedef struct fp_fed_server_stats {
+    uint64_t registered;    /* HELLOs accepted */
+    uint64_t rejected;      /* envelopes refused, any reason */
+    uint64_t rej_forged, rej_unknown, rej_session, rej_round, rej_stage, rej_replay, rej_malformed;
+    uint64_t rounds_ok, rounds_failed;
+    uint64_t zap_refused;
+} fp_fed_server_stats;
+
+typedef struct fp_fed_server fp_fed_server;
+
+/* Binds, loads the allow-list and (with resume) the checkpoint in
+ * state_dir: the session id, global vector, round counters and RNG state
+ * continue; FP_ENOTFOUND if resume is set and there is none. id is copied. */
+int fp_fed_server_create(fp_fed_server **out, const fp_fed_server_config *cfg, const fp_identity *id,
+                         int resume);
+void fp_fed_server_destroy(fp_fed_server *s);
+int fp_fed_server_endpoint(const fp_fed_server *s, char *out, size_t cap);
+void fp_fed_server_set_report(fp_fed_server *s, fp_fed_report_fn fn, void *ctx);
+/* Runs rounds until cfg.rounds are complete (0), max_attempts are spent
+ * (FP_EABORT), or stop was requested (FP_EABORT). Says BYE to the clients at the end. */
+int fp_fed_server_run(fp_fed_server *s);
+void fp_fed_server_stop(fp_fed_server *s); /* any thread */
+/* The current global vector (dim floats) and completed rounds. */
+int fp_fed_server_global(const fp_fed_server *s, float *out, size_t dim, uint32_t *completed);
+void fp_fed_server_get_stats(const fp_fed_server *s, fp_fed_server_stats *out);
+
+/* The checkpoint file (state_dir/checkpoint.bin), read back: for tests/tools. */
+int fp_fed_checkpoint_read(float **global, size_t *dim, uint32_t *completed, uint32_t *next_round,
+                           const char *state_dir);
+
+/* ---- client -------------------------------------------------------------- */
+
+/* Injected faults (fp sim, tests). Stages are enum fp_msg_stage values. */
+typedef struct fp_fed_fault {
+    int drop_stage; /* 0 none; FP_STAGE_CONFIG..FP_STAGE_UNMASK: stop answering there */
+    int drop_index; /* completed-round index it applies to; -1 every round */
+    int crash;      /* 1: at the drop point leave for good (no BYE) instead of skipping a round */
+    int slow_ms;    /* sleep before every upload */
+    int garbage;    /* each round: random frames, a truncated envelope, a replay, a forged sender */
+} fp_fed_fault;
+
+/* A client's device as sent at registration. */
+typedef struct fp_fed_device {
+    char name[FP_FED_NAME_MAX];
+    char type[16];   /* "cpu", "integrated", "discrete", ... */
+    char overlay[64];
+    int uma;
+    uint64_t mem_bytes;
+    double gflops;   /* measured f32 matmul (0: unknown) */
+} fp_fed_device;
+
+/* From a runtime profile (+ measurements, may be NULL), or the host CPU with an
+ * optional overlay name ("" none) capping its memory. */
+int fp_fed_device_from_profile(fp_fed_device *out, const fp_profile *p, const fp_measured *m);
+int fp_fed_device_cpu(fp_fed_device *out, const char *overlay);
+
+typedef struct fp_fed_client_config {
+    char endpoint[FP_FED_PATH_MAX];
+    uint8_t server_pk[FP_IDENTITY_PUBLICKEYBYTES];
+    const fp_identity *id; /* borrowed */
+    char name[FP_FED_NAME_MAX];
+    uint64_t samples;      /* declared data size */
+    fp_trainer trainer;    /* borrowed */
+    fp_fed_device device;
+    fp_fed_fault fault;
+    int idle_hello_ms;     /* re-HELLO after this much silence (default 1000) */
+    int give_up_ms;        /* exit with FP_ETIMEOUT after this much silence (default 60000) */
+    char proxy_out[FP_FED_PATH_MAX]; /* where to save the verified proxy ("" keep in memory) */
+    const volatile int *stop; /* optional: nonzero stops the client */
+} fp_fed_client_config;
+
+void fp_fed_client_config_default(fp_fed_client_config *c);
+
+typedef struct fp_fed_client_result {
+    uint32_t rounds;     /* ROUND_ENDs seen with status ok where we were included */
+    uint32_t last_index;
+    uint64_t bytes_sent, bytes_recv;
+    int got_proxy;       /* proxy received and its signature verified */
+    float last_loss;
+    int rank, batch, seq; /* assignment */
+} fp_fed_client_result;
+
+/* Runs until the server says BYE (0), the fault says crash (FP_EABORT),
+ * silence for give_up_ms (FP_ETIMEOUT) or stop. */
+int fp_fed_client_run(const fp_fed_client_config *cfg, fp_fed_client_result *res);
+
+/* ---- simulation and benchmark --------------------------------------------- */
+
+/* sim.json:
+ *  { "server": { ...server.json fields, without "keys"/"clients"/"endpoint"... },
+ *    "clients": [ { "name": "c0", "samples": 100, "profile": "mali-like",
+ *                   "data": "c0.json" | "target_seed": 3, "target_scale": 1.0,
+ *                   "noise": 0.0,
+ *                   "fault": { "drop": "masked", "round": 1, "crash": false,
+ *                              "slow_ms": 0, "garbage": false } } ... ],
+ *    "count": 0 }
+ * With "count" N > 0 and a single clients entry, that entry is a template
+ * for N clients c0..c{N-1} (target_seed + i). Identities are generated in
+ * memory; the server binds tcp://127.0.0.1:0; state goes to "state_dir"
+ * (default: a fresh temporary directory). */
+typedef struct fp_fed_sim_result {
+    int server_rc;
+    uint32_t completed;
+    size_t dim;
+    float *global;   /* malloc'd; caller frees */
+    float *expected; /* the sample-weighted mean of the clients' targets (malloc'd) */
+    double max_err;  /* max |global - expected| */
+} fp_fed_sim_result;
+
+int fp_fed_sim_run(fp_fed_sim_result *out, const char *config_json, size_t len, const char *base_dir,
+                   fp_fed_report_fn report, void *report_ctx);
+
+/* `fp bench fed`: see bench_fed.c. *json: malloc'd JSON text (caller frees). */
+int fp_bench_fed(int quick, char **json);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,40 @@
+/* The federation client's state (client.c). */
+#ifndef FP_CLIENT_INTERNAL_H
+#define FP_CLIENT_INTERNAL_H
+
+#include "fed_internal.h"
+#include "fedproxy/secagg.h"
+#include "fedproxy/transport.h"
+
+typedef struct fed_cl {
+    const fp_fed_client_config *cfg;
+    fp_client *net;
+    fed_link link;
+    uint64_t seq, last_join_seq;
+    int64_t last_hello_ms;
+    int have_session, welcomed;
+    uint8_t session[16];
+    fp_msg_guard *guard; /* FOLLOW policy, the server's key only */
+    /* proxy */
+    uint64_t proxy_bytes;
+    uint8_t proxy_sig[64];
+    int have_proxy_sig, got_proxy;
+    /* the round in progress */
+    uint32_t round, index;
+    int have_start, skip, secure;
+    fp_fed_task task;
+    size_t dim;
+    const fp_aggregator *agg;
+    float *update;
+    float last_loss;
+    fp_secagg_params sp;
+    fp_secagg_member *members;
+    uint32_t my_id;
+    double weight;
+    fp_secagg_client *sa;
+    /* the garbage fault replays this */
+    uint8_t *last_env;
+    size_t last_env_len;
+} fed_cl;
+
+#endif

@@ -1,0 +1,116 @@
+/* Internal pieces shared by the federation server, client and simulator. */
+#ifndef FP_FED_INTERNAL_H
+#define FP_FED_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fedproxy/chunk.h"
+#include "fedproxy/fed.h"
+#include "fedproxy/msg.h"
+
+/* ---- link: one peer's outgoing queue and incoming chunk reassembly ----------
+ * Outgoing envelopes go out in FIFO order; those above FP_FED_DIRECT_MAX bytes
+ * as chunked transfers, one at a time. Sending never blocks: a frame the
+ * transport cannot take now is kept and retried by the next pump. */
+
+/* Sends one frame now: 0, FP_ETIMEOUT (queue full: retry later), other = gone. */
+typedef int (*fed_send_fn)(void *ctx, const uint8_t peer[32], const void *data, size_t len);
+
+typedef struct fed_out {
+    uint8_t *buf; /* encoded envelope, owned */
+    size_t len;
+    fp_chunk_tx *tx; /* set once a chunked transfer has started */
+} fed_out;
+
+typedef struct fed_link {
+    uint8_t peer[32];
+    fed_out *q;
+    size_t qhead, qn, qcap; /* live entries q[qhead .. qhead+qn) */
+    uint8_t *frame;         /* scratch for chunk frames */
+    size_t frame_cap, pend_len; /* pend_len > 0: frame holds a frame not yet sent */
+    fp_chunk_rx *rx;
+    uint64_t next_id;
+    uint64_t max_total;     /* largest chunked envelope accepted */
+    uint64_t bytes_sent, bytes_recv;
+} fed_link;
+
+void fed_link_init(fed_link *l, const uint8_t peer[32], uint64_t max_total);
+void fed_link_free(fed_link *l);
+/* Drops everything queued and any transfer in progress. */
+void fed_link_reset(fed_link *l);
+/* Takes ownership of buf (malloc'd) in every case. */
+int fed_link_queue(fed_link *l, uint8_t *buf, size_t len);
+/* Sends what can go now. Returns 0, or the send error when the peer is gone
+ * (the queue is then dropped). */
+int fed_link_pump(fed_link *l, int64_t now_ms, fed_send_fn send, void *ctx);
+/* 1 if nothing is queued. */
+int fed_link_idle(const fed_link *l);
+/* A chunk frame from the peer. *env (malloc'd) is set when it completed an
+ * envelope. Errors are for logging only; the link stays usable. */
+int fed_link_chunk_input(fed_link *l, const uint8_t *frame, size_t len, int64_t now_ms, fed_send_fn send,
+                         void *ctx, uint8_t **env, size_t *env_len);
+
+/* ---- helpers ------------------------------------------------------------- */
+int64_t fed_now_ms(void);
+double fed_now_s(void);
+void fed_sleep_ms(int ms);
+/* Progress lines on stderr, silenced by FP_QUIET. */
+void fed_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* "ab12cd34" style short name of a key. */
+void fed_keyname(char out[20], const uint8_t key[32]);
+/* A per-process strictly increasing seq base (microseconds since the epoch). */
+uint64_t fed_seq_start(void);
+/* Fills a header. */
+void fed_header(fp_msg_header *h, const uint8_t session[16], uint32_t round, uint8_t stage, uint16_t type,
+                uint8_t kind, const uint8_t sender[32], uint64_t seq);
+/* Encodes a JSON / bytes / f32 tensor envelope into a malloc'd buffer. */
+int fed_encode_json(uint8_t **out, size_t *out_len, const fp_msg_header *h, const cJSON *obj,
+                    const fp_identity *id);
+int fed_encode_bytes(uint8_t **out, size_t *out_len, const fp_msg_header *h, const void *p, size_t n,
+                     const fp_identity *id);
+int fed_encode_f32(uint8_t **out, size_t *out_len, const fp_msg_header *h, const float *v, size_t n,
+                   const fp_identity *id);
+/* JSON helpers on checked objects. */
+double fed_jnum(const cJSON *o, const char *k, double def);
+const char *fed_jstr(const cJSON *o, const char *k, const char *def);
+int fed_jbool(const cJSON *o, const char *k, int def);
+
+/* Stage names accepted in fault specs: "config","train","advertise","share",
+ * "masked","unmask" -> enum fp_msg_stage; -1 if unknown. */
+int fed_stage_from_name(const char *s);
+
+/* ChaCha20-based deterministic RNG (selection, stand-in noise). */
+typedef struct fed_rng {
+    uint8_t key[32];
+    uint64_t counter;
+} fed_rng;
+void fed_rng_init(fed_rng *r, const uint8_t key[32]);
+void fed_rng_seed(fed_rng *r, uint64_t seed, uint64_t stream);
+uint64_t fed_rng_u64(fed_rng *r);
+double fed_rng_uniform(fed_rng *r); /* [0,1) */
+double fed_rng_normal(fed_rng *r);
+
+/* Checkpoint. */
+typedef struct fed_ckpt_client {
+    uint8_t key[32];
+    uint64_t samples;
+    int32_t rank, batch, seq;
+} fed_ckpt_client;
+
+typedef struct fed_ckpt {
+    uint8_t session[16];
+    uint32_t completed, next_round;
+    uint8_t rng_key[32];
+    uint64_t rng_counter;
+    uint64_t dim;
+    float *global; /* malloc'd */
+    uint32_t n_clients;
+    fed_ckpt_client *clients; /* malloc'd */
+} fed_ckpt;
+
+int fed_ckpt_write(const char *state_dir, const fed_ckpt *c);
+int fed_ckpt_read(fed_ckpt *out, const char *state_dir);
+void fed_ckpt_free(fed_ckpt *c);
+
+#endif

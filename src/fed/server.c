@@ -1,0 +1,713 @@
+/* The federation server: transport, message dispatch through the guards,
+ * registration (device profile -> LoRA rank/batch/seq), the proxy file, the
+ * checkpoint, and the outer loop over rounds (server_round.c runs one). */
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "error_internal.h"
+#include "fedproxy/fileio.h"
+#include "server_internal.h"
+
+static int srv_sendfn(void *ctx, const uint8_t peer[32], const void *data, size_t len)
+{
+    fp_fed_server *s = ctx;
+    return fp_server_send(s->net, peer, data, len, 0);
+}
+
+int srv_queue(fp_fed_server *s, srv_client *c, uint8_t *buf, size_t len)
+{
+    int rc = fed_link_queue(&c->link, buf, len);
+    if (rc)
+        return rc;
+    rc = fed_link_pump(&c->link, fed_now_ms(), srv_sendfn, s);
+    if (rc)
+        fp_warn("fp serve: client %s unreachable (%s); its messages were dropped", c->name, fp_errmsg());
+    return 0;
+}
+
+int srv_send_json(fp_fed_server *s, srv_client *c, uint32_t round, uint8_t stage, uint16_t type,
+                  const cJSON *obj)
+{
+    fp_msg_header h;
+    fed_header(&h, s->session, round, stage, type, FP_PAYLOAD_JSON, s->id.pk, ++s->seq);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int rc = fed_encode_json(&buf, &len, &h, obj, &s->id);
+    if (rc)
+        return rc;
+    return srv_queue(s, c, buf, len);
+}
+
+size_t srv_count_active(const fp_fed_server *s)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < s->ncl; i++)
+        n += s->cl[i].registered && s->cl[i].active;
+    return n;
+}
+
+/* ---- registration ---- */
+
+static int plan_for(fp_fed_server *s, srv_client *c, char *why, size_t why_cap)
+{
+    fp_profile p;
+    memset(&p, 0, sizeof p);
+    snprintf(p.name, sizeof p.name, "%s", c->dev.name);
+    p.uma = c->dev.uma;
+    p.device_local_bytes = c->dev.mem_bytes;
+    fp_measured m;
+    memset(&m, 0, sizeof m);
+    m.valid = c->dev.gflops > 0;
+    m.matmul_gflops = c->dev.gflops;
+    fp_train_plan plan;
+    int rc = fp_recommend_train(&plan, &p, &m, &s->cfg.model, 0, 0);
+    if (rc)
+        return rc;
+    c->rank = plan.rank;
+    c->batch = plan.batch;
+    c->seq = plan.seq;
+    snprintf(why, why_cap, "%s", plan.why);
+    char hex[65];
+    fp_hex_encode(hex, sizeof hex, c->key, 32);
+    for (uint32_t i = 0; i < s->cfg.n_overrides; i++) {
+        const fp_fed_override *o = &s->cfg.overrides[i];
+        if (strcmp(o->name, c->name) && strcmp(o->name, hex))
+            continue;
+        if (o->rank)
+            c->rank = o->rank;
+        if (o->batch)
+            c->batch = o->batch;
+        if (o->seq)
+            c->seq = o->seq;
+        snprintf(why, why_cap, "overridden by server.json (recommended rank %d batch %d seq %d)", plan.rank,
+                 plan.batch, plan.seq);
+    }
+    return 0;
+}
+
+static void send_error(fp_fed_server *s, srv_client *c, const char *reason)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "reason", reason);
+    srv_send_json(s, c, 0, FP_STAGE_JOIN, FP_MSG_ERROR, o);
+    cJSON_Delete(o);
+}
+
+static void handle_hello(fp_fed_server *s, srv_client *c, const fp_msg *m)
+{
+    static const fp_json_field dev_f[] = {
+        {"name", FP_JSON_STRING, 1}, {"type", FP_JSON_STRING, 1},   {"overlay", FP_JSON_STRING, 0},
+        {"uma", FP_JSON_BOOL, 1},    {"mem_bytes", FP_JSON_UINT, 1}, {"gflops", FP_JSON_NUMBER, 0}};
+    static const fp_json_field f[] = {{"name", FP_JSON_STRING, 0},
+                                      {"samples", FP_JSON_UINT, 1},
+                                      {"device", FP_JSON_OBJECT, 1},
+                                      {"have_proxy", FP_JSON_BOOL, 0}};
+    cJSON *o = NULL;
+    int rc = fp_msg_json(&o, m, f, sizeof f / sizeof f[0]);
+    const cJSON *d = o ? cJSON_GetObjectItemCaseSensitive(o, "device") : NULL;
+    if (!rc)
+        rc = fp_json_check(d, dev_f, sizeof dev_f / sizeof dev_f[0], "HELLO device");
+    if (rc) {
+        s->st.rejected++;
+        s->st.rej_malformed++;
+        s->round_rejected++;
+        fp_warn("fp serve: HELLO from %s refused: %s", c->name, fp_errmsg());
+        cJSON_Delete(o);
+        return;
+    }
+    uint64_t samples = (uint64_t)fed_jnum(o, "samples", 0);
+    if (samples == 0) {
+        fp_warn("fp serve: HELLO from %s refused: 0 samples", c->name);
+        cJSON_Delete(o);
+        return;
+    }
+    int was = c->registered;
+    c->samples = samples;
+    snprintf(c->dev.name, sizeof c->dev.name, "%s", fed_jstr(d, "name", "?"));
+    snprintf(c->dev.type, sizeof c->dev.type, "%s", fed_jstr(d, "type", "?"));
+    snprintf(c->dev.overlay, sizeof c->dev.overlay, "%s", fed_jstr(d, "overlay", ""));
+    c->dev.uma = fed_jbool(d, "uma", 0);
+    c->dev.mem_bytes = (uint64_t)fed_jnum(d, "mem_bytes", 0);
+    c->dev.gflops = fed_jnum(d, "gflops", 0);
+    if (!fed_jbool(o, "have_proxy", 0))
+        c->proxy_sent = 0;
+    if (!c->name[0])
+        snprintf(c->name, sizeof c->name, "%.60s", fed_jstr(o, "name", "?"));
+    cJSON_Delete(o);
+    char why[300];
+    rc = plan_for(s, c, why, sizeof why);
+    if (rc) {
+        fp_warn("fp serve: client %s cannot train here: %s", c->name, fp_errmsg());
+        send_error(s, c, fp_errmsg());
+        return;
+    }
+    c->registered = 1;
+    c->active = 1;
+    s->st.registered++;
+    if (!was)
+        fed_log(
+                "fp serve: client %s registered: %" PRIu64 " samples, %s (%s%s%s, %.0f MiB): rank %d batch %d "
+                "seq %d (%s)\n",
+                c->name, c->samples, c->dev.name, c->dev.type, c->dev.overlay[0] ? ", overlay " : "",
+                c->dev.overlay, c->dev.mem_bytes / 1048576.0, c->rank, c->batch, c->seq, why);
+    char sess[33], sig[129] = "";
+    fp_hex_encode(sess, sizeof sess, s->session, 16);
+    if (s->proxy)
+        fp_hex_encode(sig, sizeof sig, s->proxy_sig, sizeof s->proxy_sig);
+    cJSON *w = cJSON_CreateObject();
+    cJSON_AddStringToObject(w, "session", sess);
+    cJSON_AddStringToObject(w, "name", c->name);
+    cJSON_AddNumberToObject(w, "id", c->id);
+    cJSON_AddNumberToObject(w, "rank", c->rank);
+    cJSON_AddNumberToObject(w, "batch", c->batch);
+    cJSON_AddNumberToObject(w, "seq", c->seq);
+    cJSON_AddStringToObject(w, "why", why);
+    cJSON_AddNumberToObject(w, "dim", (double)s->cfg.dim);
+    cJSON_AddNumberToObject(w, "proxy_bytes", (double)s->proxy_len);
+    cJSON_AddStringToObject(w, "proxy_sig", sig);
+    srv_send_json(s, c, 0, FP_STAGE_JOIN, FP_MSG_WELCOME, w);
+    cJSON_Delete(w);
+    if (s->proxy && !c->proxy_sent) {
+        fp_msg_header h;
+        fed_header(&h, s->session, 0, FP_STAGE_JOIN, FP_MSG_MODEL, FP_PAYLOAD_BYTES, s->id.pk, ++s->seq);
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        if (fed_encode_bytes(&buf, &len, &h, s->proxy, s->proxy_len, &s->id) == 0 &&
+            srv_queue(s, c, buf, len) == 0)
+            c->proxy_sent = 1;
+    }
+}
+
+/* ---- round messages ---- */
+
+static void reject(fp_fed_server *s, srv_client *c, const fp_msg *m, const char *why)
+{
+    s->st.rejected++;
+    s->round_rejected++;
+    fp_warn("fp serve: round %u stage %s: %s %s from %s refused: %s", s->round, fp_msg_stage_name(s->stage),
+            fp_msg_type_name(m->h.type), fp_msg_stage_name(m->h.stage), c->name, why);
+}
+
+static void handle_secagg(fp_fed_server *s, srv_client *c, const fp_msg *m)
+{
+    if (!s->sa || m->h.kind != FP_PAYLOAD_BYTES) {
+        reject(s, c, m, "no secure aggregation in this round, or not a byte payload");
+        return;
+    }
+    fp_secagg_msg_info info;
+    int rc = fp_secagg_msg_peek(&info, m->payload, m->payload_len);
+    if (rc || info.from != c->id) {
+        char why[160];
+        snprintf(why, sizeof why, "SecAgg message %s (from id %u, peer id %u)",
+                 rc ? "malformed" : "names another sender", rc ? 0 : info.from, c->id);
+        if (!rc)
+            s->st.rej_forged++;
+        reject(s, c, m, why);
+        return;
+    }
+    rc = fp_secagg_server_receive(s->sa, m->payload, m->payload_len);
+    if (rc)
+        reject(s, c, m, fp_errmsg());
+}
+
+static void handle_meta(fp_fed_server *s, srv_client *c, const fp_msg *m)
+{
+    static const fp_json_field f[] = {
+        {"samples", FP_JSON_UINT, 1}, {"loss", FP_JSON_NUMBER, 1}, {"steps", FP_JSON_UINT, 0}};
+    cJSON *o = NULL;
+    if (fp_msg_json(&o, m, f, 3)) {
+        s->st.rej_malformed++;
+        reject(s, c, m, fp_errmsg());
+        return;
+    }
+    c->loss = fed_jnum(o, "loss", NAN);
+    c->rsamples = (uint64_t)fed_jnum(o, "samples", 0);
+    c->got_meta = 1;
+    cJSON_Delete(o);
+}
+
+static void handle_update(fp_fed_server *s, srv_client *c, const fp_msg *m, uint8_t **buf)
+{
+    if (m->h.kind != FP_PAYLOAD_TENSOR || m->h.dtype != FP_DTYPE_F32 || m->h.ndim != 1 ||
+        m->h.dims[0] != s->cfg.dim) {
+        s->st.rej_malformed++;
+        char why[128];
+        snprintf(why, sizeof why, "update must be an f32 vector of %llu elements",
+                 (unsigned long long)s->cfg.dim);
+        reject(s, c, m, why);
+        return;
+    }
+    const float *v = (const float *)(const void *)m->payload;
+    for (uint64_t i = 0; i < s->cfg.dim; i++)
+        if (!isfinite(v[i])) {
+            s->st.rej_malformed++;
+            reject(s, c, m, "update has a non-finite value");
+            return;
+        }
+    free(c->upd_buf);
+    c->upd_buf = *buf; /* keep the envelope: the update points into it */
+    *buf = NULL;
+    c->update = v;
+    c->got_update = 1;
+}
+
+static void count_reason(fp_fed_server *s, const char *why)
+{
+    if (!why)
+        return;
+    if (!strcmp(why, "forged-sender"))
+        s->st.rej_forged++;
+    else if (!strcmp(why, "unknown-sender"))
+        s->st.rej_unknown++;
+    else if (!strcmp(why, "wrong-session"))
+        s->st.rej_session++;
+    else if (!strcmp(why, "old-round") || !strcmp(why, "wrong-round"))
+        s->st.rej_round++;
+    else if (!strcmp(why, "wrong-stage"))
+        s->st.rej_stage++;
+    else if (!strcmp(why, "replay"))
+        s->st.rej_replay++;
+}
+
+/* Takes ownership of buf. */
+static void handle_envelope(fp_fed_server *s, srv_client *c, uint8_t *buf, size_t len)
+{
+    fp_msg m;
+    int rc = fp_msg_decode(&m, buf, len, s->max_payload);
+    if (rc) {
+        s->st.rejected++;
+        s->st.rej_malformed++;
+        s->round_rejected++;
+        fp_warn("fp serve: round %u: malformed message (%zu bytes) from %s refused: %s", s->round, len, c->name,
+                fp_errmsg());
+        free(buf);
+        return;
+    }
+    const char *why = NULL;
+    fp_msg_guard *g = (m.h.type == FP_MSG_HELLO || m.h.type == FP_MSG_BYE) ? s->join_guard : s->guard;
+    rc = fp_msg_guard_check(g, &m, c->key, &why);
+    if (rc) {
+        count_reason(s, why);
+        reject(s, c, &m, fp_errmsg());
+        free(buf);
+        return;
+    }
+    if (m.h.type == FP_MSG_HELLO) {
+        handle_hello(s, c, &m);
+        free(buf);
+        return;
+    }
+    c->active = c->registered;
+    if (m.h.type == FP_MSG_BYE || m.h.type == FP_MSG_PING) {
+        if (m.h.type == FP_MSG_BYE)
+            c->active = 0;
+        free(buf);
+        return;
+    }
+    if (!c->selected) {
+        reject(s, c, &m, "client is not selected for this round");
+        free(buf);
+        return;
+    }
+    int secure = s->sa != NULL;
+    switch (m.h.type) {
+    case FP_MSG_UPDATE:
+        if (m.h.kind == FP_PAYLOAD_JSON &&
+            m.h.stage == (secure ? FP_STAGE_ADVERTISE : FP_STAGE_TRAIN))
+            handle_meta(s, c, &m);
+        else if (!secure && m.h.stage == FP_STAGE_TRAIN)
+            handle_update(s, c, &m, &buf);
+        else
+            reject(s, c, &m, "UPDATE not expected here");
+        break;
+    case FP_MSG_SA_ADVERTISE:
+    case FP_MSG_SA_SHARE_KEYS:
+    case FP_MSG_SA_MASKED:
+    case FP_MSG_SA_UNMASK: {
+        static const uint8_t want[] = {FP_STAGE_ADVERTISE, FP_STAGE_SHARE, FP_STAGE_MASKED, FP_STAGE_UNMASK};
+        if (m.h.stage != want[m.h.type - FP_MSG_SA_ADVERTISE])
+            reject(s, c, &m, "SecAgg message type does not match its stage");
+        else
+            handle_secagg(s, c, &m);
+        break;
+    }
+    default:
+        reject(s, c, &m, "message type not accepted from a client");
+    }
+    free(buf);
+}
+
+static void dispatch(fp_fed_server *s, const uint8_t peer[32], uint8_t *data, size_t len)
+{
+    long idx = fp_allowlist_find(s->allow, peer);
+    if (idx < 0) {
+        free(data);
+        return;
+    }
+    srv_client *c = &s->cl[idx];
+    unsigned type;
+    if (fp_chunk_is_frame(data, len, &type)) {
+        uint8_t *env = NULL;
+        size_t env_len = 0;
+        int rc = fed_link_chunk_input(&c->link, data, len, fed_now_ms(), srv_sendfn, s, &env, &env_len);
+        free(data);
+        if (rc && rc != FP_EPROTO) {
+            s->round_rejected++;
+            fp_warn("fp serve: chunk frame from %s: %s", c->name, fp_errmsg());
+        }
+        if (env)
+            handle_envelope(s, c, env, env_len);
+        return;
+    }
+    c->link.bytes_recv += len;
+    handle_envelope(s, c, data, len);
+}
+
+void srv_pump(fp_fed_server *s, int64_t deadline_ms, int (*done)(fp_fed_server *s))
+{
+    /* Bounded: stops at the deadline (or the stop flag) whatever the peers do. */
+    for (;;) {
+        if (atomic_load(&s->stop))
+            return;
+        if (done && done(s))
+            return;
+        int64_t now = fed_now_ms();
+        if (now >= deadline_ms)
+            return;
+        int busy = 0;
+        for (size_t i = 0; i < s->ncl; i++) {
+            fed_link *l = &s->cl[i].link;
+            if (fed_link_idle(l))
+                continue;
+            if (fed_link_pump(l, now, srv_sendfn, s))
+                fp_warn("fp serve: client %s unreachable: %s", s->cl[i].name, fp_errmsg());
+            busy |= !fed_link_idle(l);
+        }
+        int64_t left = deadline_ms - now;
+        int wait = busy ? 1 : (int)(left < 50 ? left : 50);
+        uint8_t peer[32];
+        void *data = NULL;
+        size_t len = 0;
+        for (int n = 0; n < 512; n++) {
+            int rc = fp_server_recv(s->net, peer, &data, &len, n == 0 ? wait : 0);
+            if (rc == FP_ETIMEOUT)
+                break;
+            if (rc) {
+                if (rc != FP_EPROTO && rc != FP_EAUTH) {
+                    fp_warn("fp serve: receive failed: %s", fp_errmsg());
+                    fed_sleep_ms(5);
+                    break;
+                }
+                s->st.rejected++;
+                s->round_rejected++;
+                continue;
+            }
+            dispatch(s, peer, data, len);
+            if (done && done(s))
+                return;
+        }
+    }
+}
+
+/* ---- checkpoint ---- */
+
+int srv_write_checkpoint(fp_fed_server *s)
+{
+    fed_ckpt c;
+    memset(&c, 0, sizeof c);
+    memcpy(c.session, s->session, 16);
+    c.completed = s->completed;
+    c.next_round = s->next_round;
+    memcpy(c.rng_key, s->rng_key, 32);
+    c.dim = s->cfg.dim;
+    c.global = s->global;
+    fed_ckpt_client *cc = calloc(s->ncl + 1, sizeof *cc);
+    if (!cc)
+        return fp_seterr(FP_ENOMEM, "checkpoint: out of memory");
+    for (size_t i = 0; i < s->ncl; i++) {
+        if (!s->cl[i].registered)
+            continue;
+        fed_ckpt_client *e = &cc[c.n_clients++];
+        memcpy(e->key, s->cl[i].key, 32);
+        e->samples = s->cl[i].samples;
+        e->rank = s->cl[i].rank;
+        e->batch = s->cl[i].batch;
+        e->seq = s->cl[i].seq;
+    }
+    c.clients = cc;
+    int rc = fed_ckpt_write(s->cfg.state_dir, &c);
+    free(cc);
+    return rc;
+}
+
+int srv_write_attempt(fp_fed_server *s, uint32_t round)
+{
+    char path[FP_FED_PATH_MAX + 32], txt[32];
+    snprintf(path, sizeof path, "%s/attempt", s->cfg.state_dir);
+    int n = snprintf(txt, sizeof txt, "%u\n", round);
+    return fp_write_file_atomic(path, txt, (size_t)n, 0600);
+}
+
+static uint32_t read_attempt(const char *dir)
+{
+    char path[FP_FED_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/attempt", dir);
+    void *d = NULL;
+    size_t n = 0;
+    if (fp_read_file(&d, &n, path, 64))
+        return 0;
+    unsigned long v = strtoul(d, NULL, 10);
+    free(d);
+    return v > UINT32_MAX - 2 ? 0 : (uint32_t)v;
+}
+
+/* ---- lifecycle ---- */
+
+static int load_proxy(fp_fed_server *s)
+{
+    if (!s->cfg.proxy[0])
+        return 0;
+    void *d = NULL;
+    size_t n = 0;
+    int rc = fp_read_file(&d, &n, s->cfg.proxy, (size_t)1 << 30);
+    if (rc)
+        return fp_adderr(rc, "proxy file");
+    s->proxy = d;
+    s->proxy_len = n;
+    return fp_identity_sign(s->proxy_sig, d, n, &s->id);
+}
+
+static int resume(fp_fed_server *s)
+{
+    fed_ckpt c;
+    int rc = fed_ckpt_read(&c, s->cfg.state_dir);
+    if (rc)
+        return rc;
+    if (c.dim != s->cfg.dim) {
+        fed_ckpt_free(&c);
+        return fp_seterr(FP_EFORMAT, "checkpoint has dim %llu, server.json says %llu",
+                         (unsigned long long)c.dim, (unsigned long long)s->cfg.dim);
+    }
+    memcpy(s->session, c.session, 16);
+    s->completed = c.completed;
+    uint32_t att = read_attempt(s->cfg.state_dir);
+    s->next_round = c.next_round > att + 1 ? c.next_round : att + 1;
+    memcpy(s->rng_key, c.rng_key, 32);
+    memcpy(s->global, c.global, (size_t)c.dim * sizeof(float));
+    for (uint32_t i = 0; i < c.n_clients; i++) {
+        long idx = fp_allowlist_find(s->allow, c.clients[i].key);
+        if (idx < 0)
+            continue; /* removed from clients.json since */
+        srv_client *cl = &s->cl[idx];
+        cl->samples = c.clients[i].samples;
+        cl->rank = c.clients[i].rank;
+        cl->batch = c.clients[i].batch;
+        cl->seq = c.clients[i].seq;
+    }
+    fed_ckpt_free(&c);
+    fed_log("fp serve: resumed from %s/checkpoint.bin: %u rounds complete, next wire round %u\n",
+            s->cfg.state_dir, s->completed, s->next_round);
+    return 0;
+}
+
+int fp_fed_server_create(fp_fed_server **out, const fp_fed_server_config *cfg, const fp_identity *id,
+                         int resume_flag)
+{
+    *out = NULL;
+    if (!cfg || !id || cfg->dim < 1 || cfg->dim > FP_FED_MAX_DIM || !cfg->state_dir[0])
+        return fp_seterr(FP_EINVAL, "fp_fed_server_create: bad config (dim, state_dir)");
+    if (sodium_init() < 0)
+        return fp_seterr(FP_ECRYPTO, "libsodium failed to initialise");
+    fp_fed_server *s = calloc(1, sizeof *s);
+    if (!s)
+        return fp_seterr(FP_ENOMEM, "server: out of memory");
+    s->cfg = *cfg;
+    if (!s->cfg.max_attempts)
+        s->cfg.max_attempts = 3 * s->cfg.rounds;
+    s->id = *id;
+    s->seq = fed_seq_start();
+    s->next_round = 1;
+    s->max_payload = (s->cfg.dim + 1) * 4 + ((uint64_t)1 << 20);
+    int rc = fp_aggregator_find(&s->agg, s->cfg.aggregator);
+    if (!rc && s->cfg.secagg && !s->agg->secure_ok)
+        rc = fp_seterr(FP_EUNSUPPORTED, "aggregator %s does not compose with secure aggregation",
+                       s->agg->name);
+    if (!rc && s->cfg.quorum < 1)
+        rc = fp_seterr(FP_EINVAL, "server config: quorum must be at least 1");
+    if (!rc)
+        rc = fp_allowlist_load(&s->allow, s->cfg.clients);
+    if (rc)
+        goto fail;
+    s->ncl = fp_allowlist_count(s->allow);
+    s->cl = calloc(s->ncl + 1, sizeof *s->cl);
+    s->global = calloc(s->cfg.dim, sizeof(float));
+    uint8_t(*keys)[32] = calloc(s->ncl + 1, 32);
+    if (!s->cl || !s->global || !keys) {
+        free(keys);
+        rc = fp_seterr(FP_ENOMEM, "server: out of memory for %zu clients, dim %llu", s->ncl,
+                       (unsigned long long)s->cfg.dim);
+        goto fail;
+    }
+    for (size_t i = 0; i < s->ncl; i++) {
+        srv_client *c = &s->cl[i];
+        memcpy(c->key, fp_allowlist_key(s->allow, i), 32);
+        memcpy(keys[i], c->key, 32);
+        c->id = (uint32_t)i;
+        const char *nm = fp_allowlist_name(s->allow, i);
+        if (nm && nm[0])
+            snprintf(c->name, sizeof c->name, "%s", nm);
+        else
+            fed_keyname(c->name, c->key);
+        fed_link_init(&c->link, c->key, s->max_payload + 4096);
+    }
+    if (resume_flag) {
+        rc = resume(s);
+    } else {
+        randombytes_buf(s->session, sizeof s->session);
+        if (s->cfg.seed) {
+            fed_rng r;
+            fed_rng_seed(&r, s->cfg.seed, 0x73656c656374ull); /* "select" */
+            memcpy(s->rng_key, r.key, 32);
+        } else {
+            randombytes_buf(s->rng_key, 32);
+        }
+        if (s->cfg.init_seed) {
+            fed_rng r;
+            fed_rng_seed(&r, s->cfg.init_seed, 0x696e6974ull); /* "init" */
+            for (uint64_t i = 0; i < s->cfg.dim; i++)
+                s->global[i] = s->cfg.init_scale * (float)(2.0 * fed_rng_uniform(&r) - 1.0);
+        }
+        rc = srv_write_checkpoint(s);
+    }
+    if (!rc)
+        rc = load_proxy(s);
+    /* HELLO (and a client's BYE) carry the zero session: a client has none yet. */
+    static const uint8_t no_session[16];
+    if (!rc)
+        rc = fp_msg_guard_create(&s->join_guard, no_session, (const uint8_t(*)[32])keys, s->ncl, FP_GUARD_EXACT);
+    if (!rc)
+        rc = fp_msg_guard_create(&s->guard, s->session, (const uint8_t(*)[32])keys, s->ncl, FP_GUARD_EXACT);
+    free(keys);
+    if (!rc) {
+        fp_net_opts o;
+        fp_net_opts_default(&o);
+        o.linger_ms = 100;
+        rc = fp_server_create(&s->net, s->cfg.endpoint, &s->id, s->allow, &o);
+    }
+    if (rc)
+        goto fail;
+    *out = s;
+    return 0;
+fail:
+    fp_fed_server_destroy(s);
+    return rc;
+}
+
+void fp_fed_server_destroy(fp_fed_server *s)
+{
+    if (!s)
+        return;
+    fp_server_destroy(s->net);
+    fp_secagg_server_free(s->sa);
+    for (size_t i = 0; s->cl && i < s->ncl; i++) {
+        fed_link_free(&s->cl[i].link);
+        free(s->cl[i].upd_buf);
+    }
+    free(s->cl);
+    free(s->global);
+    free(s->proxy);
+    fp_msg_guard_destroy(s->join_guard);
+    fp_msg_guard_destroy(s->guard);
+    fp_allowlist_free(s->allow);
+    fp_identity_wipe(&s->id);
+    sodium_memzero(s->rng_key, sizeof s->rng_key);
+    free(s);
+}
+
+int fp_fed_server_endpoint(const fp_fed_server *s, char *out, size_t cap)
+{
+    return fp_server_endpoint(s->net, out, cap);
+}
+
+void fp_fed_server_set_report(fp_fed_server *s, fp_fed_report_fn fn, void *ctx)
+{
+    s->report = fn;
+    s->report_ctx = ctx;
+}
+
+void fp_fed_server_stop(fp_fed_server *s) { atomic_store(&s->stop, 1); }
+
+int fp_fed_server_global(const fp_fed_server *s, float *out, size_t dim, uint32_t *completed)
+{
+    if (dim != s->cfg.dim)
+        return fp_seterr(FP_ESHAPE, "server global: dim %zu, expected %llu", dim, (unsigned long long)s->cfg.dim);
+    memcpy(out, s->global, dim * sizeof(float));
+    if (completed)
+        *completed = s->completed;
+    return 0;
+}
+
+void fp_fed_server_get_stats(const fp_fed_server *s, fp_fed_server_stats *out)
+{
+    *out = s->st;
+    fp_server_stats ns;
+    fp_server_get_stats(s->net, &ns);
+    out->zap_refused = ns.zap_refused;
+}
+
+static int all_idle(fp_fed_server *s)
+{
+    for (size_t i = 0; i < s->ncl; i++)
+        if (!fed_link_idle(&s->cl[i].link))
+            return 0;
+    return 1;
+}
+
+int fp_fed_server_run(fp_fed_server *s)
+{
+    int rc = 0;
+    uint32_t attempts = 0;
+    while (s->completed < s->cfg.rounds) {
+        if (atomic_load(&s->stop)) {
+            rc = fp_seterr(FP_EABORT, "server stopped after %u complete rounds", s->completed);
+            break;
+        }
+        if (attempts >= s->cfg.max_attempts) {
+            rc = fp_seterr(FP_EABORT, "gave up after %u round attempts: %u of %u rounds complete", attempts,
+                           s->completed, s->cfg.rounds);
+            break;
+        }
+        attempts++;
+        fp_fed_round_report rep;
+        int rrc = srv_run_round(s, &rep);
+        if (s->report)
+            s->report(s->report_ctx, &rep);
+        if (rrc && rrc != FP_EABORT) {
+            rc = rrc;
+            break;
+        }
+    }
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", rc ? fp_errmsg() : "");
+    /* Goodbye to everyone registered, delivered within a bounded time. */
+    for (size_t i = 0; i < s->ncl; i++) {
+        srv_client *c = &s->cl[i];
+        if (!c->registered)
+            continue;
+        fp_msg_header h;
+        fed_header(&h, s->session, 0, FP_STAGE_JOIN, FP_MSG_BYE, FP_PAYLOAD_NONE, s->id.pk, ++s->seq);
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        if (fp_msg_encode_alloc(&buf, &len, &h, NULL, 0, &s->id) == 0)
+            srv_queue(s, c, buf, len);
+    }
+    srv_pump(s, fed_now_ms() + 2000, all_idle);
+    if (rc)
+        fp_seterr(rc, "%s", msg);
+    return rc;
+}

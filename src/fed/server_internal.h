@@ -1,0 +1,70 @@
+/* The federation server's state, shared by server.c (network, dispatch,
+ * registration) and server_round.c (the round driver). */
+#ifndef FP_SERVER_INTERNAL_H
+#define FP_SERVER_INTERNAL_H
+
+#include <stdatomic.h>
+
+#include "fed_internal.h"
+#include "fedproxy/secagg.h"
+#include "fedproxy/transport.h"
+
+typedef struct srv_client {
+    uint8_t key[32];
+    char name[FP_FED_NAME_MAX + 1];
+    uint32_t id; /* allow-list index: also the SecAgg id */
+    int registered, active, proxy_sent;
+    uint64_t samples;
+    fp_fed_device dev;
+    int rank, batch, seq;
+    fed_link link;
+    /* this round */
+    int selected, got_meta, got_update, in_sum;
+    uint8_t *upd_buf; /* envelope holding the update (owned) */
+    const float *update;
+    double loss;
+    uint64_t rsamples;
+} srv_client;
+
+struct fp_fed_server {
+    fp_fed_server_config cfg;
+    fp_identity id;
+    fp_allowlist *allow;
+    fp_server *net;
+    srv_client *cl;
+    size_t ncl;
+    fp_msg_guard *join_guard, *guard;
+    uint8_t session[16];
+    uint32_t completed, next_round;
+    uint32_t round;
+    uint8_t stage;
+    uint8_t rng_key[32];
+    float *global;
+    uint64_t seq;
+    uint64_t max_payload;
+    const fp_aggregator *agg;
+    uint8_t *proxy;
+    size_t proxy_len;
+    uint8_t proxy_sig[FP_IDENTITY_SIGBYTES];
+    fp_fed_server_stats st;
+    atomic_int stop;
+    fp_fed_report_fn report;
+    void *report_ctx;
+    fp_secagg_server *sa; /* this round's, when secure */
+    uint64_t round_rejected;
+};
+
+/* server.c */
+int srv_queue(fp_fed_server *s, srv_client *c, uint8_t *buf, size_t len);
+int srv_send_json(fp_fed_server *s, srv_client *c, uint32_t round, uint8_t stage, uint16_t type,
+                  const cJSON *obj);
+/* Processes network input and output until deadline_ms or done(s) != 0. */
+void srv_pump(fp_fed_server *s, int64_t deadline_ms, int (*done)(fp_fed_server *s));
+size_t srv_count_active(const fp_fed_server *s);
+int srv_write_checkpoint(fp_fed_server *s);
+int srv_write_attempt(fp_fed_server *s, uint32_t round);
+
+/* server_round.c */
+int srv_run_round(fp_fed_server *s, fp_fed_round_report *rep);
+
+#endif

@@ -1,0 +1,249 @@
+/* fp sim: one server and N clients (threads) in one process over loopback
+ * TCP, each client with its own identity, device overlay, data and faults. */
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "error_internal.h"
+#include "fed_internal.h"
+#include "fedproxy/fileio.h"
+#include "fedproxy/json_check.h"
+
+typedef struct sim_client {
+    fp_identity id;
+    fp_standin_data data;
+    fp_trainer trainer;
+    fp_fed_client_config cfg;
+    fp_fed_client_result res;
+    int rc;
+    pthread_t th;
+    int started;
+} sim_client;
+
+static void *client_main(void *arg)
+{
+    sim_client *sc = arg;
+    sc->rc = fp_fed_client_run(&sc->cfg, &sc->res);
+    if (sc->rc && sc->rc != FP_EABORT)
+        fp_warn("fp sim: client %s ended: %s", sc->cfg.name, fp_errmsg());
+    return NULL;
+}
+
+static int parse_fault(fp_fed_fault *f, const cJSON *o, const char *name)
+{
+    static const fp_json_field ff[] = {{"drop", FP_JSON_STRING, 0},  {"round", FP_JSON_INT, 0},
+                                       {"crash", FP_JSON_BOOL, 0},   {"slow_ms", FP_JSON_UINT, 0},
+                                       {"garbage", FP_JSON_BOOL, 0}};
+    memset(f, 0, sizeof *f);
+    f->drop_index = -1;
+    if (!o)
+        return 0;
+    int rc = fp_json_check(o, ff, sizeof ff / sizeof ff[0], "sim fault");
+    if (rc)
+        return fp_adderr(rc, "client %s", name);
+    const char *d = fed_jstr(o, "drop", NULL);
+    if (d) {
+        f->drop_stage = fed_stage_from_name(d);
+        if (f->drop_stage < 0)
+            return fp_seterr(FP_EFORMAT,
+                             "client %s: unknown drop stage '%s' (config, train, advertise, share, masked, unmask)",
+                             name, d);
+    }
+    f->drop_index = (int)fed_jnum(o, "round", -1);
+    f->crash = fed_jbool(o, "crash", 0);
+    f->slow_ms = (int)fed_jnum(o, "slow_ms", 0);
+    f->garbage = fed_jbool(o, "garbage", 0);
+    if (f->crash && !f->drop_stage)
+        f->drop_stage = FP_STAGE_CONFIG;
+    return 0;
+}
+
+static int setup_client(sim_client *sc, const cJSON *e, int i, int templ, size_t dim, const char *base)
+{
+    static const fp_json_field cf[] = {
+        {"name", FP_JSON_STRING, 0},     {"samples", FP_JSON_UINT, 0},     {"profile", FP_JSON_STRING, 0},
+        {"data", FP_JSON_STRING, 0},     {"target_seed", FP_JSON_UINT, 0}, {"target_scale", FP_JSON_NUMBER, 0},
+        {"noise", FP_JSON_NUMBER, 0},    {"fault", FP_JSON_OBJECT, 0}};
+    int rc = fp_json_check(e, cf, sizeof cf / sizeof cf[0], "sim client");
+    if (rc)
+        return rc;
+    fp_fed_client_config_default(&sc->cfg);
+    const char *nm = fed_jstr(e, "name", NULL);
+    if (nm && !templ)
+        snprintf(sc->cfg.name, sizeof sc->cfg.name, "%.60s", nm);
+    else
+        snprintf(sc->cfg.name, sizeof sc->cfg.name, "c%d", i);
+    const char *data = fed_jstr(e, "data", NULL);
+    if (data) {
+        char path[FP_FED_PATH_MAX * 2];
+        snprintf(path, sizeof path, "%s%s%s", data[0] == '/' ? "" : base, data[0] == '/' ? "" : "/", data);
+        rc = fp_standin_data_load(&sc->data, path);
+    } else {
+        sc->data.dim = dim;
+        sc->data.samples = (uint64_t)fed_jnum(e, "samples", 100);
+        sc->data.noise = (float)fed_jnum(e, "noise", 0);
+        sc->data.seed = (uint64_t)(i + 1);
+        sc->data.target = malloc(dim * sizeof(float));
+        rc = sc->data.target ? fp_standin_target_gen(sc->data.target, dim,
+                                                     (uint64_t)fed_jnum(e, "target_seed", 1) + (uint64_t)i,
+                                                     (float)fed_jnum(e, "target_scale", 1.0))
+                             : fp_seterr(FP_ENOMEM, "sim: out of memory");
+        if (templ)
+            sc->data.samples += (uint64_t)(i % 7) * 10; /* unequal weights */
+    }
+    if (rc)
+        return fp_adderr(rc, "sim client %s", sc->cfg.name);
+    if (sc->data.dim != dim)
+        return fp_seterr(FP_ESHAPE, "sim client %s: data has %zu elements, the server %zu", sc->cfg.name,
+                         sc->data.dim, dim);
+    rc = fp_fed_device_cpu(&sc->cfg.device, fed_jstr(e, "profile", ""));
+    if (!rc)
+        rc = parse_fault(&sc->cfg.fault, cJSON_GetObjectItemCaseSensitive(e, "fault"), sc->cfg.name);
+    if (!rc)
+        rc = fp_identity_keygen(&sc->id);
+    if (!rc)
+        rc = fp_standin_trainer(&sc->trainer, &sc->data);
+    if (rc)
+        return fp_adderr(rc, "sim client %s", sc->cfg.name);
+    sc->cfg.samples = sc->data.samples;
+    sc->cfg.trainer = sc->trainer;
+    sc->cfg.id = &sc->id;
+    sc->cfg.give_up_ms = 120000;
+    return 0;
+}
+
+static int write_allowlist(const char *dir, sim_client *cl, size_t n, char *path, size_t cap)
+{
+    cJSON *o = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(o, "clients");
+    cJSON_AddNumberToObject(o, "version", 1);
+    for (size_t i = 0; i < n; i++) {
+        char kh[65];
+        fp_hex_encode(kh, sizeof kh, cl[i].id.pk, 32);
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "name", cl[i].cfg.name);
+        cJSON_AddStringToObject(e, "key", kh);
+        cJSON_AddItemToArray(a, e);
+    }
+    char *txt = cJSON_Print(o);
+    cJSON_Delete(o);
+    if (!txt)
+        return fp_seterr(FP_ENOMEM, "sim: out of memory");
+    int pn = snprintf(path, cap, "%s/clients.json", dir);
+    if (pn < 0 || (size_t)pn >= cap) {
+        free(txt);
+        return fp_seterr(FP_EINVAL, "sim: state directory name too long");
+    }
+    int rc = fp_write_file_atomic(path, txt, strlen(txt), 0644);
+    free(txt);
+    return rc;
+}
+
+int fp_fed_sim_run(fp_fed_sim_result *out, const char *config_json, size_t len, const char *base_dir,
+                   fp_fed_report_fn report, void *report_ctx)
+{
+    static const fp_json_field top[] = {
+        {"server", FP_JSON_OBJECT, 0}, {"clients", FP_JSON_ARRAY, 1}, {"count", FP_JSON_UINT, 0}};
+    memset(out, 0, sizeof *out);
+    if (sodium_init() < 0)
+        return fp_seterr(FP_ECRYPTO, "libsodium failed to initialise");
+    cJSON *o = NULL;
+    int rc = fp_json_parse(&o, config_json, len, top, 3, "sim config");
+    if (rc)
+        return rc;
+    const char *base = base_dir && base_dir[0] ? base_dir : ".";
+    fp_fed_server_config sc;
+    const cJSON *sj = cJSON_GetObjectItemCaseSensitive(o, "server");
+    char *stxt = sj ? cJSON_PrintUnformatted(sj) : NULL;
+    rc = fp_fed_server_config_parse(&sc, stxt ? stxt : "{}", stxt ? strlen(stxt) : 2, base);
+    free(stxt);
+    const cJSON *cl = cJSON_GetObjectItemCaseSensitive(o, "clients");
+    int nentries = cJSON_GetArraySize(cl);
+    int count = (int)fed_jnum(o, "count", 0);
+    int templ = count > 0;
+    size_t n = templ ? (size_t)count : (size_t)nentries;
+    if (!rc && (nentries < 1 || (templ && nentries != 1) || n > 10000))
+        rc = fp_seterr(FP_EFORMAT, "sim config: give 1..10000 clients, or one template with \"count\"");
+    sim_client *cs = rc ? NULL : calloc(n, sizeof *cs);
+    if (!rc && !cs)
+        rc = fp_seterr(FP_ENOMEM, "sim: out of memory for %zu clients", n);
+    for (size_t i = 0; !rc && i < n; i++)
+        rc = setup_client(&cs[i], cJSON_GetArrayItem(cl, templ ? 0 : (int)i), (int)i, templ, (size_t)sc.dim,
+                          base);
+    cJSON_Delete(o);
+    char tmpdir[] = "/tmp/fp-sim-XXXXXX";
+    if (!rc && !sc.state_dir[0]) {
+        if (!mkdtemp(tmpdir))
+            rc = fp_seterr(FP_EIO, "sim: cannot create a temporary directory");
+        else
+            snprintf(sc.state_dir, sizeof sc.state_dir, "%s", tmpdir);
+    }
+    if (!rc)
+        rc = fp_mkdirs(sc.state_dir, 0700);
+    if (!rc)
+        rc = write_allowlist(sc.state_dir, cs, n, sc.clients, sizeof sc.clients);
+    snprintf(sc.endpoint, sizeof sc.endpoint, "tcp://127.0.0.1:0");
+    fp_identity sid;
+    memset(&sid, 0, sizeof sid);
+    fp_fed_server *srv = NULL;
+    if (!rc)
+        rc = fp_identity_keygen(&sid);
+    if (!rc)
+        rc = fp_fed_server_create(&srv, &sc, &sid, 0);
+    volatile int stop = 0;
+    if (!rc) {
+        fp_fed_server_set_report(srv, report, report_ctx);
+        char ep[256];
+        fp_fed_server_endpoint(srv, ep, sizeof ep);
+        for (size_t i = 0; i < n; i++) {
+            snprintf(cs[i].cfg.endpoint, sizeof cs[i].cfg.endpoint, "%s", ep);
+            memcpy(cs[i].cfg.server_pk, sid.pk, 32);
+            cs[i].cfg.stop = &stop;
+            cs[i].started = pthread_create(&cs[i].th, NULL, client_main, &cs[i]) == 0;
+        }
+        out->server_rc = fp_fed_server_run(srv);
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", out->server_rc ? fp_errmsg() : "");
+        stop = 1;
+        for (size_t i = 0; i < n; i++)
+            if (cs[i].started)
+                pthread_join(cs[i].th, NULL);
+        out->dim = (size_t)sc.dim;
+        out->global = malloc(out->dim * sizeof(float));
+        out->expected = calloc(out->dim, sizeof(float));
+        if (!out->global || !out->expected) {
+            rc = fp_seterr(FP_ENOMEM, "sim: out of memory");
+        } else {
+            fp_fed_server_global(srv, out->global, out->dim, &out->completed);
+            double W = 0;
+            for (size_t i = 0; i < n; i++)
+                W += (double)cs[i].data.samples;
+            for (size_t d = 0; d < out->dim; d++) {
+                double s = 0;
+                for (size_t i = 0; i < n; i++)
+                    s += (double)cs[i].data.samples * cs[i].data.target[d];
+                out->expected[d] = (float)(s / W);
+                double e = fabs((double)out->global[d] - out->expected[d]);
+                if (e > out->max_err)
+                    out->max_err = e;
+            }
+        }
+        if (out->server_rc)
+            fp_seterr(out->server_rc, "%s", msg);
+    }
+    fp_fed_server_destroy(srv);
+    fp_identity_wipe(&sid);
+    for (size_t i = 0; cs && i < n; i++) {
+        if (cs[i].trainer.destroy)
+            cs[i].trainer.destroy(cs[i].trainer.ctx);
+        fp_standin_data_free(&cs[i].data);
+        fp_identity_wipe(&cs[i].id);
+    }
+    free(cs);
+    if (!rc && out->server_rc)
+        rc = out->server_rc;
+    return rc;
+}

@@ -1,0 +1,202 @@
+/* A federation in one test process: a server (fp_fed_server) on this thread
+ * and clients as threads, over real loopback TCP with CURVE, with per-client
+ * targets, samples and faults, plus the expected result computed directly. */
+#ifndef FED_FIXTURE_H
+#define FED_FIXTURE_H
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "fedproxy/fed.h"
+#include "fedproxy/fileio.h"
+#include "fedproxy/msg.h"
+#include "fp_test.h"
+
+#define FX_MAX 16
+
+typedef struct fx_client {
+    fp_identity id;
+    fp_standin_data data;
+    fp_trainer tr;
+    fp_fed_client_config cfg;
+    fp_fed_client_result res;
+    int rc, on_list;
+    volatile int done;
+    pthread_t th;
+} fx_client;
+
+typedef struct fx {
+    fp_identity sid;
+    fp_fed_server_config sc;
+    fx_client c[FX_MAX];
+    int n;
+    size_t dim;
+    volatile int stop;
+    int server_rc;
+    fp_fed_server_stats st;
+    float *global;
+    uint32_t completed;
+} fx;
+
+static inline void *fx_client_main(void *a)
+{
+    fx_client *c = a;
+    c->rc = fp_fed_client_run(&c->cfg, &c->res);
+    c->done = 1;
+    return NULL;
+}
+
+/* n clients, dim, targets from seeds 1..n scaled by scale; samples 100 + 37*i. */
+static inline void fx_init(fx *f, const char *tag, int n, size_t dim, float scale)
+{
+    memset(f, 0, sizeof *f);
+    f->n = n;
+    f->dim = dim;
+    fp_identity_keygen(&f->sid);
+    fp_fed_server_config_default(&f->sc);
+    const char *dir = fp_test_tmpdir(tag);
+    snprintf(f->sc.state_dir, sizeof f->sc.state_dir, "%s/state", dir);
+    snprintf(f->sc.clients, sizeof f->sc.clients, "%s/clients.json", dir);
+    f->sc.dim = dim;
+    f->sc.rounds = 3;
+    f->sc.min_clients = (uint32_t)n;
+    f->sc.quorum = 2;
+    f->sc.stage_timeout_ms = 1000;
+    f->sc.register_timeout_ms = 5000;
+    f->sc.seed = 11;
+    for (int i = 0; i < n; i++) {
+        fx_client *c = &f->c[i];
+        fp_identity_keygen(&c->id);
+        c->on_list = 1;
+        c->data.dim = dim;
+        c->data.samples = 100 + 37 * (uint64_t)i;
+        c->data.seed = (uint64_t)i + 1;
+        c->data.target = malloc(dim * sizeof(float));
+        fp_standin_target_gen(c->data.target, dim, (uint64_t)i + 1, scale);
+        fp_fed_client_config_default(&c->cfg);
+        snprintf(c->cfg.name, sizeof c->cfg.name, "c%d", i);
+        c->cfg.id = &c->id;
+        c->cfg.samples = c->data.samples;
+        memcpy(c->cfg.server_pk, f->sid.pk, 32);
+        c->cfg.give_up_ms = 20000;
+        c->cfg.idle_hello_ms = 500;
+    }
+}
+
+static inline void fx_write_allowlist(fx *f)
+{
+    cJSON *o = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(o, "clients");
+    cJSON_AddNumberToObject(o, "version", 1);
+    for (int i = 0; i < f->n; i++) {
+        if (!f->c[i].on_list)
+            continue;
+        char kh[65];
+        fp_hex_encode(kh, sizeof kh, f->c[i].id.pk, 32);
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "name", f->c[i].cfg.name);
+        cJSON_AddStringToObject(e, "key", kh);
+        cJSON_AddItemToArray(a, e);
+    }
+    char *t = cJSON_Print(o);
+    CHECK_OK(fp_write_file_atomic(f->sc.clients, t, strlen(t), 0644));
+    free(t);
+    cJSON_Delete(o);
+}
+
+/* Runs the whole federation; returns the server's rc. */
+static inline int fx_run(fx *f)
+{
+    fx_write_allowlist(f);
+    fp_fed_server *s = NULL;
+    int rc = fp_fed_server_create(&s, &f->sc, &f->sid, 0);
+    CHECK_OK(rc);
+    if (rc)
+        return rc;
+    char ep[256];
+    fp_fed_server_endpoint(s, ep, sizeof ep);
+    for (int i = 0; i < f->n; i++) {
+        fx_client *c = &f->c[i];
+        fp_standin_trainer(&c->tr, &c->data);
+        c->cfg.trainer = c->tr;
+        c->cfg.stop = &f->stop;
+        snprintf(c->cfg.endpoint, sizeof c->cfg.endpoint, "%s", ep);
+        pthread_create(&c->th, NULL, fx_client_main, c);
+    }
+    f->server_rc = fp_fed_server_run(s);
+    if (f->server_rc)
+        fprintf(stderr, "server: %s\n", fp_errmsg());
+    /* Clients leave on BYE; give them a bounded time before stopping them. */
+    for (int t = 0; t < 3000; t += 10) {
+        int all = 1;
+        for (int i = 0; i < f->n; i++)
+            all &= f->c[i].done;
+        if (all)
+            break;
+        struct timespec ts = {0, 10000000};
+        nanosleep(&ts, NULL);
+    }
+    f->stop = 1;
+    for (int i = 0; i < f->n; i++) {
+        pthread_join(f->c[i].th, NULL);
+        f->c[i].tr.destroy(f->c[i].tr.ctx);
+    }
+    fp_fed_server_get_stats(s, &f->st);
+    f->global = malloc(f->dim * sizeof(float));
+    fp_fed_server_global(s, f->global, f->dim, &f->completed);
+    fp_fed_server_destroy(s);
+    return f->server_rc;
+}
+
+static inline void fx_free(fx *f)
+{
+    for (int i = 0; i < f->n; i++) {
+        fp_standin_data_free(&f->c[i].data);
+        fp_identity_wipe(&f->c[i].id);
+    }
+    free(f->global);
+}
+
+/* Expected global after rounds where in[r][i] says whether client i's update
+ * counted in round r: direct computation with the stand-in's formula, fedavg
+ * weighted by samples (the server's arithmetic: double sums, float result). */
+static inline void fx_expected(float *g, const fx *f, int rounds, int in[][FX_MAX], float lr, int steps)
+{
+    memset(g, 0, f->dim * sizeof(float));
+    float *u = malloc(f->dim * sizeof(float) * FX_MAX);
+    for (int r = 0; r < rounds; r++) {
+        double W = 0;
+        for (int i = 0; i < f->n; i++)
+            if (in[r][i]) {
+                fp_standin_update(u + (size_t)i * f->dim, g, f->c[i].data.target, f->dim, steps, lr, 0,
+                                  f->c[i].data.seed, (uint32_t)r);
+                W += (double)f->c[i].data.samples;
+            }
+        for (size_t d = 0; d < f->dim; d++) {
+            double s = 0;
+            for (int i = 0; i < f->n; i++)
+                if (in[r][i])
+                    s += (double)f->c[i].data.samples * u[(size_t)i * f->dim + d];
+            g[d] += (float)(s / W);
+        }
+    }
+    free(u);
+}
+
+static inline double fx_maxdiff(const float *a, const float *b, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)a[i] - b[i]);
+        if (!(e <= m))
+            m = e;
+    }
+    return m;
+}
+
+#endif

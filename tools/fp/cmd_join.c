@@ -1,0 +1,106 @@
+/* fp join: a federation client. Until the engine lands it trains with the
+ * stand-in trainer, whose --data file is described in include/fedproxy/fed.h
+ * ({"samples": N, "target": [...]} or {"samples": N, "dim": D, "target_seed": S}). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "fedproxy/fed.h"
+#include "fedproxy/runtime.h"
+
+static int device_of(fp_fed_device *dev, const char *d)
+{
+    if (!d || !strcmp(d, "cpu"))
+        return fp_fed_device_cpu(dev, getenv("FP_PROFILE") ? getenv("FP_PROFILE") : "");
+    fp_ctx_opts o;
+    memset(&o, 0, sizeof o);
+    o.device = d;
+    o.validate = 0;
+    fp_ctx *ctx = NULL;
+    int rc = fp_ctx_create(&ctx, &o);
+    if (rc) {
+        fprintf(stderr, "fp join: device %s unavailable (%s); registering as a CPU client\n", d, fp_errmsg());
+        return fp_fed_device_cpu(dev, "");
+    }
+    rc = fp_fed_device_from_profile(dev, fp_ctx_profile(ctx), fp_ctx_measured(ctx));
+    fp_ctx_destroy(ctx);
+    return rc;
+}
+
+int fp_cmd_join(int argc, char **argv)
+{
+    const char *server = fp_cli_opt(argc, argv, "--server"), *skey = fp_cli_opt(argc, argv, "--server-key"),
+               *keys = fp_cli_opt(argc, argv, "--keys"), *data = fp_cli_opt(argc, argv, "--data");
+    if (fp_cli_flag(argc, argv, "--help") || !server || !skey || !keys || !data) {
+        int h = fp_cli_flag(argc, argv, "--help");
+        fprintf(h ? stdout : stderr,
+                "usage: fp join --server tcp://HOST:PORT --server-key HEXPUB --keys DIR --data FILE\n"
+                "               [--device D|cpu] [--name NAME] [--proxy-out FILE] [--json]\n"
+                "  --server-key  the server's identity.pub (hex, or a path to the file)\n"
+                "  --data        the stand-in trainer's data: {\"samples\":N,\"target\":[...]} or\n"
+                "                {\"samples\":N,\"dim\":D,\"target_seed\":S,\"target_scale\":X}\n"
+                "  --device      Vulkan device (index, name, vendor) or cpu (default)\n"
+                "  --slow-ms MS  (testing) sleep before every upload\n");
+        return h ? 0 : 2;
+    }
+    fp_fed_client_config cfg;
+    fp_fed_client_config_default(&cfg);
+    snprintf(cfg.endpoint, sizeof cfg.endpoint, "%s", server);
+    int rc = fp_hex_decode(cfg.server_pk, sizeof cfg.server_pk, skey, strlen(skey));
+    if (rc) {
+        char dir[512];
+        snprintf(dir, sizeof dir, "%s", skey);
+        char *sl = strrchr(dir, '/');
+        if (sl && !strcmp(sl, "/identity.pub"))
+            *sl = '\0';
+        rc = fp_identity_load_public(cfg.server_pk, dir);
+    }
+    if (rc)
+        return fp_cli_fail("join", rc);
+    fp_identity id;
+    rc = fp_identity_load(&id, keys);
+    if (rc)
+        return fp_cli_fail("join", rc);
+    fp_standin_data d;
+    rc = fp_standin_data_load(&d, data);
+    fp_trainer tr;
+    memset(&tr, 0, sizeof tr);
+    if (!rc)
+        rc = fp_standin_trainer(&tr, &d);
+    if (!rc)
+        rc = device_of(&cfg.device, fp_cli_opt(argc, argv, "--device"));
+    if (rc) {
+        fp_identity_wipe(&id);
+        fp_standin_data_free(&d);
+        return fp_cli_fail("join", rc);
+    }
+    const char *nm = fp_cli_opt(argc, argv, "--name");
+    if (nm)
+        snprintf(cfg.name, sizeof cfg.name, "%.60s", nm);
+    else
+        fp_hex_encode(cfg.name, 9, id.pk, 4);
+    const char *po = fp_cli_opt(argc, argv, "--proxy-out");
+    if (po)
+        snprintf(cfg.proxy_out, sizeof cfg.proxy_out, "%s", po);
+    const char *slow = fp_cli_opt(argc, argv, "--slow-ms"); /* fault injection (tests) */
+    if (slow)
+        cfg.fault.slow_ms = atoi(slow);
+    cfg.id = &id;
+    cfg.samples = d.samples;
+    cfg.trainer = tr;
+    fp_fed_client_result res;
+    rc = fp_fed_client_run(&cfg, &res);
+    tr.destroy(tr.ctx);
+    fp_standin_data_free(&d);
+    fp_identity_wipe(&id);
+    if (fp_cli_flag(argc, argv, "--json"))
+        printf("{\"rounds\":%u,\"last_index\":%u,\"bytes_sent\":%llu,\"bytes_recv\":%llu,\"proxy\":%s,"
+               "\"rank\":%d,\"batch\":%d,\"seq\":%d,\"rc\":%d}\n",
+               res.rounds, res.last_index, (unsigned long long)res.bytes_sent, (unsigned long long)res.bytes_recv,
+               res.got_proxy ? "true" : "false", res.rank, res.batch, res.seq, rc);
+    if (rc)
+        return fp_cli_fail("join", rc);
+    fprintf(stderr, "fp join: session over after %u rounds\n", res.rounds);
+    return 0;
+}
