@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fedproxy/ops_matmul.h"
 #include "fedproxy/probe.h"
 #include "fedproxy/recommend.h"
 #include "fedproxy/runtime.h"
@@ -42,7 +43,8 @@ static void usage(void)
     puts("usage: fp-probe [--json] [--quick] [--list] [--device D] [--profile P] [--budget-mib N] "
          "[--step-seconds S]\n"
          "  --list          only list devices and their profiles (no benchmarks)\n"
-         "  --quick         short benchmarks (under 10 s on lavapipe)\n"
+         "  --quick         short benchmarks (under 10 s on lavapipe); no matmul autotune unless --tune\n"
+         "  --tune          run the matmul autotuner (default without --quick)\n"
          "  --json          machine-readable output on stdout, nothing else\n"
          "  --device D      device index, name substring or vendor (default: $FP_DEVICE or the best)\n"
          "  --profile P     restriction overlay: minimal, mali-valhall, adreno-7xx, intel-xe, amd-rdna, nvidia,\n"
@@ -141,6 +143,15 @@ int main(int argc, char **argv)
         fp_measured m;
         double t0 = fp_now();
         rc = fp_probe_measure(&m, ctx, quick, on_progress, &tty);
+        /* matmul autotuning compiles many pipelines (minutes on a cold lavapipe
+         * cache): it runs without --quick, or with --tune */
+        if (!rc && (!quick || flag(argc, argv, "--tune"))) {
+            if (tty)
+                fprintf(stderr, "  measuring: matmul autotune (every variant, checked against the C reference)\n");
+            int trc = fp_matmul_autotune(ctx, &m, quick);
+            if (trc)
+                fprintf(stderr, "fp-probe: warning: matmul autotune failed: %s\n", fp_errmsg());
+        }
         double memcpy_gbps = fp_probe_memcpy_gbps(quick);
         double elapsed = fp_now() - t0;
         if (rc) {

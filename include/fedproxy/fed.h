@@ -71,12 +71,12 @@ typedef struct fp_fed_task {
  * update (new local weights minus global) into update[0..dim), the number of
  * samples it used and the loss of the global weights on its data (before
  * training: that is the federated evaluation). Returns 0 or FP_E*. */
-typedef struct fp_trainer {
+typedef struct fp_fed_trainer {
     void *ctx;
     int (*train)(void *ctx, float *update, uint64_t *samples, float *loss, const float *global,
                  size_t dim, const fp_fed_task *task);
     void (*destroy)(void *ctx); /* may be NULL */
-} fp_trainer;
+} fp_fed_trainer;
 
 /* The stand-in trainer. Its data file (`fp join --data FILE`) is JSON:
  *   {"samples": 120, "target": [0.5, -1.0, ...]}                  explicit target, or
@@ -101,7 +101,7 @@ int fp_standin_data_parse(fp_standin_data *out, const char *json, size_t len, co
 int fp_standin_target_gen(float *out, size_t dim, uint64_t target_seed, float target_scale);
 void fp_standin_data_free(fp_standin_data *d);
 /* A trainer owning a copy of d (d stays the caller's). */
-int fp_standin_trainer(fp_trainer *out, const fp_standin_data *d);
+int fp_standin_trainer(fp_fed_trainer *out, const fp_standin_data *d);
 /* One client's update as the stand-in computes it (for tests' direct computation). */
 void fp_standin_update(float *update, const float *global, const float *target, size_t dim, int steps,
                        float lr, float noise, uint64_t seed, uint32_t index);
@@ -269,7 +269,7 @@ typedef struct fp_fed_client_config {
     const fp_identity *id; /* borrowed */
     char name[FP_FED_NAME_MAX];
     uint64_t samples;      /* declared data size */
-    fp_trainer trainer;    /* borrowed */
+    fp_fed_trainer trainer;    /* borrowed */
     fp_fed_device device;
     fp_fed_fault fault;
     int idle_hello_ms;     /* re-HELLO after this much silence (default 1000) */

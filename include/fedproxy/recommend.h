@@ -44,10 +44,10 @@ int fp_recommend_train(fp_train_plan *out, const fp_profile *p, const fp_measure
                        uint64_t budget_bytes, double target_step_s);
 
 /* Bytes a plan needs (exposed for the engine's own planner and for tests). */
-uint64_t fp_plan_bytes(const fp_model_shape *model, int rank, int batch, int seq);
+uint64_t fp_recommend_bytes(const fp_model_shape *model, int rank, int batch, int seq);
 
 /* FLOPs of one LoRA training step (forward + backward, no base-weight grads). */
-double fp_plan_step_flops(const fp_model_shape *model, int rank, int batch, int seq);
+double fp_recommend_step_flops(const fp_model_shape *model, int rank, int batch, int seq);
 
 #ifdef __cplusplus
 }

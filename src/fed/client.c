@@ -1,5 +1,5 @@
 /* The federation client: registers, verifies the signed proxy, and follows the
- * server through rounds (train with the fp_trainer, upload plain or through
+ * server through rounds (train with the fp_fed_trainer, upload plain or through
  * SecAgg+), with injectable faults for the simulator and tests. */
 #include <math.h>
 #include <stdio.h>
@@ -311,7 +311,7 @@ static int on_model(fed_cl *c, const fp_msg *m)
         return fp_seterr(FP_ENOMEM, "client: out of memory for %zu floats", c->dim);
     uint64_t samples = 0;
     float loss = NAN;
-    const fp_trainer *t = &c->cfg->trainer;
+    const fp_fed_trainer *t = &c->cfg->trainer;
     int rc = t->train(t->ctx, c->update, &samples, &loss, (const float *)(const void *)m->payload, c->dim,
                       &c->task);
     if (rc)

@@ -16,7 +16,7 @@
 typedef struct sim_client {
     fp_identity id;
     fp_standin_data data;
-    fp_trainer trainer;
+    fp_fed_trainer trainer;
     fp_fed_client_config cfg;
     fp_fed_client_result res;
     int rc;

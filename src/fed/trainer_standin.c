@@ -1,6 +1,6 @@
 /* The stand-in trainer: pulls the global vector toward the client's private
  * target (see fed.h). Used by tests, `fp sim` and `fp join` until the engine's
- * LoRA trainer is wired in through the same fp_trainer interface. */
+ * LoRA trainer is wired in through the same fp_fed_trainer interface. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,7 +165,7 @@ static void standin_destroy(void *ctx)
     free(s);
 }
 
-int fp_standin_trainer(fp_trainer *out, const fp_standin_data *d)
+int fp_standin_trainer(fp_fed_trainer *out, const fp_standin_data *d)
 {
     memset(out, 0, sizeof *out);
     if (!d || !d->target || !d->dim)

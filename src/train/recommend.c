@@ -29,7 +29,7 @@ static double lora_params(const fp_model_shape *m, int rank)
     return (double)m->layers * rank * per;
 }
 
-uint64_t fp_plan_bytes(const fp_model_shape *m, int rank, int batch, int seq)
+uint64_t fp_recommend_bytes(const fp_model_shape *m, int rank, int batch, int seq)
 {
     double tokens = (double)batch * seq;
     double weights = base_params(m) * m->weight_bytes;
@@ -43,7 +43,7 @@ uint64_t fp_plan_bytes(const fp_model_shape *m, int rank, int batch, int seq)
     return (uint64_t)(weights + lora + acts + logits);
 }
 
-double fp_plan_step_flops(const fp_model_shape *m, int rank, int batch, int seq)
+double fp_recommend_step_flops(const fp_model_shape *m, int rank, int batch, int seq)
 {
     double tokens = (double)batch * seq;
     /* forward 2*P per token; backward needs activation grads (2*P) but no base
@@ -82,10 +82,10 @@ int fp_recommend_train(fp_train_plan *out, const fp_profile *p, const fp_measure
     for (;;) {
         for (size_t i = 0; i < sizeof seqs / sizeof seqs[0]; i++) {
             for (int b = 1; b <= 64; b *= 2) {
-                if (fp_plan_bytes(model, rank, b, seqs[i]) > budget)
+                if (fp_recommend_bytes(model, rank, b, seqs[i]) > budget)
                     break;
                 mem_ok = 1;
-                if (fp_plan_step_flops(model, rank, b, seqs[i]) / (gflops * 1e9) > target_step_s)
+                if (fp_recommend_step_flops(model, rank, b, seqs[i]) / (gflops * 1e9) > target_step_s)
                     break;
                 double tok = (double)b * seqs[i];
                 if (tok > best_tok) { /* ties keep the longer sequence: more context per sample */
@@ -105,11 +105,11 @@ int fp_recommend_train(fp_train_plan *out, const fp_profile *p, const fp_measure
             return fp_seterr(FP_EDEVMEM,
                              "the model needs %.1f MiB even at rank 4, batch 1, sequence 32, but %s has a budget "
                              "of %.1f MiB",
-                             fp_plan_bytes(model, 4, 1, 32) / 1048576.0, p->name, budget / 1048576.0);
+                             fp_recommend_bytes(model, 4, 1, 32) / 1048576.0, p->name, budget / 1048576.0);
         /* a slow device: the shortest useful step, and the round deadline absorbs it */
         best_b = 1;
         best_s = 64;
-        while (best_s > 32 && fp_plan_bytes(model, rank, 1, best_s) > budget)
+        while (best_s > 32 && fp_recommend_bytes(model, rank, 1, best_s) > budget)
             best_s /= 2;
         limit = "device speed (slower than the step-time target even at batch 1)";
     }
@@ -117,8 +117,8 @@ int fp_recommend_train(fp_train_plan *out, const fp_profile *p, const fp_measure
     out->batch = best_b;
     out->seq = best_s;
     out->budget = budget;
-    out->bytes = fp_plan_bytes(model, rank, best_b, best_s);
-    out->step_seconds = fp_plan_step_flops(model, rank, best_b, best_s) / (gflops * 1e9);
+    out->bytes = fp_recommend_bytes(model, rank, best_b, best_s);
+    out->step_seconds = fp_recommend_step_flops(model, rank, best_b, best_s) / (gflops * 1e9);
     out->tokens_per_s = (double)best_b * best_s / out->step_seconds;
     snprintf(out->why, sizeof out->why, "%s at %.1f GFLOP/s (%s), %.0f of %.0f MiB budget; limited by %s",
              measured ? "measured" : "assumed", gflops * 2, measured ? "fp-probe matmul" : "no fp-probe run yet",

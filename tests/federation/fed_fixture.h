@@ -23,7 +23,7 @@
 typedef struct fx_client {
     fp_identity id;
     fp_standin_data data;
-    fp_trainer tr;
+    fp_fed_trainer tr;
     fp_fed_client_config cfg;
     fp_fed_client_result res;
     int rc, on_list;

@@ -55,8 +55,8 @@ int main(void)
 
     /* the byte plan grows with every knob */
     model = fp_model_shape_bench();
-    CHECK(fp_plan_bytes(&model, 8, 2, 128) > fp_plan_bytes(&model, 4, 2, 128));
-    CHECK(fp_plan_bytes(&model, 4, 4, 128) > fp_plan_bytes(&model, 4, 2, 128));
-    CHECK(fp_plan_bytes(&model, 4, 2, 256) > fp_plan_bytes(&model, 4, 2, 128));
+    CHECK(fp_recommend_bytes(&model, 8, 2, 128) > fp_recommend_bytes(&model, 4, 2, 128));
+    CHECK(fp_recommend_bytes(&model, 4, 4, 128) > fp_recommend_bytes(&model, 4, 2, 128));
+    CHECK(fp_recommend_bytes(&model, 4, 2, 256) > fp_recommend_bytes(&model, 4, 2, 128));
     return fp_test_report("test_recommend");
 }

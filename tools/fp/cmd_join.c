@@ -64,7 +64,7 @@ int fp_cmd_join(int argc, char **argv)
         return fp_cli_fail("join", rc);
     fp_standin_data d;
     rc = fp_standin_data_load(&d, data);
-    fp_trainer tr;
+    fp_fed_trainer tr;
     memset(&tr, 0, sizeof tr);
     if (!rc)
         rc = fp_standin_trainer(&tr, &d);

@@ -1,0 +1,22 @@
+# Matmul (src/ops/matmul.c): C = alpha*op(A)*op(B) + beta*C, f32 accumulation.
+#  mm_reg_*    register-blocked, no shared memory, no barriers (spec: TM, TN, TA, TB)
+#  mm_sg_*     like reg, with A spread over a subgroup and shuffled (fixed subgroup size)
+#  mm_tiled_*  shared-memory tiles + register blocking (spec: BM, BN, BK, TM, TN)
+#  *_v4        vec4 loads (host checks alignment), else scalar loads with clamped tails
+#  B dtype:    f32, f16 (packed pairs in uint words: any device), f16s (16-bit storage), bf16
+foreach(dt f32 f16 f16s bf16)
+  if(dt STREQUAL "f32")
+    set(d "")
+  elseif(dt STREQUAL "f16")
+    set(d B_F16=1)
+  elseif(dt STREQUAL "f16s")
+    set(d B_F16S=1)
+  else()
+    set(d B_BF16=1)
+  endif()
+  fp_shader(mm_reg_${dt} matmul/mm_reg.comp DEFINES ${d})
+  fp_shader(mm_reg_${dt}_v4 matmul/mm_reg.comp DEFINES VEC4=1 ${d})
+  fp_shader(mm_sg_${dt} matmul/mm_sg.comp DEFINES ${d})
+  fp_shader(mm_sg_${dt}_v4 matmul/mm_sg.comp DEFINES VEC4=1 ${d})
+  fp_shader(mm_tiled_${dt} matmul/mm_tiled.comp DEFINES ${d})
+endforeach()

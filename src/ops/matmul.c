@@ -1,0 +1,330 @@
+/* Host wrapper of the matmul kernels in shaders/matmul/: variant table, choice
+ * by profile / tuned values, shape checks, vec4 alignment checks, chunking past
+ * the storage range, batch splitting. */
+#include "fedproxy/ops_matmul.h"
+#include "error_internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+enum mm_kind { MM_SG, MM_REG, MM_TILED };
+
+struct mm_var {
+    const char *name;
+    enum mm_kind kind;
+    uint32_t tm, tn;     /* outputs per invocation */
+    uint32_t wx, wy;     /* reg: workgroup shape */
+    uint32_t bm, bn, bk; /* tiled: workgroup tile */
+    int heavy;           /* llvmpipe's LLVM needs 10 s to a minute to compile each of its
+                            pipelines (once per machine with Mesa's shader cache) */
+};
+
+/* Measured on lavapipe (2 cores, 8-wide subgroups): bigger per-invocation tiles
+ * win there because every non-uniform load is a per-lane scalar loop; the
+ * accumulators spill to (L1) stack, which costs less. */
+static const struct mm_var VARS[] = {
+    {"sg_64x16", MM_SG, 64, 16, 0, 0, 0, 0, 0, 1},
+    {"sg_64x8", MM_SG, 64, 8, 0, 0, 0, 0, 0, 1},
+    {"sg_32x16", MM_SG, 32, 16, 0, 0, 0, 0, 0, 1},
+    {"sg_32x8", MM_SG, 32, 8, 0, 0, 0, 0, 0, 0},
+    {"sg_16x8", MM_SG, 16, 8, 0, 0, 0, 0, 0, 0},
+    {"reg_32x32", MM_REG, 32, 32, 8, 1, 0, 0, 0, 1},
+    {"reg_16x16", MM_REG, 16, 16, 8, 2, 0, 0, 0, 0},
+    {"reg_8x8", MM_REG, 8, 8, 8, 8, 0, 0, 0, 0},
+    {"reg_4x4", MM_REG, 4, 4, 8, 8, 0, 0, 0, 0},
+    {"tiled_small", MM_TILED, 4, 4, 0, 0, 32, 32, 8, 0},
+    {"tiled_medium", MM_TILED, 4, 4, 0, 0, 64, 64, 16, 0},
+    {"tiled_large", MM_TILED, 8, 8, 0, 0, 128, 128, 16, 0},
+};
+#define NVARS (sizeof VARS / sizeof VARS[0])
+
+const char *const fp_matmul_variant_names[] = {"sg_64x16", "sg_64x8", "sg_32x16", "sg_32x8", "sg_16x8",
+                                               "reg_32x32", "reg_16x16", "reg_8x8", "reg_4x4",
+                                               "tiled_small", "tiled_medium", "tiled_large", NULL};
+
+static const struct mm_var *find_var(const char *name)
+{
+    for (size_t i = 0; i < NVARS; i++)
+        if (!strcmp(VARS[i].name, name))
+            return &VARS[i];
+    return NULL;
+}
+
+static int var_fits(const fp_profile *p, const struct mm_var *v)
+{
+    switch (v->kind) {
+    case MM_SG:
+        return p->subgroup_ops && p->subgroup_min == p->subgroup_max && p->subgroup_min >= 4 &&
+               p->subgroup_min <= 128 && p->subgroup_min <= p->max_wg_invocations &&
+               p->subgroup_min <= p->max_wg_size[0];
+    case MM_REG:
+        return v->wx * v->wy <= p->max_wg_invocations && v->wx <= p->max_wg_size[0] && v->wy <= p->max_wg_size[1];
+    case MM_TILED: {
+        uint32_t wx = v->bn / v->tn, wy = v->bm / v->tm;
+        return wx * wy <= p->max_wg_invocations && wx <= p->max_wg_size[0] && wy <= p->max_wg_size[1] &&
+               (v->bm + v->bn) * v->bk * 4u <= p->shared_mem;
+    }
+    }
+    return 0;
+}
+
+int fp_matmul_variant_heavy(const char *name)
+{
+    const struct mm_var *v = name ? find_var(name) : NULL;
+    return v && v->heavy;
+}
+
+int fp_matmul_variant_ok(fp_ctx *ctx, const char *name)
+{
+    const struct mm_var *v = name ? find_var(name) : NULL;
+    return v && ctx && var_fits(fp_ctx_profile(ctx), v);
+}
+
+fp_matmul_desc fp_matmul_desc_make(int64_t M, int64_t N, int64_t K)
+{
+    fp_matmul_desc d;
+    memset(&d, 0, sizeof d);
+    d.M = M;
+    d.N = N;
+    d.K = K;
+    d.batch = 1;
+    d.alpha = 1.0f;
+    return d;
+}
+
+const char *fp_matmul_class(int64_t M, int64_t N, int64_t K)
+{
+    double f = (double)M * (double)N * (double)K;
+    if (f <= 256.0 * 256.0 * 256.0)
+        return "small";
+    if (M <= 64 || N <= 64)
+        return "skinny";
+    if (f >= 1024.0 * 1024.0 * 1024.0)
+        return "large";
+    return "medium";
+}
+
+static const char *default_pick(const fp_profile *p, const char *cls, double flops)
+{
+    int cpu = p->vendor == FP_VENDOR_MESA_CPU || p->type == FP_DEVICE_CPU || (p->quirks & FP_QUIRK_SLOW_WG_BARRIERS);
+    int small = !strcmp(cls, "small") || !strcmp(cls, "skinny");
+    /* CPU: tiny shapes (< 128^3) take the quick-to-compile reg_8x8, small ones
+     * sg_16x8, big ones sg_32x8 (the heavier tiles are faster still but take
+     * llvmpipe's LLVM 10-60 s per pipeline to compile: tuning only) */
+    int tiny = flops < 128.0 * 128.0 * 128.0;
+    const char *order_cpu_sg[] = {tiny ? "reg_8x8" : small ? "sg_16x8" : "sg_32x8", "reg_16x16", "reg_8x8",
+                                  "reg_4x4", NULL};
+    const char *order_gpu_big[] = {"tiled_large", "tiled_medium", "tiled_small", "reg_8x8", "reg_4x4", NULL};
+    const char *order_gpu_small[] = {"tiled_small", "reg_8x8", "reg_4x4", NULL};
+    const char *const *order = cpu ? order_cpu_sg : small ? order_gpu_small : order_gpu_big;
+    for (int i = 0; order[i]; i++) {
+        const struct mm_var *v = find_var(order[i]);
+        if (v && var_fits(p, v))
+            return v->name;
+    }
+    return "reg_4x4";
+}
+
+const char *fp_matmul_pick(fp_ctx *ctx, int64_t M, int64_t N, int64_t K)
+{
+    const fp_profile *p = fp_ctx_profile(ctx);
+    const char *cls = fp_matmul_class(M, N, K);
+    char key[64];
+    snprintf(key, sizeof key, "matmul.f32.%s", cls);
+    const char *t = fp_measured_tune_get(fp_ctx_measured(ctx), key);
+    if (t) {
+        const struct mm_var *v = find_var(t);
+        if (v && var_fits(p, v))
+            return v->name;
+    }
+    return default_pick(p, cls, (double)M * (double)N * (double)K);
+}
+
+struct mm_push {
+    uint32_t M, N, K, lda, ldb, ldc, sa, sb, sc, oa, ob, oc;
+    float alpha, beta;
+    uint32_t zbase;
+};
+
+static int64_t need_elems(int64_t batch, int64_t stride, int64_t rows, int64_t cols, int64_t ld)
+{
+    if (rows == 0 || cols == 0)
+        return 0;
+    return (batch - 1) * stride + (rows - 1) * ld + cols;
+}
+
+/* Records one dispatch set (all batches) of variant v on the given bindings. */
+static int record(fp_stream *s, const struct mm_var *v, int v4, const char *dt, const fp_tensor *A,
+                  const fp_tensor *B, const fp_tensor *C, struct mm_push pc, int64_t batch, int ta, int tb)
+{
+    fp_ctx *ctx = fp_stream_ctx(s);
+    const fp_profile *p = fp_ctx_profile(ctx);
+    char name[48];
+    uint32_t spec[10];
+    uint32_t nspec, gx, gy, tile_n, tile_m;
+    const char *kind = v->kind == MM_SG ? "sg" : v->kind == MM_REG ? "reg" : "tiled";
+    snprintf(name, sizeof name, "mm_%s_%s%s", kind, dt, v4 && v->kind != MM_TILED ? "_v4" : "");
+    switch (v->kind) {
+    case MM_SG: {
+        uint32_t sg = p->subgroup_min;
+        uint32_t sp[8] = {sg, 1, 1, v->tm, v->tn, (uint32_t)ta, (uint32_t)tb, sg};
+        memcpy(spec, sp, sizeof sp);
+        nspec = 8;
+        tile_n = sg * v->tn;
+        tile_m = v->tm;
+        break;
+    }
+    case MM_REG: {
+        uint32_t sp[7] = {v->wx, v->wy, 1, v->tm, v->tn, (uint32_t)ta, (uint32_t)tb};
+        memcpy(spec, sp, sizeof sp);
+        nspec = 7;
+        tile_n = v->wx * v->tn;
+        tile_m = v->wy * v->tm;
+        break;
+    }
+    default: {
+        uint32_t sp[10] = {v->bn / v->tn, v->bm / v->tm, 1, v->bm, v->bn, (uint32_t)ta, (uint32_t)tb, v->bk, v->tm, v->tn};
+        memcpy(spec, sp, sizeof sp);
+        nspec = 10;
+        tile_n = v->bn;
+        tile_m = v->bm;
+        break;
+    }
+    }
+    fp_pipeline *pl;
+    int rc = fp_pipeline_get(&pl, ctx, name, spec, nspec);
+    if (rc)
+        return rc;
+    uint64_t gxx = (pc.N + (uint64_t)tile_n - 1) / tile_n, gyy = (pc.M + (uint64_t)tile_m - 1) / tile_m;
+    uint32_t zmax = p->max_wg_count[2] ? p->max_wg_count[2] : 65535;
+    if (gxx > p->max_wg_count[0] || gyy > p->max_wg_count[1])
+        return fp_seterr(FP_EUNSUPPORTED, "matmul: %ux%u output needs %llux%llu workgroups of variant %s, more than %s allows",
+                         pc.M, pc.N, (unsigned long long)gxx, (unsigned long long)gyy, v->name, p->name);
+    gx = (uint32_t)gxx;
+    gy = (uint32_t)gyy;
+    fp_binding bd[3] = {FP_R(A), FP_R(B), FP_W(C)};
+    for (int64_t z = 0; z < batch; z += zmax) {
+        int64_t nz = batch - z < zmax ? batch - z : zmax;
+        pc.zbase = (uint32_t)z;
+        rc = fp_stream_dispatch(s, pl, bd, 3, &pc, sizeof pc, gx, gy, (uint32_t)nz);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+int fp_matmul(fp_stream *s, fp_tensor *C, const fp_tensor *A, const fp_tensor *B, fp_matmul_desc *d)
+{
+    if (!s || !C || !A || !B || !d)
+        return fp_seterr(FP_EINVAL, "matmul: NULL argument");
+    d->chosen = NULL;
+    fp_ctx *ctx = fp_stream_ctx(s);
+    const fp_profile *p = fp_ctx_profile(ctx);
+    int64_t M = d->M, N = d->N, K = d->K, batch = d->batch > 0 ? d->batch : 1;
+    if (M < 0 || N < 0 || K < 0 || d->batch < 0 || d->lda < 0 || d->ldb < 0 || d->ldc < 0 || d->stride_a < 0 ||
+        d->stride_b < 0 || d->stride_c < 0)
+        return fp_seterr(FP_EINVAL, "matmul: negative size or stride (M=%lld N=%lld K=%lld)", (long long)M,
+                         (long long)N, (long long)K);
+    if (A->dtype != FP_F32 || C->dtype != FP_F32)
+        return fp_seterr(FP_ESHAPE, "matmul: A and C must be f32 (got A %s, C %s)", fp_dtype_name(A->dtype),
+                         fp_dtype_name(C->dtype));
+    if (B->dtype != FP_F32 && B->dtype != FP_F16 && B->dtype != FP_BF16)
+        return fp_seterr(FP_ESHAPE, "matmul: B must be f32, f16 or bf16 (got %s)", fp_dtype_name(B->dtype));
+    int ta = d->trans_a != 0, tb = d->trans_b != 0;
+    int64_t ar = ta ? K : M, ac = ta ? M : K; /* stored shapes */
+    int64_t br = tb ? N : K, bc = tb ? K : N;
+    int64_t lda = d->lda ? d->lda : ac, ldb = d->ldb ? d->ldb : bc, ldc = d->ldc ? d->ldc : N;
+    int64_t sa = d->stride_a ? d->stride_a : ar * ac, sb = d->stride_b ? d->stride_b : br * bc;
+    int64_t sc = d->stride_c ? d->stride_c : M * N;
+    if (lda < ac || ldb < bc || ldc < N)
+        return fp_seterr(FP_ESHAPE, "matmul: leading dimensions lda=%lld ldb=%lld ldc=%lld below row lengths %lld, %lld, %lld",
+                         (long long)lda, (long long)ldb, (long long)ldc, (long long)ac, (long long)bc, (long long)N);
+    /* packed 2-D tensors must have exactly the stored matrix shape */
+    struct { const fp_tensor *t; int64_t r, c, ld; const char *nm; } chk[3] = {
+        {A, ar, ac, d->lda, "A"}, {B, br, bc, d->ldb, "B"}, {C, M, N, d->ldc, "C"}};
+    for (int i = 0; i < 3; i++)
+        if (batch == 1 && chk[i].ld == 0 && chk[i].t->ndim == 2 &&
+            (chk[i].t->shape[0] != chk[i].r || chk[i].t->shape[1] != chk[i].c))
+            return fp_seterr(FP_ESHAPE,
+                             "matmul: %s is %lldx%lld but M=%lld N=%lld K=%lld%s%s needs %s stored as %lldx%lld",
+                             chk[i].nm, (long long)chk[i].t->shape[0], (long long)chk[i].t->shape[1], (long long)M,
+                             (long long)N, (long long)K, ta ? " transA" : "", tb ? " transB" : "", chk[i].nm,
+                             (long long)chk[i].r, (long long)chk[i].c);
+    int64_t na = need_elems(batch, sa, ar, ac, lda), nb = need_elems(batch, sb, br, bc, ldb);
+    int64_t ncn = need_elems(batch, sc, M, N, ldc);
+    if (fp_tensor_numel(A) < na || fp_tensor_numel(B) < nb || fp_tensor_numel(C) < ncn)
+        return fp_seterr(FP_ESHAPE,
+                         "matmul: M=%lld N=%lld K=%lld batch=%lld needs %lld elements of A, %lld of B, %lld of C; "
+                         "tensors have %lld, %lld, %lld",
+                         (long long)M, (long long)N, (long long)K, (long long)batch, (long long)na, (long long)nb,
+                         (long long)ncn, (long long)fp_tensor_numel(A), (long long)fp_tensor_numel(B),
+                         (long long)fp_tensor_numel(C));
+    const int64_t U32 = 0xffffffffLL;
+    if (na > U32 || nb > U32 || ncn > U32)
+        return fp_seterr(FP_EUNSUPPORTED, "matmul: more than 2^32 elements in one operand (A %lld, B %lld, C %lld)",
+                         (long long)na, (long long)nb, (long long)ncn);
+
+    const struct mm_var *v;
+    if (d->variant) {
+        v = find_var(d->variant);
+        if (!v)
+            return fp_seterr(FP_EINVAL, "matmul: unknown variant '%s'", d->variant);
+        if (!var_fits(p, v))
+            return fp_seterr(FP_EUNSUPPORTED, "matmul: variant '%s' cannot run on %s (overlay '%s')", v->name,
+                             p->name, p->overlay);
+    } else {
+        v = find_var(fp_matmul_pick(ctx, M, N, K));
+    }
+    d->chosen = v->name;
+    if (M == 0 || N == 0)
+        return 0;
+
+    const char *dt = B->dtype == FP_F32 ? "f32" : B->dtype == FP_BF16 ? "bf16" : p->storage16 ? "f16s" : "f16";
+    int v4 = K % 4 == 0 && lda % 4 == 0 && ldb % 4 == 0 && (batch == 1 || (sa % 4 == 0 && sb % 4 == 0)) &&
+             (tb || N % 4 == 0) && (!ta || v->kind != MM_REG || M % 4 == 0);
+    struct mm_push pc = {(uint32_t)M, (uint32_t)N, (uint32_t)K, (uint32_t)lda, (uint32_t)ldb, (uint32_t)ldc,
+                         (uint32_t)sa, (uint32_t)sb, (uint32_t)sc, 0, 0, 0, d->alpha, d->beta, 0};
+    if (K == 0) {
+        /* C = beta*C: scale through a tiny K=0 dispatch of the general kernel */
+        v4 = 0;
+    }
+    uint64_t range = p->storage_range;
+    if (A->nbytes <= range && B->nbytes <= range && C->nbytes <= range)
+        return record(s, v, v4, dt, A, B, C, pc, batch, ta, tb);
+
+    /* Chunk along M: rows of A (not transposed) and C, one matrix, B bound whole. */
+    if (batch != 1 || ta || B->nbytes > range)
+        return fp_seterr(FP_EUNSUPPORTED,
+                         "matmul: operands of %llu, %llu, %llu bytes exceed %s's storage range of %llu bytes and "
+                         "can only be split along M for one matrix with A not transposed and B within range",
+                         (unsigned long long)A->nbytes, (unsigned long long)B->nbytes, (unsigned long long)C->nbytes,
+                         p->name, (unsigned long long)range);
+    uint64_t align = p->min_storage_align ? p->min_storage_align : 4;
+    int64_t q = 1; /* row step keeping both view offsets aligned */
+    while (((uint64_t)(q * lda * 4) % align) || ((uint64_t)(q * ldc * 4) % align))
+        q++;
+    int64_t rows_a = (int64_t)(range / 4 - (uint64_t)K) / lda + 1, rows_c = (int64_t)(range / 4 - (uint64_t)N) / ldc + 1;
+    int64_t mc = rows_a < rows_c ? rows_a : rows_c;
+    mc -= mc % q;
+    if (mc <= 0)
+        return fp_seterr(FP_EUNSUPPORTED, "matmul: one row of A (%lld) or C (%lld floats) exceeds the storage range",
+                         (long long)lda, (long long)ldc);
+    for (int64_t m0 = 0; m0 < M; m0 += mc) {
+        int64_t rows = M - m0 < mc ? M - m0 : mc;
+        fp_tensor *av = NULL, *cv = NULL;
+        int64_t sha = (rows - 1) * lda + K, shc = (rows - 1) * ldc + N;
+        int rc = fp_tensor_view(&av, (fp_tensor *)A, m0 * lda, FP_F32, 1, &sha);
+        if (!rc)
+            rc = fp_tensor_view(&cv, C, m0 * ldc, FP_F32, 1, &shc);
+        if (!rc) {
+            struct mm_push pcc = pc;
+            pcc.M = (uint32_t)rows;
+            rc = record(s, v, v4, dt, av, B, cv, pcc, 1, ta, tb);
+        }
+        fp_tensor_free(cv);
+        fp_tensor_free(av);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
