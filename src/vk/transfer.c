@@ -1,6 +1,7 @@
 /* Host <-> device copies. UMA devices: memcpy through the persistent mapping.
  * Others: through a host-visible staging block, chunk by chunk, on the transfer
  * queue (a dedicated one where the device has it). Serialised by queue_lock. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "vk_internal.h"
@@ -135,6 +136,17 @@ int fp_tensor_zero(fp_tensor *t)
         memset((char *)t->block->map + t->offset, 0, t->nbytes);
         return 0;
     }
+    if (t->offset % 4 || t->nbytes % 4) {
+        /* vkCmdFillBuffer needs 4-byte offsets and sizes: a view of 8- or 16-bit
+         * elements that is not word-aligned gets zeros uploaded instead, so the
+         * bytes next to it are never touched */
+        void *zeros = calloc(1, t->nbytes);
+        if (!zeros)
+            return fp_seterr(FP_ENOMEM, "zero: out of host memory");
+        int urc = fp_tensor_upload(t, zeros, t->nbytes);
+        free(zeros);
+        return urc;
+    }
     pthread_mutex_lock(&ctx->queue_lock);
     int rc = xfer_init(ctx);
     if (!rc) {
@@ -142,9 +154,7 @@ int fp_tensor_zero(fp_tensor *t)
                                        .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
         vkResetCommandBuffer(ctx->xfer_cmd, 0);
         vkBeginCommandBuffer(ctx->xfer_cmd, &bi);
-        /* vkCmdFillBuffer needs a multiple of 4 bytes; allocations are 16-aligned */
-        uint64_t size = (t->nbytes + 3) & ~3ull;
-        vkCmdFillBuffer(ctx->xfer_cmd, t->block->buf, t->offset, size, 0);
+        vkCmdFillBuffer(ctx->xfer_cmd, t->block->buf, t->offset, t->nbytes, 0);
         vkEndCommandBuffer(ctx->xfer_cmd);
         VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1,
                            .pCommandBuffers = &ctx->xfer_cmd};

@@ -58,6 +58,20 @@ static void round_trips(fp_ctx *ctx)
     CHECK_ERR(fp_tensor_new(&bad, ctx, FP_F32, 1, &zero), FP_EINVAL);
     fp_tensor_free(row);
     fp_tensor_free(m);
+
+    /* zeroing an unaligned byte view leaves its neighbours alone */
+    int64_t nb = 7, nv = 3;
+    unsigned char ones[7], got[7];
+    memset(ones, 0xFF, sizeof ones);
+    fp_tensor *bytes = NULL, *mid = NULL;
+    CHECK_OK(fp_tensor_new(&bytes, ctx, FP_U8, 1, &nb));
+    CHECK_OK(fp_tensor_upload(bytes, ones, sizeof ones));
+    CHECK_OK(fp_tensor_view(&mid, bytes, 1, FP_U8, 1, &nv));
+    CHECK_OK(fp_tensor_zero(mid));
+    CHECK_OK(fp_tensor_download(got, sizeof got, bytes));
+    CHECK(got[0] == 0xFF && got[1] == 0 && got[2] == 0 && got[3] == 0 && got[4] == 0xFF && got[6] == 0xFF);
+    fp_tensor_free(mid);
+    fp_tensor_free(bytes);
 }
 
 int main(void)
