@@ -89,6 +89,9 @@ typedef struct fp_lora_config {
     int rank;         /* r >= 1 */
     float alpha;      /* scale = alpha / r */
     unsigned targets; /* FP_LORA_* bits, nonzero */
+    uint64_t layers;  /* bit l: layer l gets adapters (models of up to 64 layers);
+                       * 0 = every layer. Layers without adapters are skipped by
+                       * the packed layout (Offsite-Tuning trains only some). */
 } fp_lora_config;
 
 /* Parses "q,k,v,o,gate,up,down" (or "all") into FP_LORA_* bits. FP_EINVAL names an unknown module. */

@@ -27,13 +27,13 @@ extern "C" {
 #endif
 
 enum fp_lora_module {
-    FP_LORA_Q = 0,
-    FP_LORA_K,
-    FP_LORA_V,
-    FP_LORA_O,
-    FP_LORA_GATE,
-    FP_LORA_UP,
-    FP_LORA_DOWN,
+    FP_LORA_MOD_Q = 0,
+    FP_LORA_MOD_K,
+    FP_LORA_MOD_V,
+    FP_LORA_MOD_O,
+    FP_LORA_MOD_GATE,
+    FP_LORA_MOD_UP,
+    FP_LORA_MOD_DOWN,
     FP_LORA_NMODULES
 };
 

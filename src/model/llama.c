@@ -493,6 +493,9 @@ int fp_model_lora_enable(fp_model *m, const fp_lora_config *lc, uint64_t seed)
         return fp_seterr(FP_EINVAL, "lora enable: targets 0x%x must be a nonzero subset of 0x7f", lc->targets);
     if (!isfinite(lc->alpha))
         return fp_seterr(FP_EINVAL, "lora enable: alpha is not finite");
+    if (lc->layers)
+        return fp_seterr(FP_EUNSUPPORTED, "lora enable: a layer subset (layers = 0x%llx) is not implemented yet",
+                         (unsigned long long)lc->layers);
     if (m->plan.arena)
         return fp_seterr(FP_ESTATE, "lora enable: enable adapters before fp_model_plan");
     llm_kv_free(m); /* its activations have no room for the adapters' x A^T */

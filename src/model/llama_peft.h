@@ -1,8 +1,7 @@
 /* A bridge between the device transformer and the PEFT adapter files
- * (include/fedproxy/peft.h). It includes neither model.h nor peft.h, because
- * the two headers both define FP_LORA_Q..FP_LORA_DOWN (model.h as target bits
- * 1 << t, peft.h as module indices t): llama_io.c sees model.h, llama_peft.c
- * sees peft.h. Module t is 0..6 = q, k, v, o, gate, up, down in both. */
+ * (include/fedproxy/peft.h), so that llama_io.c needs only model.h and
+ * llama_peft.c only peft.h. Module t is 0..6 = q, k, v, o, gate, up, down in
+ * both (model.h's target bit FP_LORA_x is 1 << peft.h's FP_LORA_MOD_x). */
 #ifndef FP_LLAMA_PEFT_H
 #define FP_LLAMA_PEFT_H
 

@@ -30,7 +30,7 @@ int fp_lora_module_parse(const char *name)
 }
 
 /* The block holding a module in a Llama-family decoder layer. */
-static const char *block_of(int m) { return m <= FP_LORA_O ? "self_attn" : "mlp"; }
+static const char *block_of(int m) { return m <= FP_LORA_MOD_O ? "self_attn" : "mlp"; }
 
 void fp_lora_adapter_init(fp_lora_adapter *a, int r, float lora_alpha, float lora_dropout,
                           const char *base_model)

@@ -39,7 +39,7 @@ int main(void)
     int32_t ids[14] = {0};
     float loss;
     CHECK_ERR(fp_model_step_host(m, ids, ids, 2, 7, 0, &loss), FP_ESTATE); /* no plan */
-    fp_lora_config bad = {0, 1.0f, FP_LORA_Q};
+    fp_lora_config bad = {0, 1.0f, FP_LORA_Q, 0};
     CHECK_ERR(fp_model_lora_enable(m, &bad, 1), FP_EINVAL);
     bad.rank = 2;
     bad.targets = 0;

@@ -229,7 +229,7 @@ static void test_half_memory(fp_ctx *ctx)
 {
     fp_llama_config c = CASES[0].cfg;
     fp_plan_bytes b32, b16;
-    fp_lora_config lc = {4, 8.0f, FP_LORA_ALL};
+    fp_lora_config lc = {4, 8.0f, FP_LORA_ALL, 0};
     CHECK_OK(fp_model_plan_bytes(&b32, &c, &lc, 2, 7, 1, 2));
     c.base_dtype = FP_BF16;
     CHECK_OK(fp_model_plan_bytes(&b16, &c, &lc, 2, 7, 1, 2));

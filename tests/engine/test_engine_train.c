@@ -102,7 +102,7 @@ static int run_train(fp_ctx *ctx, int lora, const int32_t *tok, int64_t n, int s
     int rc = fp_model_create(&m, ctx, &CFG);
     if (!rc)
         rc = fp_model_init_random(m, 5);
-    fp_lora_config lc = {3, 6.0f, FP_LORA_Q | FP_LORA_V | FP_LORA_DOWN};
+    fp_lora_config lc = {3, 6.0f, FP_LORA_Q | FP_LORA_V | FP_LORA_DOWN, 0};
     if (!rc && lora)
         rc = fp_model_lora_enable(m, &lc, 9);
     if (!rc && lora) /* dropout masks follow the step counter, so a resumed run repeats them */
@@ -213,7 +213,7 @@ static void test_files(fp_ctx *ctx)
     fp_model *m = NULL, *m2 = NULL;
     CHECK_OK(fp_model_create(&m, ctx, &CFG));
     CHECK_OK(fp_model_init_random(m, 77));
-    fp_lora_config lc = {2, 4.0f, FP_LORA_Q | FP_LORA_UP};
+    fp_lora_config lc = {2, 4.0f, FP_LORA_Q | FP_LORA_UP, 0};
     CHECK_OK(fp_model_save_dir(m, dir));
     CHECK_OK(fp_model_lora_enable(m, &lc, 5));
     int64_t nl = fp_lora_param_count(&CFG, &lc);

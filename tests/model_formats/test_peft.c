@@ -45,10 +45,10 @@ static void test_round_trip(void)
     fill(vb, 16, -2);
     fill(da, 32, 3);
     fill(db, 16, -3);
-    CHECK_OK(fp_lora_adapter_add(&a, 1, FP_LORA_DOWN, 2, 16, 8, 4.0f, da, db));
-    CHECK_OK(fp_lora_adapter_add(&a, 0, FP_LORA_Q, 4, 8, 8, 8.0f, qa, qb));
-    CHECK_OK(fp_lora_adapter_add(&a, 0, FP_LORA_V, 4, 8, 4, 8.0f, va, vb));
-    CHECK_ERR(fp_lora_adapter_add(&a, 0, FP_LORA_V, 4, 8, 4, 8.0f, va, vb), FP_EINVAL);
+    CHECK_OK(fp_lora_adapter_add(&a, 1, FP_LORA_MOD_DOWN, 2, 16, 8, 4.0f, da, db));
+    CHECK_OK(fp_lora_adapter_add(&a, 0, FP_LORA_MOD_Q, 4, 8, 8, 8.0f, qa, qb));
+    CHECK_OK(fp_lora_adapter_add(&a, 0, FP_LORA_MOD_V, 4, 8, 4, 8.0f, va, vb));
+    CHECK_ERR(fp_lora_adapter_add(&a, 0, FP_LORA_MOD_V, 4, 8, 4, 8.0f, va, vb), FP_EINVAL);
     CHECK_ERR(fp_lora_adapter_add(&a, 0, 9, 4, 8, 4, 8.0f, va, vb), FP_EINVAL);
     CHECK_OK(fp_lora_adapter_save(&a, dir));
 
@@ -106,14 +106,14 @@ static void test_round_trip(void)
     CHECK_OK(fp_lora_adapter_load(&b, dir));
     CHECK(b.n == 3 && b.r == 4 && b.lora_alpha == 8.0f && !strcmp(b.base_model, "HuggingFaceTB/SmolLM-135M"));
     if (b.n == 3) {
-        CHECK(b.pairs[0].layer == 0 && b.pairs[0].module == FP_LORA_Q && b.pairs[0].rank == 4);
-        CHECK(b.pairs[1].layer == 0 && b.pairs[1].module == FP_LORA_V && b.pairs[1].out == 4);
-        CHECK(b.pairs[2].layer == 1 && b.pairs[2].module == FP_LORA_DOWN && b.pairs[2].rank == 2);
+        CHECK(b.pairs[0].layer == 0 && b.pairs[0].module == FP_LORA_MOD_Q && b.pairs[0].rank == 4);
+        CHECK(b.pairs[1].layer == 0 && b.pairs[1].module == FP_LORA_MOD_V && b.pairs[1].out == 4);
+        CHECK(b.pairs[2].layer == 1 && b.pairs[2].module == FP_LORA_MOD_DOWN && b.pairs[2].rank == 2);
         CHECK(b.pairs[2].in == 16 && b.pairs[2].out == 8 && b.pairs[2].alpha == 4.0f);
         CHECK(memcmp(b.pairs[0].A, qa, sizeof qa) == 0 && memcmp(b.pairs[0].B, qb, sizeof qb) == 0);
         CHECK(memcmp(b.pairs[2].A, da, sizeof da) == 0 && memcmp(b.pairs[2].B, db, sizeof db) == 0);
-        CHECK(fp_lora_adapter_find(&b, 1, FP_LORA_DOWN) == &b.pairs[2]);
-        CHECK(fp_lora_adapter_find(&b, 1, FP_LORA_Q) == NULL);
+        CHECK(fp_lora_adapter_find(&b, 1, FP_LORA_MOD_DOWN) == &b.pairs[2]);
+        CHECK(fp_lora_adapter_find(&b, 1, FP_LORA_MOD_Q) == NULL);
     }
     fp_lora_adapter_free(&b);
     fp_lora_adapter_free(&a);
@@ -143,7 +143,7 @@ static void test_foreign(void)
     CHECK_OK(fp_lora_adapter_load(&a, dir));
     CHECK(a.n == 1 && a.r == 2 && a.lora_alpha == 16.0f && a.base_model[0] == '\0');
     if (a.n == 1) {
-        CHECK(a.pairs[0].layer == 7 && a.pairs[0].module == FP_LORA_O && a.pairs[0].in == 3 &&
+        CHECK(a.pairs[0].layer == 7 && a.pairs[0].module == FP_LORA_MOD_O && a.pairs[0].in == 3 &&
               a.pairs[0].out == 3 && a.pairs[0].alpha == 16.0f);
         CHECK(a.pairs[0].A[2] == 3.0f && a.pairs[0].A[3] == -1.0f && a.pairs[0].A[5] == 0.5f);
         CHECK(a.pairs[0].B[0] == 4.0f && a.pairs[0].B[5] == -4.0f);
@@ -186,8 +186,8 @@ static void test_foreign(void)
 
 int main(void)
 {
-    CHECK(!strcmp(fp_lora_module_name(FP_LORA_GATE), "gate_proj") && fp_lora_module_name(7) == NULL);
-    CHECK(fp_lora_module_parse("up_proj") == FP_LORA_UP && fp_lora_module_parse("lm_head") == -1);
+    CHECK(!strcmp(fp_lora_module_name(FP_LORA_MOD_GATE), "gate_proj") && fp_lora_module_name(7) == NULL);
+    CHECK(fp_lora_module_parse("up_proj") == FP_LORA_MOD_UP && fp_lora_module_parse("lm_head") == -1);
     test_round_trip();
     test_foreign();
     return fp_test_report("test_peft");

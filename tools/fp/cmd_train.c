@@ -142,7 +142,7 @@ int fp_cmd_train(int argc, char **argv)
     if (!err)
         err = fp_model_load_dir_as(&m, ctx, model_dir, wdt);
     if (!err && rank_s) {
-        fp_lora_config lc = {atoi(rank_s), 0, FP_LORA_ALL};
+        fp_lora_config lc = {atoi(rank_s), 0, FP_LORA_ALL, 0};
         lc.alpha = (v = fp_cli_opt(argc, argv, "--lora-alpha")) ? strtof(v, NULL) : 2.0f * (float)lc.rank;
         if ((v = fp_cli_opt(argc, argv, "--lora-targets")))
             err = fp_lora_targets_parse(&lc.targets, v);
