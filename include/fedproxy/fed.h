@@ -44,6 +44,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fedproxy/dp.h"
 #include "fedproxy/identity.h"
 #include "fedproxy/recommend.h"
 
@@ -168,6 +169,7 @@ typedef struct fp_fed_server_config {
     float clip;                      /* SecAgg ring clip */
     unsigned scale_bits;             /* 0: the largest that cannot overflow */
     fp_model_shape model;            /* for fp_recommend_train ("bench" by default) */
+    fp_dp_config dp;                 /* differential privacy (dp.h); mode FP_DP_OFF: none */
     uint32_t n_overrides;
     fp_fed_override overrides[FP_FED_MAX_OVERRIDES];
 } fp_fed_server_config;
@@ -182,7 +184,9 @@ void fp_fed_server_config_default(fp_fed_server_config *c);
  * "aggregator","rounds","min_clients","fraction","quorum","max_attempts",
  * "stage_timeout_ms","register_timeout_ms","steps","lr","dim","init_seed",
  * "init_scale","seed","secagg","threshold","degree","clip","scale_bits",
- * "overrides":{"<name or key hex>":{"rank":8,"batch":2,"seq":128}}.
+ * "overrides":{"<name or key hex>":{"rank":8,"batch":2,"seq":128}},
+ * "dp":{"clip":C,"noise_multiplier":z,"delta":1e-5,"mode":"distributed"|"central"}
+ * (dp.h; needs a one-pass sum aggregator such as fedavg).
  * Relative paths are relative to the file's directory. Strict: unknown keys
  * are FP_EFORMAT. */
 int fp_fed_server_config_load(fp_fed_server_config *out, const char *path);
@@ -200,6 +204,11 @@ typedef struct fp_fed_round_report {
     double total_ms;
     double loss;                /* sample-weighted loss reported by included clients (NaN if none) */
     uint64_t rejected;          /* messages refused this attempt */
+    /* differential privacy (dp_on = 0: off): the sampling rate and noise
+     * multiplier this round achieved, epsilon of this round alone and of all
+     * completed rounds so far, at dp_delta */
+    int dp_on;
+    double dp_q, dp_z, dp_round_epsilon, dp_epsilon, dp_delta;
 } fp_fed_round_report;
 
 /* One JSON object (no newline), malloc'd. */

@@ -217,7 +217,7 @@ static int parse_start(fed_cl *c, const fp_msg *m)
         {"seq", FP_JSON_INT, 1},       {"dim", FP_JSON_UINT, 1},        {"aggregator", FP_JSON_STRING, 1},
         {"secagg", FP_JSON_BOOL, 1},   {"members", FP_JSON_ARRAY, 0},   {"threshold", FP_JSON_UINT, 0},
         {"degree", FP_JSON_UINT, 0},   {"graph_seed", FP_JSON_STRING, 0}, {"clip", FP_JSON_NUMBER, 0},
-        {"scale_bits", FP_JSON_UINT, 0}, {"vec_len", FP_JSON_UINT, 0}};
+        {"scale_bits", FP_JSON_UINT, 0}, {"vec_len", FP_JSON_UINT, 0}, {"dp", FP_JSON_OBJECT, 0}};
     cJSON *o = NULL;
     int rc = fp_msg_json(&o, m, f, sizeof f / sizeof f[0]);
     if (rc)
@@ -234,6 +234,8 @@ static int parse_start(fed_cl *c, const fp_msg *m)
     c->dim = (size_t)fed_jnum(o, "dim", 0);
     c->secure = fed_jbool(o, "secagg", 0);
     rc = fp_aggregator_find(&c->agg, fed_jstr(o, "aggregator", ""));
+    if (!rc)
+        rc = dp_cl_parse(&c->dp, cJSON_GetObjectItemCaseSensitive(o, "dp"));
     if (!rc && (c->dim < 1 || c->dim > FP_FED_MAX_DIM || c->task.steps < 1 || c->task.steps > 1000000))
         rc = fp_seterr(FP_EFORMAT, "ROUND_START: dim %zu or steps %d out of range", c->dim, c->task.steps);
     if (!rc && c->secure) {
@@ -316,6 +318,9 @@ static int on_model(fed_cl *c, const fp_msg *m)
                       &c->task);
     if (rc)
         return fp_adderr(rc, "round %u: local training", c->round);
+    rc = dp_cl_update(&c->dp, c->update, c->dim, c->secure);
+    if (rc)
+        return fp_adderr(rc, "round %u: differential privacy", c->round);
     c->last_loss = loss;
     fed_sleep_ms(c->cfg->fault.slow_ms);
     cJSON *meta = cJSON_CreateObject();
@@ -370,7 +375,10 @@ static int on_broadcast(fed_cl *c, const fp_msg *m)
         float *x = malloc(c->sp.vec_len * sizeof(float));
         rc = x ? c->agg->client_vector(x, 0, c->update, c->dim, c->weight, c->sp.ring.clip, NULL)
                : fp_seterr(FP_ENOMEM, "client: out of memory");
-        if (!rc)
+        if (!rc && c->dp.on)
+            rc = dp_cl_masked(&c->dp, c->sa, &out, &ol, m->payload, m->payload_len, x, c->sp.vec_len, c->dim,
+                              &c->sp.ring);
+        else if (!rc)
             rc = fp_secagg_client_masked_input(c->sa, &out, &ol, m->payload, m->payload_len, x, c->sp.vec_len,
                                                NULL);
         free(x);

@@ -2,6 +2,7 @@
 #ifndef FP_CLIENT_INTERNAL_H
 #define FP_CLIENT_INTERNAL_H
 
+#include "dp_internal.h"
 #include "fed_internal.h"
 #include "fedproxy/secagg.h"
 #include "fedproxy/transport.h"
@@ -32,6 +33,7 @@ typedef struct fed_cl {
     uint32_t my_id;
     double weight;
     fp_secagg_client *sa;
+    dp_cl dp; /* this round's differential privacy (dp_client.c) */
     /* the garbage fault replays this */
     uint8_t *last_env;
     size_t last_env_len;

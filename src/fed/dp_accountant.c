@@ -86,8 +86,12 @@ int fp_dp_accountant_save(const fp_dp_accountant *a, const char *path)
     cJSON *ords = cJSON_AddArrayToObject(o, "orders"), *rd = cJSON_AddArrayToObject(o, "rdp");
     for (size_t i = 0; i < a->n; i++) {
         cJSON_AddItemToArray(ords, cJSON_CreateNumber(a->orders[i]));
-        /* JSON has no infinity (large orders at small z): 1e300 acts the same. */
-        cJSON_AddItemToArray(rd, cJSON_CreateNumber(a->rdp[i] < 1e300 ? a->rdp[i] : 1e300));
+        /* JSON has no infinity (large orders at small z): 1e300 acts the same.
+         * %.17g, not cJSON's printer, which may drop the last bits: a resumed
+         * server must continue from exactly the same sums. */
+        char num[40];
+        snprintf(num, sizeof num, "%.17g", a->rdp[i] < 1e300 ? a->rdp[i] : 1e300);
+        cJSON_AddItemToArray(rd, cJSON_CreateRaw(num));
     }
     char *t = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);

@@ -54,6 +54,14 @@ int fp_fed_round_report_json(char **out, const fp_fed_round_report *r)
     else
         cJSON_AddNullToObject(o, "loss");
     cJSON_AddNumberToObject(o, "rejected", (double)r->rejected);
+    if (r->dp_on) {
+        cJSON *d = cJSON_AddObjectToObject(o, "dp");
+        cJSON_AddNumberToObject(d, "q", r->dp_q);
+        cJSON_AddNumberToObject(d, "noise_multiplier", r->dp_z);
+        cJSON_AddNumberToObject(d, "round_epsilon", r->dp_round_epsilon);
+        cJSON_AddNumberToObject(d, "epsilon", r->dp_epsilon);
+        cJSON_AddNumberToObject(d, "delta", r->dp_delta);
+    }
     *out = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return *out ? 0 : fp_seterr(FP_ENOMEM, "report: out of memory");

@@ -11,6 +11,7 @@
 
 #include "error_internal.h"
 #include "fedproxy/fileio.h"
+#include "dp_internal.h"
 #include "server_internal.h"
 
 static int srv_sendfn(void *ctx, const uint8_t peer[32], const void *data, size_t len)
@@ -585,6 +586,8 @@ int fp_fed_server_create(fp_fed_server **out, const fp_fed_server_config *cfg, c
         rc = srv_write_checkpoint(s);
     }
     if (!rc)
+        rc = dp_srv_open(s, resume_flag);
+    if (!rc)
         rc = load_proxy(s);
     /* HELLO (and a client's BYE) carry the zero session: a client has none yet. */
     static const uint8_t no_session[16];
@@ -614,6 +617,7 @@ void fp_fed_server_destroy(fp_fed_server *s)
         return;
     fp_server_destroy(s->net);
     fp_secagg_server_free(s->sa);
+    dp_srv_close(s);
     for (size_t i = 0; s->cl && i < s->ncl; i++) {
         fed_link_free(&s->cl[i].link);
         free(s->cl[i].upd_buf);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "error_internal.h"
+#include "dp_internal.h"
 #include "fed_internal.h"
 #include "fedproxy/fileio.h"
 #include "fedproxy/json_check.h"
@@ -93,7 +94,7 @@ int fp_fed_server_config_parse(fp_fed_server_config *out, const char *json, size
         {"seed", FP_JSON_UINT, 0},             {"secagg", FP_JSON_BOOL, 0},
         {"threshold", FP_JSON_UINT, 0},        {"degree", FP_JSON_UINT, 0},
         {"clip", FP_JSON_NUMBER, 0},           {"scale_bits", FP_JSON_UINT, 0},
-        {"overrides", FP_JSON_OBJECT, 0},
+        {"overrides", FP_JSON_OBJECT, 0},      {"dp", FP_JSON_OBJECT, 0},
     };
     fp_fed_server_config_default(out);
     cJSON *o = NULL;
@@ -168,6 +169,9 @@ int fp_fed_server_config_parse(fp_fed_server_config *out, const char *json, size
     const cJSON *ov = cJSON_GetObjectItemCaseSensitive(o, "overrides");
     if (!rc && ov)
         rc = overrides(out, ov);
+    const cJSON *dp = cJSON_GetObjectItemCaseSensitive(o, "dp");
+    if (!rc && dp)
+        rc = fed_dp_config_parse(out, dp);
     cJSON_Delete(o);
     return rc;
 }

@@ -52,6 +52,7 @@ struct fp_fed_server {
     void *report_ctx;
     fp_secagg_server *sa; /* this round's, when secure */
     uint64_t round_rejected;
+    struct dp_srv *dp; /* differential privacy (dp_server.c); NULL when off */
 };
 
 /* server.c */

@@ -9,6 +9,7 @@
 #include <sodium.h>
 
 #include "error_internal.h"
+#include "dp_internal.h"
 #include "server_internal.h"
 
 static void append_name(char *dst, size_t cap, const char *name)
@@ -115,6 +116,7 @@ static int broadcast_start(fp_fed_server *s, uint32_t index, const fp_secagg_par
         cJSON_AddNumberToObject(o, "dim", (double)s->cfg.dim);
         cJSON_AddStringToObject(o, "aggregator", s->agg->name);
         cJSON_AddBoolToObject(o, "secagg", sp != NULL);
+        dp_srv_start_json(s, o);
         if (sp) {
             cJSON *ms = cJSON_AddArrayToObject(o, "members");
             for (uint32_t k = 0; k < sp->n_clients; k++) {
@@ -194,7 +196,8 @@ static int make_params(fp_fed_server *s, fp_secagg_params *p, fp_secagg_member *
         if (p->ring.scale_bits > 24)
             p->ring.scale_bits = 24;
     }
-    return fp_secagg_params_check(p);
+    int rc = dp_srv_ring(s, p);
+    return rc ? rc : fp_secagg_params_check(p);
 }
 
 /* The four SecAgg+ stages. Returns 0 with fsum filled, or FP_EABORT. */
@@ -368,6 +371,9 @@ int srv_run_round(fp_fed_server *s, fp_fed_round_report *rep)
             maxs = (double)s->cl[i].samples;
     fp_secagg_params sp;
     int secure = s->cfg.secagg;
+    rc = dp_srv_plan(s, maxs);
+    if (rc)
+        goto out;
     if (secure) {
         rc = nsel >= 2 ? make_params(s, &sp, mem, nsel)
                        : fp_seterr(FP_EABORT, "secure aggregation needs at least 2 clients, %zu selected", nsel);
@@ -416,7 +422,10 @@ int srv_run_round(fp_fed_server *s, fp_fed_round_report *rep)
             goto out;
         }
         double ta = fed_now_s();
-        rc = s->agg->aggregate_plain(delta, rows, w, K, s->cfg.dim);
+        /* The rows are the server's own buffers (the received envelopes). */
+        rc = dp_srv_plain_rows(s, (float *const *)(void *)rows, K);
+        if (!rc)
+            rc = s->agg->aggregate_plain(delta, rows, w, K, s->cfg.dim);
         rep->stage_ms[FP_STAGE_DONE] = (fed_now_s() - ta) * 1e3;
         rep->included = (uint32_t)K;
     } else {
@@ -437,6 +446,8 @@ int srv_run_round(fp_fed_server *s, fp_fed_round_report *rep)
         if (rc)
             rc = fp_adderr(FP_EABORT, "round %u", s->round);
     }
+    if (!rc)
+        rc = dp_srv_finish(s, delta, secure ? &sp : NULL);
     if (rc)
         goto out;
     for (uint64_t i = 0; i < s->cfg.dim; i++)
@@ -460,6 +471,7 @@ out:
         }
         rep->loss = lw > 0 ? ls / lw : NAN;
         rep->status = rc == 0 ? 0 : FP_EABORT;
+        dp_srv_report(s, rep, rc == 0);
         if (rc)
             fp_warn("fp serve: round %u (index %u) not complete, will retry: %s", s->round, index, fp_errmsg());
         s->st.rounds_ok += rc == 0;

@@ -34,6 +34,9 @@ static void report(void *ctx, const fp_fed_round_report *r)
             r->round, r->index, r->status ? "RETRY" : "ok", r->included, r->selected, r->joined, r->dropped,
             r->bytes_sent / 1024.0, r->bytes_recv / 1024.0, r->total_ms, r->loss,
             (unsigned long long)r->rejected);
+    if (r->dp_on)
+        fprintf(stderr, "  dp: q %.3g, noise multiplier %.4g, epsilon this round %.4g, total %.4g at delta %g\n",
+                r->dp_q, r->dp_z, r->dp_round_epsilon, r->dp_epsilon, r->dp_delta);
 }
 
 int fp_cmd_serve(int argc, char **argv)

@@ -23,6 +23,9 @@ static void report(void *ctx, const fp_fed_round_report *r)
            r->round, r->index, r->status ? "RETRY" : "ok", r->included, r->selected, r->joined, r->dropped,
            r->bytes_sent / 1024.0, r->bytes_recv / 1024.0, r->stage_ms[2] + r->stage_ms[3] + r->stage_ms[4] +
            r->stage_ms[5] + r->stage_ms[6], r->total_ms, r->loss);
+    if (r->dp_on)
+        printf("          dp: q %.3g  noise multiplier %.4g  epsilon this round %.4g  total %.4g at delta %g\n",
+               r->dp_q, r->dp_z, r->dp_round_epsilon, r->dp_epsilon, r->dp_delta);
     fflush(stdout);
 }
 

@@ -1,0 +1,178 @@
+/* Federated rounds with differential privacy on, over loopback sockets: the
+ * stand-in trainer's target equals the global vector (all zeros), so every
+ * update is zero and the new global vector is the noise alone. Its
+ * per-coordinate variance must match what the mechanism promises, (zC)^2 on
+ * the weighted sum, i.e. (zC / sum_k w_k)^2 on the average, in plain and
+ * secure mode, distributed and central; and the epsilon the server reports
+ * must equal an independent composition of the rounds it ran. */
+#include "fed_fixture.h"
+#include "fedproxy/dp.h"
+
+typedef struct rep_log {
+    int n;
+    fp_fed_round_report last;
+    char json[4096];
+} rep_log;
+
+static void on_report(void *ctx, const fp_fed_round_report *r)
+{
+    rep_log *l = ctx;
+    l->n++;
+    l->last = *r;
+    char *s = NULL;
+    if (fp_fed_round_report_json(&s, r) == 0) {
+        snprintf(l->json, sizeof l->json, "%s", s);
+        free(s);
+    }
+}
+
+/* fx_run with a report callback. */
+static int run_logged(fx *f, rep_log *log)
+{
+    fx_write_allowlist(f);
+    fp_fed_server *s = NULL;
+    int rc = fp_fed_server_create(&s, &f->sc, &f->sid, 0);
+    CHECK_OK(rc);
+    if (rc)
+        return rc;
+    fp_fed_server_set_report(s, on_report, log);
+    char ep[256];
+    fp_fed_server_endpoint(s, ep, sizeof ep);
+    for (int i = 0; i < f->n; i++) {
+        fx_client *c = &f->c[i];
+        fp_standin_trainer(&c->tr, &c->data);
+        c->cfg.trainer = c->tr;
+        c->cfg.stop = &f->stop;
+        snprintf(c->cfg.endpoint, sizeof c->cfg.endpoint, "%s", ep);
+        pthread_create(&c->th, NULL, fx_client_main, c);
+    }
+    f->server_rc = fp_fed_server_run(s);
+    if (f->server_rc)
+        fprintf(stderr, "server: %s\n", fp_errmsg());
+    for (int t = 0; t < 3000; t += 10) {
+        int all = 1;
+        for (int i = 0; i < f->n; i++)
+            all &= f->c[i].done;
+        if (all)
+            break;
+        struct timespec ts = {0, 10000000};
+        nanosleep(&ts, NULL);
+    }
+    f->stop = 1;
+    for (int i = 0; i < f->n; i++) {
+        pthread_join(f->c[i].th, NULL);
+        f->c[i].tr.destroy(f->c[i].tr.ctx);
+    }
+    f->global = malloc(f->dim * sizeof(float));
+    fp_fed_server_global(s, f->global, f->dim, &f->completed);
+    fp_fed_server_destroy(s);
+    return f->server_rc;
+}
+
+static void run_case(const char *tag, int secure, fp_dp_mode mode, int equal, uint32_t rounds)
+{
+    const int n = 5;
+    const size_t dim = 20000;
+    const double z = 1.3, C = 0.5;
+    fx f;
+    fx_init(&f, tag, n, dim, 0.0f); /* targets zero = the initial global: no signal */
+    f.sc.rounds = rounds;
+    f.sc.secagg = secure;
+    f.sc.quorum = (uint32_t)n;
+    f.sc.stage_timeout_ms = 5000;
+    f.sc.dp.mode = mode;
+    f.sc.dp.clip = C;
+    f.sc.dp.noise_multiplier = z;
+    f.sc.dp.delta = 1e-5;
+    double maxs = 0, wsum = 0;
+    for (int i = 0; i < n; i++) {
+        if (equal)
+            f.c[i].cfg.samples = f.c[i].data.samples = 100;
+        if ((double)f.c[i].cfg.samples > maxs)
+            maxs = (double)f.c[i].cfg.samples;
+    }
+    for (int i = 0; i < n; i++)
+        wsum += (double)f.c[i].cfg.samples / maxs;
+    rep_log log;
+    memset(&log, 0, sizeof log);
+    CHECK_OK(run_logged(&f, &log));
+    CHECK(f.completed == rounds);
+    /* Each round adds independent N(0, (zC / sum w)^2) per coordinate. */
+    double expect = rounds * (z * C / wsum) * (z * C / wsum), m = 0, v = 0;
+    for (size_t i = 0; i < dim; i++)
+        m += f.global[i];
+    m /= (double)dim;
+    for (size_t i = 0; i < dim; i++)
+        v += (f.global[i] - m) * (f.global[i] - m);
+    v /= (double)(dim - 1);
+    /* sample variance: relative standard error sqrt(2/dim) = 1%; 6 of them */
+    CHECKF(fabs(v / expect - 1) < 6 * sqrt(2.0 / (double)dim), "%s: variance %.6g, expected %.6g (ratio %.4f)", tag,
+           v, expect, v / expect);
+    CHECKF(fabs(m) < 6 * sqrt(expect / (double)dim), "%s: mean %.3g", tag, m);
+    /* The report: epsilon of `rounds` rounds at q = 1 with the achieved z. */
+    CHECK(log.last.dp_on && log.last.dp_delta == 1e-5 && log.last.dp_q == 1.0);
+    double zr = log.last.dp_z;
+    /* secure: the stochastic-rounding allowance lowers z a little */
+    CHECKF(secure ? (zr < z && zr > 0.99 * z) : fabs(zr - z) < 1e-9 * z, "%s: achieved z %.6g", tag, zr);
+    double e = 0, e1 = 0;
+    CHECK_OK(fp_dp_epsilon(&e, 1.0, zr, rounds, 1e-5));
+    CHECK_OK(fp_dp_epsilon(&e1, 1.0, zr, 1, 1e-5));
+    CHECKF(fabs(log.last.dp_epsilon - e) < 1e-9 * e, "%s: reported epsilon %.6g, composed %.6g", tag,
+           log.last.dp_epsilon, e);
+    CHECK(fabs(log.last.dp_round_epsilon - e1) < 1e-9 * e1);
+    CHECK(strstr(log.json, "\"dp\":{") != NULL && strstr(log.json, "\"epsilon\":") != NULL);
+    /* The accountant's state file says the same. */
+    fp_dp_accountant *a = NULL;
+    char path[FP_FED_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/dp_accountant.json", f.sc.state_dir);
+    CHECK_OK(fp_dp_accountant_create(&a, 1e-5));
+    CHECK_OK(fp_dp_accountant_load(a, path));
+    double ea = 0;
+    CHECK_OK(fp_dp_accountant_epsilon(a, &ea, NULL));
+    CHECKF(ea == log.last.dp_epsilon && fp_dp_accountant_steps(a) == rounds, "%s: state file epsilon %.17g steps %llu, reported %.17g", tag, ea, (unsigned long long)fp_dp_accountant_steps(a), log.last.dp_epsilon);
+    fp_dp_accountant_destroy(a);
+    printf("%s: variance %.6g (expected %.6g), z %.5f, epsilon %.4f after %u rounds\n", tag, v, expect, zr,
+           log.last.dp_epsilon, rounds);
+    fx_free(&f);
+}
+
+static void test_dp_off_is_exact(void)
+{
+    fx f;
+    fx_init(&f, "dp_off", 3, 64, 0.0f);
+    f.sc.rounds = 1;
+    CHECK_OK(fx_run(&f));
+    int zero = 1;
+    for (size_t i = 0; i < f.dim; i++)
+        zero &= f.global[i] == 0.0f;
+    CHECK(zero);
+    fx_free(&f);
+}
+
+static void test_config(void)
+{
+    fp_fed_server_config c;
+    const char *ok = "{\"dp\": {\"clip\": 1, \"noise_multiplier\": 0.8, \"mode\": \"central\"}}";
+    CHECK_OK(fp_fed_server_config_parse(&c, ok, strlen(ok), "."));
+    CHECK(c.dp.mode == FP_DP_CENTRAL && c.dp.clip == 1 && c.dp.noise_multiplier == 0.8 && c.dp.delta == 1e-5);
+    const char *off = "{}";
+    CHECK_OK(fp_fed_server_config_parse(&c, off, strlen(off), "."));
+    CHECK(c.dp.mode == FP_DP_OFF);
+    const char *robust = "{\"aggregator\": \"median\", \"dp\": {\"clip\": 1, \"noise_multiplier\": 1}}";
+    CHECK_ERR(fp_fed_server_config_parse(&c, robust, strlen(robust), "."), FP_EFORMAT);
+    const char *bad = "{\"dp\": {\"clip\": -1, \"noise_multiplier\": 1}}";
+    CHECK_ERR(fp_fed_server_config_parse(&c, bad, strlen(bad), "."), FP_EFORMAT);
+}
+
+int main(void)
+{
+    test_config();
+    test_dp_off_is_exact();
+    run_case("dp_plain_distributed", 0, FP_DP_DISTRIBUTED, 1, 1);
+    run_case("dp_plain_distributed_weighted", 0, FP_DP_DISTRIBUTED, 0, 2);
+    run_case("dp_plain_central", 0, FP_DP_CENTRAL, 1, 1);
+    run_case("dp_secure_distributed", 1, FP_DP_DISTRIBUTED, 1, 1);
+    run_case("dp_secure_distributed_weighted", 1, FP_DP_DISTRIBUTED, 0, 2);
+    run_case("dp_secure_central", 1, FP_DP_CENTRAL, 1, 1);
+    return fp_test_report("dp_round");
+}
