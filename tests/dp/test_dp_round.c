@@ -26,12 +26,12 @@ static void on_report(void *ctx, const fp_fed_round_report *r)
     }
 }
 
-/* fx_run with a report callback. */
-static int run_logged(fx *f, rep_log *log)
+/* fx_run with a report callback (and resume). */
+static int run_logged(fx *f, rep_log *log, int resume)
 {
     fx_write_allowlist(f);
     fp_fed_server *s = NULL;
-    int rc = fp_fed_server_create(&s, &f->sc, &f->sid, 0);
+    int rc = fp_fed_server_create(&s, &f->sc, &f->sid, resume);
     CHECK_OK(rc);
     if (rc)
         return rc;
@@ -95,7 +95,7 @@ static void run_case(const char *tag, int secure, fp_dp_mode mode, int equal, ui
         wsum += (double)f.c[i].cfg.samples / maxs;
     rep_log log;
     memset(&log, 0, sizeof log);
-    CHECK_OK(run_logged(&f, &log));
+    CHECK_OK(run_logged(&f, &log, 0));
     CHECK(f.completed == rounds);
     /* Each round adds independent N(0, (zC / sum w)^2) per coordinate. */
     double expect = rounds * (z * C / wsum) * (z * C / wsum), m = 0, v = 0;
@@ -136,6 +136,38 @@ static void run_case(const char *tag, int secure, fp_dp_mode mode, int equal, ui
     fx_free(&f);
 }
 
+/* A resumed server continues the privacy budget instead of starting over. */
+static void test_resume(void)
+{
+    fx f;
+    fx_init(&f, "dp_resume", 3, 256, 0.0f);
+    f.sc.rounds = 1;
+    f.sc.quorum = 3;
+    f.sc.dp.mode = FP_DP_DISTRIBUTED;
+    f.sc.dp.clip = 1;
+    f.sc.dp.noise_multiplier = 2;
+    f.sc.dp.delta = 1e-5;
+    rep_log log;
+    memset(&log, 0, sizeof log);
+    CHECK_OK(run_logged(&f, &log, 0));
+    double e1 = log.last.dp_epsilon;
+    free(f.global);
+    f.global = NULL;
+    f.stop = 0;
+    for (int i = 0; i < f.n; i++)
+        f.c[i].done = 0;
+    f.sc.rounds = 2;
+    memset(&log, 0, sizeof log);
+    CHECK_OK(run_logged(&f, &log, 1));
+    CHECK(f.completed == 2 && log.n == 1);
+    double e2 = 0, e1r = 0;
+    CHECK_OK(fp_dp_epsilon(&e2, 1.0, 2.0, 2, 1e-5));
+    CHECK_OK(fp_dp_epsilon(&e1r, 1.0, 2.0, 1, 1e-5));
+    CHECKF(fabs(e1 - e1r) < 1e-9 * e1r && fabs(log.last.dp_epsilon - e2) < 1e-9 * e2,
+           "resume: epsilon %.6g then %.6g, expected %.6g then %.6g", e1, log.last.dp_epsilon, e1r, e2);
+    fx_free(&f);
+}
+
 static void test_dp_off_is_exact(void)
 {
     fx f;
@@ -168,6 +200,7 @@ int main(void)
 {
     test_config();
     test_dp_off_is_exact();
+    test_resume();
     run_case("dp_plain_distributed", 0, FP_DP_DISTRIBUTED, 1, 1);
     run_case("dp_plain_distributed_weighted", 0, FP_DP_DISTRIBUTED, 0, 2);
     run_case("dp_plain_central", 0, FP_DP_CENTRAL, 1, 1);
