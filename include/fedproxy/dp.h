@@ -132,6 +132,11 @@ int fp_dp_rdp_to_epsilon_classic(double *eps, double *order, const double *order
 /* epsilon after `steps` identical rounds (q, z) at delta. */
 int fp_dp_epsilon(double *eps, double q, double z, uint64_t steps, double delta);
 
+/* The smallest noise multiplier (to 0.1% relative) whose epsilon after
+ * `steps` rounds at (q, delta) is at most target_eps; bisection on the
+ * monotone epsilon(z). FP_EINVAL if even z = 1e4 does not reach it. */
+int fp_dp_noise_for_epsilon(double *z, double q, uint64_t steps, double delta, double target_eps);
+
 /* The accountant: composes rounds with possibly different (q, z). */
 typedef struct fp_dp_accountant fp_dp_accountant;
 

@@ -182,3 +182,40 @@ int fp_dp_epsilon(double *eps, double q, double z, uint64_t steps, double delta)
     }
     return fp_dp_rdp_to_epsilon(eps, NULL, o, rdp, n, delta);
 }
+
+int fp_dp_noise_for_epsilon(double *z, double q, uint64_t steps, double delta, double target_eps)
+{
+    if (!z)
+        return fp_seterr(FP_EINVAL, "fp_dp_noise_for_epsilon: NULL output");
+    *z = NAN;
+    if (!(target_eps > 0) || !isfinite(target_eps) || !steps)
+        return fp_seterr(FP_EINVAL, "noise for epsilon: target epsilon must be > 0 and rounds >= 1 (got %g, %llu)",
+                         target_eps, (unsigned long long)steps);
+    double lo = 0.05, hi = 1e4, e = 0;
+    int rc = fp_dp_epsilon(&e, q, hi, steps, delta);
+    if (rc)
+        return rc;
+    if (e > target_eps)
+        return fp_seterr(FP_EINVAL, "noise for epsilon: even noise multiplier %g gives epsilon %g > %g", hi, e,
+                         target_eps);
+    rc = fp_dp_epsilon(&e, q, lo, steps, delta);
+    if (rc)
+        return rc;
+    if (e <= target_eps) {
+        *z = lo;
+        return 0;
+    }
+    /* invariant: eps(lo) > target >= eps(hi); bisect in log z */
+    while (hi / lo > 1.001) {
+        double mid = sqrt(lo * hi);
+        rc = fp_dp_epsilon(&e, q, mid, steps, delta);
+        if (rc)
+            return rc;
+        if (e > target_eps)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    *z = hi;
+    return 0;
+}

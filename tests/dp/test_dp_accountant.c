@@ -201,6 +201,22 @@ static void test_accountant(void)
     fp_dp_accountant_destroy(b);
 }
 
+static void test_noise_for_epsilon(void)
+{
+    const struct { double q, eps; uint64_t T; } c[] = {{0.1, 1.0, 100}, {1.0, 8.0, 10}, {0.01, 3.0, 5000}};
+    for (size_t i = 0; i < 3; i++) {
+        double z = 0, e = 0, e2 = 0;
+        CHECK_OK(fp_dp_noise_for_epsilon(&z, c[i].q, c[i].T, 1e-5, c[i].eps));
+        CHECK_OK(fp_dp_epsilon(&e, c[i].q, z, c[i].T, 1e-5));
+        CHECK_OK(fp_dp_epsilon(&e2, c[i].q, z / 1.002, c[i].T, 1e-5));
+        CHECKF(e <= c[i].eps && e2 > c[i].eps, "q=%g T=%llu: z %.4f gives eps %.4f (target %g), z/1.002 %.4f", c[i].q,
+               (unsigned long long)c[i].T, z, e, c[i].eps, e2);
+    }
+    double z = 0;
+    CHECK_ERR(fp_dp_noise_for_epsilon(&z, 0.1, 100, 1e-5, 0), FP_EINVAL);
+    CHECK_ERR(fp_dp_noise_for_epsilon(&z, 1.0, 1000000, 1e-5, 1e-6), FP_EINVAL);
+}
+
 static void test_config(void)
 {
     fp_dp_config c;
@@ -226,6 +242,7 @@ int main(void)
     test_conversion();
     test_accountant();
     test_config();
+    test_noise_for_epsilon();
     /* Figures for the report: epsilon at delta = 1e-5. */
     const struct { double q, z; uint64_t T; } f[] = {
         {0.01, 1.1, 10000}, {0.1, 1.0, 100}, {0.1, 2.0, 100}, {0.5, 1.0, 50}, {1.0, 5.0, 20}, {0.2, 0.8, 200}};
