@@ -89,7 +89,7 @@ static void layout(cursor *c, const fp_llama_config *cf, const fp_lora_config *l
         A.up = take(c, FP_F32, 2, N, I, 0, 0);
         A.h = take(c, FP_F32, 2, N, I, 0, 0);
         for (int t = 0; t < LLM_NT && lc; t++)
-            if (lc->targets & (1u << t))
+            if ((lc->targets & (1u << t)) && llm_lora_has_layer(lc, l))
                 A.u[t] = take(c, FP_F32, 2, N, r, 0, 0);
         (void)lix;
         if (pl && pl->la)
@@ -166,7 +166,10 @@ static int64_t lora_arena_elems(const fp_llama_config *c, const fp_lora_config *
     for (int t = 0; t < LLM_NT; t++)
         if (lc->targets & (1u << t))
             per += llm_align_elems(lc->rank * in[t]) + llm_align_elems(out[t] * lc->rank);
-    return per * c->layers;
+    int64_t nl = 0; /* layers with adapters */
+    for (int64_t l = 0; l < c->layers; l++)
+        nl += llm_lora_has_layer(lc, l);
+    return per * nl;
 }
 
 int fp_model_plan_bytes(fp_plan_bytes *out, const fp_llama_config *c, const fp_lora_config *lc, int64_t B, int64_t T,
