@@ -178,9 +178,17 @@ typedef struct fp_plan_bytes {
 int fp_model_plan_bytes(fp_plan_bytes *out, const fp_llama_config *c, const fp_lora_config *lc, int64_t B,
                         int64_t T, int training, int opt_states);
 
-/* Allocates the activation plan (and the gradient arena when training) for
- * batches of up to B sequences of up to T tokens. Inference plans (training =
- * 0) keep one layer's activations, shared by every layer. Full fine-tuning
+/* training argument of fp_model_plan / fp_model_plan_bytes */
+#define FP_PLAN_INFERENCE 0
+#define FP_PLAN_TRAINING 1
+#define FP_PLAN_ACTIVATIONS 2 /* every layer's activations kept (fp_model_hidden), no gradients, no backward */
+
+/* Allocates the activation plan (and the gradient arena when training = 1)
+ * for batches of up to B sequences of up to T tokens. Inference plans
+ * (training = 0) keep one layer's activations, shared by every layer;
+ * training = 2 keeps every layer's (a teacher whose hidden states are read)
+ * without gradients, so 16-bit weights are fine and no gradient memory is
+ * spent. Full fine-tuning
  * over 16-bit weights is FP_EUNSUPPORTED. Checks the total against the
  * device's memory first: FP_EDEVMEM with the bytes needed and available and a
  * suggested smaller B or T. Replaces an earlier plan. */

@@ -113,7 +113,7 @@ int fp_model_forward(fp_model *m, fp_stream *s, const fp_tensor *ids, const fp_t
                          (long long)pl->N, fp_dtype_name(targets->dtype), (long long)fp_tensor_numel(targets));
     const fp_llama_config *c = &m->cfg;
     pl->have_forward = 0;
-    pl->drop = pl->training && m->lora_on && m->drop_p > 0;
+    pl->drop = pl->training == 1 && m->lora_on && m->drop_p > 0;
     if (pl->drop)
         pl->drop_ctr = m->drop_ctr++;
     fp_rope_desc rd = {.theta = c->rope_theta, .start_pos = 0};
@@ -170,7 +170,7 @@ int fp_model_backward_ex(fp_model *m, fp_stream *s, float dloss, const fp_tensor
     if (!m || !s)
         return fp_seterr(FP_EINVAL, "model backward: NULL argument");
     llm_plan *pl = &m->plan;
-    if (!pl->training || !m->grad_arena)
+    if (pl->training != 1 || !m->grad_arena)
         return fp_seterr(FP_ESTATE, "model backward: the plan was made without training = 1");
     if (!pl->have_forward || !pl->targets)
         return fp_seterr(FP_ESTATE, "model backward: record a forward with targets first");
@@ -247,7 +247,7 @@ int fp_model_hidden(const fp_model *m, int64_t layer, float *out, int64_t n)
                          (long long)m->cfg.layers);
     if (layer < m->cfg.layers && !pl->training)
         return fp_seterr(FP_ESTATE, "model hidden: an inference plan keeps only the final residual (layer %lld); "
-                                    "plan with training = 1 for layer %lld", (long long)m->cfg.layers,
+                                    "plan with training = 1 or 2 for layer %lld", (long long)m->cfg.layers,
                          (long long)layer);
     if (n != pl->N * m->cfg.hidden)
         return fp_seterr(FP_ESHAPE, "model hidden: %lld elements given, the residual has %lld x %lld", (long long)n,
