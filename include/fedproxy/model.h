@@ -97,6 +97,11 @@ typedef struct fp_lora_config {
 /* Parses "q,k,v,o,gate,up,down" (or "all") into FP_LORA_* bits. FP_EINVAL names an unknown module. */
 int fp_lora_targets_parse(unsigned *out, const char *list);
 
+/* Parses a layer list "0,1,6,7" (ranges "0-1,6-7" too; "all" = 0) into a
+ * fp_lora_config.layers mask for a model of n_layers (<= 64 for a subset).
+ * FP_EINVAL names a bad or out-of-range entry. */
+int fp_lora_layers_parse(uint64_t *out, const char *list, int64_t n_layers);
+
 /* Element count of the LoRA tensors for this model. */
 int64_t fp_lora_param_count(const fp_llama_config *c, const fp_lora_config *lc);
 

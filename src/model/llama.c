@@ -235,6 +235,45 @@ int fp_lora_targets_parse(unsigned *out, const char *list)
     return 0;
 }
 
+int fp_lora_layers_parse(uint64_t *out, const char *list, int64_t n_layers)
+{
+    if (!out || !list)
+        return fp_seterr(FP_EINVAL, "lora layers: NULL");
+    if (!strcmp(list, "all")) {
+        *out = 0;
+        return 0;
+    }
+    if (n_layers < 1 || n_layers > 64)
+        return fp_seterr(FP_EINVAL, "lora layers: a layer subset needs a model of 1..64 layers, not %lld",
+                         (long long)n_layers);
+    uint64_t mask = 0;
+    const char *s = list;
+    while (*s) {
+        char *e = NULL;
+        long a = strtol(s, &e, 10), b = a;
+        if (e == s || a < 0)
+            return fp_seterr(FP_EINVAL, "lora layers: '%s' is not a list of layer numbers like 0,1,6,7", list);
+        if (*e == '-') {
+            const char *s2 = e + 1;
+            b = strtol(s2, &e, 10);
+            if (e == s2 || b < a)
+                return fp_seterr(FP_EINVAL, "lora layers: bad range in '%s'", list);
+        }
+        if (b >= n_layers)
+            return fp_seterr(FP_EINVAL, "lora layers: layer %ld is outside the model's 0..%lld", b,
+                             (long long)n_layers - 1);
+        for (long l = a; l <= b; l++)
+            mask |= 1ull << l;
+        if (*e && *e != ',')
+            return fp_seterr(FP_EINVAL, "lora layers: unexpected '%c' in '%s'", *e, list);
+        s = *e ? e + 1 : e;
+    }
+    if (!mask)
+        return fp_seterr(FP_EINVAL, "lora layers: empty list");
+    *out = mask;
+    return 0;
+}
+
 static int make_views(fp_tensor *arena, fp_tensor *harena, llm_param *p, int n, int grads)
 {
     for (int i = 0; i < n; i++) {

@@ -140,6 +140,20 @@ int main(void)
     /* ...but the subset adapter loads into an all-layer model (layer 1 stays zero) */
     CHECK_OK(fp_model_load_adapter(full, dir));
 
+    /* layer lists */
+    uint64_t mask = 0;
+    CHECK_OK(fp_lora_layers_parse(&mask, "0,1,6,7", 8));
+    CHECK(mask == 0xC3);
+    CHECK_OK(fp_lora_layers_parse(&mask, "0-1,6-7", 8));
+    CHECK(mask == 0xC3);
+    CHECK_OK(fp_lora_layers_parse(&mask, "all", 8));
+    CHECK(mask == 0);
+    CHECK_ERR(fp_lora_layers_parse(&mask, "0,8", 8), FP_EINVAL);
+    CHECK_ERR(fp_lora_layers_parse(&mask, "0,x", 8), FP_EINVAL);
+    CHECK_ERR(fp_lora_layers_parse(&mask, "3-1", 8), FP_EINVAL);
+    CHECK_ERR(fp_lora_layers_parse(&mask, "", 8), FP_EINVAL);
+    CHECK_ERR(fp_lora_layers_parse(&mask, "0", 65), FP_EINVAL);
+
     free(rv); free(kvl); free(pp); free(h0); free(gs); free(gf); free(gfs); free(lgf); free(lgs); free(sv); free(fv);
     fp_model_free(re);
     fp_model_free(full);

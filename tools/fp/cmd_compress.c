@@ -1,6 +1,7 @@
 /* fp compress: FedProxy stage 1 — the server compresses its LLM into a signed
  * proxy (block-influence or uniform layer selection, optional distillation).
  * Thin over fp_proxy_compress (proxy.h). */
+#include <cJSON.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,16 +113,32 @@ int fp_cmd_compress(int argc, char **argv)
     fp_hex_encode(llm_hex, sizeof llm_hex, m.llm_fingerprint, 32);
     fp_hex_encode(key_hex, sizeof key_hex, m.server_key, 32);
     if (json) {
-        printf("{\"proxy_dir\": \"%s\", \"select\": \"%s\", \"llm_layers\": %d, \"proxy_layers\": %d, \"layers\": [",
-               out, m.select, m.llm_layers, m.proxy_layers);
-        for (int i = 0; i < m.proxy_layers; i++)
-            printf("%s{\"proxy\": %d, \"llm\": %d, \"span\": [%d, %d]}", i ? ", " : "", i, m.layers[i].llm,
-                   m.layers[i].span_first, m.layers[i].span_last);
-        printf("], \"scores\": [");
+        /* built with cJSON so that any path is quoted correctly */
+        cJSON *res = cJSON_CreateObject(), *ly = cJSON_CreateArray(), *sc = cJSON_CreateArray();
+        cJSON_AddStringToObject(res, "proxy_dir", out);
+        cJSON_AddStringToObject(res, "select", m.select);
+        cJSON_AddNumberToObject(res, "llm_layers", m.llm_layers);
+        cJSON_AddNumberToObject(res, "proxy_layers", m.proxy_layers);
+        for (int i = 0; i < m.proxy_layers; i++) {
+            cJSON *e = cJSON_CreateObject();
+            int span[2] = {m.layers[i].span_first, m.layers[i].span_last};
+            cJSON_AddNumberToObject(e, "proxy", i);
+            cJSON_AddNumberToObject(e, "llm", m.layers[i].llm);
+            cJSON_AddItemToObject(e, "span", cJSON_CreateIntArray(span, 2));
+            cJSON_AddItemToArray(ly, e);
+        }
+        cJSON_AddItemToObject(res, "layers", ly);
         for (int l = 0; m.has_scores && l < m.llm_layers; l++)
-            printf("%s%.9g", l ? ", " : "", m.scores[l]);
-        printf("], \"distill_steps\": %d, \"final_loss\": %.9g, \"llm_fingerprint\": \"%s\", \"server_key\": \"%s\"}\n",
-               m.distill.steps, m.distill.final_loss, llm_hex, key_hex);
+            cJSON_AddItemToArray(sc, cJSON_CreateNumber(m.scores[l]));
+        cJSON_AddItemToObject(res, "scores", sc);
+        cJSON_AddNumberToObject(res, "distill_steps", m.distill.steps);
+        cJSON_AddNumberToObject(res, "final_loss", m.distill.final_loss);
+        cJSON_AddStringToObject(res, "llm_fingerprint", llm_hex);
+        cJSON_AddStringToObject(res, "server_key", key_hex);
+        char *text = cJSON_PrintUnformatted(res);
+        printf("%s\n", text ? text : "{}");
+        free(text);
+        cJSON_Delete(res);
     } else {
         printf("proxy: %s (%d of %d layers, %s selection", out, m.proxy_layers, m.llm_layers, m.select);
         if (m.distill.steps)

@@ -1,6 +1,7 @@
 /* fp fuse: FedProxy stage 4 — the federated proxy adapter plugged back into
  * the LLM without training, as merged weights or a PEFT adapter for the LLM.
  * Thin over fp_proxy_fuse (proxy.h). */
+#include <cJSON.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -55,8 +56,15 @@ int fp_cmd_fuse(int argc, char **argv)
     err = fp_proxy_fuse(llm, proxy, adapter, pk, &o, merge, peft);
     if (err)
         return fp_cli_fail("fuse", err);
-    if (fp_cli_flag(argc, argv, "--json"))
-        printf("{\"%s\": \"%s\", \"span\": \"%s\"}\n", merge ? "merge" : "peft", merge ? merge : peft, o.span);
+    if (fp_cli_flag(argc, argv, "--json")) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, merge ? "merge" : "peft", merge ? merge : peft);
+        cJSON_AddStringToObject(j, "span", o.span);
+        char *text = cJSON_PrintUnformatted(j);
+        printf("%s\n", text ? text : "{}");
+        free(text);
+        cJSON_Delete(j);
+    }
     else
         printf("fused %s into %s: %s %s\n", adapter, llm, merge ? "merged LLM in" : "PEFT adapter in",
                merge ? merge : peft);
