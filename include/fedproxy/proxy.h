@@ -137,33 +137,43 @@ int fp_proxy_signed_bytes(char **out, size_t *len, const fp_proxy_map *m);
 int fp_proxy_write(const char *proxy_dir, fp_proxy_map *map, const fp_identity *server);
 
 struct fp_compress_opts {
-    int keep_first, keep_last, middle; /* defaults 2, 2, and L/2 - 4 when < 0 */
+    int keep_first, keep_last, middle; /* defaults 2, 2 and, when middle < 0, L/2 - keep_first - keep_last
+                                        * (half the layers in the proxy), clamped to 0..the middle's size */
     const char *select;                /* "influence" (default) or "uniform" */
-    const char *calib;                 /* calibration text (tokenised with the LLM's tokenizer.json) */
+    const char *calib;                 /* calibration text (tokenised with the LLM's tokenizer.json), scored in
+                                        * windows of min(seq, tokens), batch at a time; not read for uniform */
     int64_t calib_tokens;              /* at most this many (default 16384) */
     const char *distill_data;          /* public text for distillation (NULL: no distillation) */
     int distill_steps;                 /* 0: no distillation */
     float kd_weight;                   /* λ on KL(teacher ‖ proxy) (default 1) */
     float hidden_weight;               /* weight of the normalised hidden-state MSE (default 1) */
     float temperature;                 /* T (default 2) */
-    float lr;                          /* distillation learning rate (default 1e-4) */
+    float lr;                          /* distillation learning rate (default 1e-4; constant, AdamW betas
+                                        * 0.9/0.999, no weight decay, gradient norm clipped to 1) */
     int64_t batch, seq;                /* distillation shape (defaults 4, 128) */
-    uint64_t seed;
+    uint64_t seed;                     /* distillation windows (random starts) */
     int json;                          /* progress as JSON lines on stderr instead of text */
-    int quiet;
+    int quiet;                         /* no progress at all */
 };
 void fp_compress_opts_default(fp_compress_opts *o);
 
 /* Stage 1: scores the LLM's layers on o->calib (block influence on the device),
  * selects, copies the kept layers (+ embeddings, final norm, head) into a
- * proxy, distils it when asked, and writes out_dir (atomically per file) with
- * proxy.json signed by the server identity `server`. */
+ * proxy, distils it when asked (fp_proxy_distill), and writes out_dir: an old
+ * proxy.json is removed first, then model.safetensors (F32), config.json (the
+ * LLM's with the proxy's layer count) and tokenizer.json, each atomically,
+ * and last proxy.json signed by the server identity `server` — so an
+ * interrupted run never leaves a directory that verifies. */
 int fp_proxy_compress(fp_ctx *ctx, const char *llm_dir, const char *out_dir, const fp_compress_opts *o,
                       const fp_identity *server);
 
-/* Reads and verifies out_dir/proxy.json: the signature against server_pk
- * (NULL: trust the key inside the file — only for inspection), the proxy
- * weights against proxy_fingerprint. FP_ECRYPTO names what does not match. */
+/* Reads and verifies proxy_dir/proxy.json: the key inside it must be
+ * server_pk and the signature must verify (server_pk NULL: trust the key
+ * inside the file — only for inspection), and the directory's weights,
+ * config.json and tokenizer.json must be the signed ones. FP_ECRYPTO names
+ * what does not match (key, signature, model.safetensors, config.json,
+ * tokenizer.json); FP_EFORMAT a malformed file, a missing or unknown key, or
+ * a layer map whose spans do not partition the LLM's layers. */
 int fp_proxy_read(fp_proxy_map *out, const char *proxy_dir, const unsigned char *server_pk);
 
 typedef struct fp_fuse_opts {
@@ -171,11 +181,16 @@ typedef struct fp_fuse_opts {
     float spread_scale; /* spread: each other layer of the span gets this times the delta (default 1/len(span)) */
 } fp_fuse_opts;
 
-/* Stage 4: checks the proxy against the LLM (fingerprint and signature by
- * server_pk), maps the proxy adapter's layer i onto LLM layer map(i) (and the
- * span with "spread"), and writes either the merged LLM (merge_dir != NULL:
- * config.json, model.safetensors, tokenizer.json) or a PEFT adapter for the LLM
- * (peft_dir != NULL). Exactly one of the two. */
+/* Stage 4: checks the proxy (fp_proxy_read with server_pk) and that it was
+ * made from this LLM (its fingerprint; FP_ECRYPTO "made from another LLM"),
+ * reads the proxy adapter (PEFT dir; a pair for a layer the proxy lacks is
+ * FP_EFORMAT) and maps its layer-i pairs onto LLM layer map(i) unchanged
+ * (rank, alpha, A, B bit for bit); "spread" also puts each pair on every
+ * other layer of its span with B times spread_scale. Writes either the merged
+ * LLM (merge_dir: model.safetensors with W += (alpha/r) B A summed in double
+ * and rounded once for the adapted weights, written F32, every other tensor
+ * byte for byte; config.json and tokenizer.json copied) or a PEFT adapter for
+ * the LLM (peft_dir), each file atomically. Exactly one of the two. */
 int fp_proxy_fuse(const char *llm_dir, const char *proxy_dir, const char *adapter_dir,
                   const unsigned char server_pk[FP_IDENTITY_PUBLICKEYBYTES], const fp_fuse_opts *o,
                   const char *merge_dir, const char *peft_dir);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include "fedproxy/peft.h"
 #include "proxy_fixture.h"
 
 static char g_out[1 << 16], g_err[1 << 16];
@@ -88,6 +89,30 @@ int main(void)
     CHECKF(fp(r, a) == 0 && strstr(g_out, "perplexity"), "fp eval of the merged LLM: %s %s", g_out, g_err);
     snprintf(a, sizeof a, "eval --model %s --adapter %s/llm_peft --text %s --seq 16 --json", f.llm, r, f.calib);
     CHECKF(fp(r, a) == 0 && strstr(g_out, "perplexity"), "fp eval with the LLM adapter: %s %s", g_out, g_err);
+
+    /* Offsite-Tuning's plug-in: LoRA on the proxy's first 2 and last 2 layers
+     * only (fp train --lora-layers) lands on the LLM's first 2 and last 2 */
+    snprintf(a, sizeof a, "train --model %s/proxy --text %s --lora-rank 2 --lora-layers 0,1,4,5 --steps 2 --seq 16 "
+             "--out %s/adapter_ends", r, f.calib, r);
+    CHECKF(fp(r, a) == 0, "fp train --lora-layers failed: %s", g_err);
+    snprintf(a, sizeof a, "fuse --model %s --proxy %s/proxy --adapter %s/adapter_ends --keys %s --peft %s/llm_ends",
+             f.llm, r, r, f.keys, r);
+    CHECKF(fp(r, a) == 0, "fp fuse failed: %s", g_err);
+    {
+        char d[1400];
+        snprintf(d, sizeof d, "%s/llm_ends", r);
+        fp_lora_adapter la;
+        CHECK_OK(fp_lora_adapter_load(&la, d));
+        int layers_ok = la.n == 4 * 7;
+        for (size_t k = 0; k < la.n; k++)
+            layers_ok &= la.pairs[k].layer == 0 || la.pairs[k].layer == 1 || la.pairs[k].layer == 6 ||
+                         la.pairs[k].layer == 7;
+        CHECKF(layers_ok, "the ends adapter has %zu pairs, not 28 on layers 0, 1, 6, 7", la.n);
+        fp_lora_adapter_free(&la);
+    }
+    snprintf(a, sizeof a, "train --model %s/proxy --text %s --lora-rank 2 --lora-layers 0,9 --steps 1 --out %s/bad",
+             r, f.calib, r);
+    CHECK(fp(r, a) != 0 && strstr(g_err, "layer 9"));
 
     /* refusals: another key; a tampered proxy; both outputs */
     snprintf(a, sizeof a, "fuse --model %s --proxy %s/proxy --adapter %s/adapter --keys %s --peft %s/x", f.llm, r, r,
