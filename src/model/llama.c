@@ -163,7 +163,7 @@ static int lora_layout(const fp_llama_config *c, const fp_lora_config *lc, llm_p
         for (int t = 0; t < LLM_NT; t++) {
             if (lix)
                 lix[l][t] = -1;
-            if (!(lc->targets & (1u << t)))
+            if (!(lc->targets & (1u << t)) || !llm_lora_has_layer(lc, l))
                 continue;
             int64_t in, out;
             target_dims(c, t, &in, &out);
@@ -232,6 +232,45 @@ int fp_lora_targets_parse(unsigned *out, const char *list)
     if (!bits)
         return fp_seterr(FP_EINVAL, "lora targets: empty list");
     *out = bits;
+    return 0;
+}
+
+int fp_lora_layers_parse(uint64_t *out, const char *list, int64_t n_layers)
+{
+    if (!out || !list)
+        return fp_seterr(FP_EINVAL, "lora layers: NULL");
+    if (!strcmp(list, "all")) {
+        *out = 0;
+        return 0;
+    }
+    if (n_layers < 1 || n_layers > 64)
+        return fp_seterr(FP_EINVAL, "lora layers: a layer subset needs a model of 1..64 layers, not %lld",
+                         (long long)n_layers);
+    uint64_t mask = 0;
+    const char *s = list;
+    while (*s) {
+        char *e = NULL;
+        long a = strtol(s, &e, 10), b = a;
+        if (e == s || a < 0)
+            return fp_seterr(FP_EINVAL, "lora layers: '%s' is not a list of layer numbers like 0,1,6,7", list);
+        if (*e == '-') {
+            const char *s2 = e + 1;
+            b = strtol(s2, &e, 10);
+            if (e == s2 || b < a)
+                return fp_seterr(FP_EINVAL, "lora layers: bad range in '%s'", list);
+        }
+        if (b >= n_layers)
+            return fp_seterr(FP_EINVAL, "lora layers: layer %ld is outside the model's 0..%lld", b,
+                             (long long)n_layers - 1);
+        for (long l = a; l <= b; l++)
+            mask |= 1ull << l;
+        if (*e && *e != ',')
+            return fp_seterr(FP_EINVAL, "lora layers: unexpected '%c' in '%s'", *e, list);
+        s = *e ? e + 1 : e;
+    }
+    if (!mask)
+        return fp_seterr(FP_EINVAL, "lora layers: empty list");
+    *out = mask;
     return 0;
 }
 
@@ -493,9 +532,12 @@ int fp_model_lora_enable(fp_model *m, const fp_lora_config *lc, uint64_t seed)
         return fp_seterr(FP_EINVAL, "lora enable: targets 0x%x must be a nonzero subset of 0x7f", lc->targets);
     if (!isfinite(lc->alpha))
         return fp_seterr(FP_EINVAL, "lora enable: alpha is not finite");
-    if (lc->layers)
-        return fp_seterr(FP_EUNSUPPORTED, "lora enable: a layer subset (layers = 0x%llx) is not implemented yet",
-                         (unsigned long long)lc->layers);
+    if (lc->layers && m->cfg.layers > 64)
+        return fp_seterr(FP_EINVAL, "lora enable: a layer subset needs a model of at most 64 layers (this one has %lld)",
+                         (long long)m->cfg.layers);
+    if (m->cfg.layers < 64 && (lc->layers >> m->cfg.layers))
+        return fp_seterr(FP_EINVAL, "lora enable: layers mask 0x%llx names layers beyond the model's %lld",
+                         (unsigned long long)lc->layers, (long long)m->cfg.layers);
     if (m->plan.arena)
         return fp_seterr(FP_ESTATE, "lora enable: enable adapters before fp_model_plan");
     llm_kv_free(m); /* its activations have no room for the adapters' x A^T */

@@ -49,7 +49,7 @@ static void usage(void)
     fprintf(stderr,
             "usage: fp train --model DIR (--text FILE | --tokens FILE)\n"
             "                (--lora-rank R [--lora-alpha A] [--lora-targets q,k,v,o,gate,up,down]\n"
-            "                 [--lora-dropout P] | --full)\n"
+            "                 [--lora-layers 0,1,6,7] [--lora-dropout P] | --full)\n"
             "                [--optimizer adamw|sgd] [--lr X] [--steps N] [--batch B] [--seq T] [--accum K]\n"
             "                [--clip X] [--warmup N] [--cosine MIN_RATIO] [--weight-decay X] [--seed S]\n"
             "                [--out DIR] [--resume DIR] [--save-every N] [--base-dtype f32|f16|bf16] [--json]\n"
@@ -146,6 +146,8 @@ int fp_cmd_train(int argc, char **argv)
         lc.alpha = (v = fp_cli_opt(argc, argv, "--lora-alpha")) ? strtof(v, NULL) : 2.0f * (float)lc.rank;
         if ((v = fp_cli_opt(argc, argv, "--lora-targets")))
             err = fp_lora_targets_parse(&lc.targets, v);
+        if (!err && (v = fp_cli_opt(argc, argv, "--lora-layers")))
+            err = fp_lora_layers_parse(&lc.layers, v, fp_model_cfg(m)->layers);
         if (!err)
             err = fp_model_lora_enable(m, &lc, tc.seed);
         if (!err && (v = fp_cli_opt(argc, argv, "--lora-dropout")))
