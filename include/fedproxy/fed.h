@@ -44,6 +44,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fedproxy/aggregator.h"
 #include "fedproxy/identity.h"
 #include "fedproxy/recommend.h"
 
@@ -106,34 +107,7 @@ int fp_standin_trainer(fp_fed_trainer *out, const fp_standin_data *d);
 void fp_standin_update(float *update, const float *global, const float *target, size_t dim, int steps,
                        float lr, float noise, uint64_t seed, uint32_t index);
 
-/* ---- aggregators ------------------------------------------------------------
- * An aggregator turns the round's updates into the global delta. It declares
- * whether it composes with secure aggregation and, if so, as how many secure
- * sums of which vectors: client_vector builds a client's vector for pass p
- * (given the previous passes' results), finish_secure turns the pass sums into
- * the delta. fedavg is one pass of dim+1 elements. Plain (non-secure)
- * aggregation sees every update: aggregate_plain. */
-typedef struct fp_aggregator {
-    const char *name;
-    int secure_ok;        /* composes with secure aggregation */
-    unsigned secure_sums; /* passes when secure (0 if !secure_ok) */
-    /* Length of the pass-p vector for updates of dim elements. */
-    size_t (*secure_len)(unsigned pass, size_t dim);
-    /* Client side of pass p: out[secure_len) from the update, the client's
-     * weight w in (0,1] and the clip; prev: earlier passes' results (NULL for 0). */
-    int (*client_vector)(float *out, unsigned pass, const float *update, size_t dim, double w, float clip,
-                         const float *const *prev);
-    /* Server side: delta[dim] from the pass sums. */
-    int (*finish_secure)(float *delta, size_t dim, const float *const *sums, float clip);
-    /* Server side, plain: delta[dim] from K updates (rows, in client order) and
-     * their weights (> 0). */
-    int (*aggregate_plain)(float *delta, const float *const *updates, const double *weights, size_t K,
-                           size_t dim);
-} fp_aggregator;
-
-/* Looks up "fedavg", "median" or "trimmed-mean" (the robust ones: plain only).
- * FP_ENOTFOUND with the list of names otherwise. */
-int fp_aggregator_find(const fp_aggregator **out, const char *name);
+/* ---- aggregators: fedproxy/aggregator.h (fp_aggregator, fp_agg_*) ---- */
 
 /* ---- server -------------------------------------------------------------- */
 
@@ -149,6 +123,7 @@ typedef struct fp_fed_server_config {
     char state_dir[FP_FED_PATH_MAX]; /* checkpoint.bin lives here */
     char proxy[FP_FED_PATH_MAX];     /* file sent once, signed ("" = none) */
     char aggregator[32];             /* "fedavg" */
+    fp_agg_opts agg_opts;            /* "aggregator_options" (aggregator.h) */
     uint32_t rounds;                 /* completed rounds to run */
     uint32_t min_clients;            /* to start a round; and selection minimum */
     double fraction;                 /* of available clients selected per round */
@@ -182,7 +157,8 @@ void fp_fed_server_config_default(fp_fed_server_config *c);
  * "aggregator","rounds","min_clients","fraction","quorum","max_attempts",
  * "stage_timeout_ms","register_timeout_ms","steps","lr","dim","init_seed",
  * "init_scale","seed","secagg","threshold","degree","clip","scale_bits",
- * "overrides":{"<name or key hex>":{"rank":8,"batch":2,"seq":128}}.
+ * "overrides":{"<name or key hex>":{"rank":8,"batch":2,"seq":128}},
+ * "aggregator_options":{...} (fp_agg_opts_parse).
  * Relative paths are relative to the file's directory. Strict: unknown keys
  * are FP_EFORMAT. */
 int fp_fed_server_config_load(fp_fed_server_config *out, const char *path);
@@ -200,6 +176,8 @@ typedef struct fp_fed_round_report {
     double total_ms;
     double loss;                /* sample-weighted loss reported by included clients (NaN if none) */
     uint64_t rejected;          /* messages refused this attempt */
+    char refused[1024];         /* updates refused (bad shape, non-finite, norm outlier): "name: why",
+                                   ';'-separated */
 } fp_fed_round_report;
 
 /* One JSON object (no newline), malloc'd. */
@@ -276,6 +254,7 @@ typedef struct fp_fed_client_config {
     int give_up_ms;        /* exit with FP_ETIMEOUT after this much silence (default 60000) */
     char proxy_out[FP_FED_PATH_MAX]; /* where to save the verified proxy ("" keep in memory) */
     const volatile int *stop; /* optional: nonzero stops the client */
+    const fp_lora_vec_layout *layout; /* the vector's LoRA layout (borrowed; NULL: a plain vector) */
 } fp_fed_client_config;
 
 void fp_fed_client_config_default(fp_fed_client_config *c);

@@ -206,6 +206,8 @@ static void round_free(fed_cl *c)
     c->members = NULL;
     free(c->update);
     c->update = NULL;
+    free(c->global);
+    c->global = NULL;
     c->have_start = c->skip = 0;
 }
 
@@ -217,7 +219,8 @@ static int parse_start(fed_cl *c, const fp_msg *m)
         {"seq", FP_JSON_INT, 1},       {"dim", FP_JSON_UINT, 1},        {"aggregator", FP_JSON_STRING, 1},
         {"secagg", FP_JSON_BOOL, 1},   {"members", FP_JSON_ARRAY, 0},   {"threshold", FP_JSON_UINT, 0},
         {"degree", FP_JSON_UINT, 0},   {"graph_seed", FP_JSON_STRING, 0}, {"clip", FP_JSON_NUMBER, 0},
-        {"scale_bits", FP_JSON_UINT, 0}, {"vec_len", FP_JSON_UINT, 0}};
+        {"scale_bits", FP_JSON_UINT, 0}, {"vec_len", FP_JSON_UINT, 0},   {"agg_seed", FP_JSON_UINT, 0},
+        {"ties_keep", FP_JSON_NUMBER, 0}, {"dare_p", FP_JSON_NUMBER, 0}};
     cJSON *o = NULL;
     int rc = fp_msg_json(&o, m, f, sizeof f / sizeof f[0]);
     if (rc)
@@ -234,8 +237,18 @@ static int parse_start(fed_cl *c, const fp_msg *m)
     c->dim = (size_t)fed_jnum(o, "dim", 0);
     c->secure = fed_jbool(o, "secagg", 0);
     rc = fp_aggregator_find(&c->agg, fed_jstr(o, "aggregator", ""));
+    fp_agg_opts_default(&c->agg_opts);
+    c->agg_opts.ties_keep = (float)fed_jnum(o, "ties_keep", c->agg_opts.ties_keep);
+    c->agg_opts.dare_p = (float)fed_jnum(o, "dare_p", c->agg_opts.dare_p);
+    memset(&c->actx, 0, sizeof c->actx);
+    c->actx.layout = c->cfg->layout;
+    c->actx.opts = &c->agg_opts;
+    c->actx.max_steps = (uint32_t)c->task.steps;
+    c->actx.seed = (uint64_t)fed_jnum(o, "agg_seed", 0);
     if (!rc && (c->dim < 1 || c->dim > FP_FED_MAX_DIM || c->task.steps < 1 || c->task.steps > 1000000))
         rc = fp_seterr(FP_EFORMAT, "ROUND_START: dim %zu or steps %d out of range", c->dim, c->task.steps);
+    c->actx.dim = c->dim;
+    c->actx.max_steps = (uint32_t)c->task.steps;
     if (!rc && c->secure) {
         const cJSON *ms = cJSON_GetObjectItemCaseSensitive(o, "members");
         int n = ms ? cJSON_GetArraySize(ms) : 0;
@@ -280,7 +293,12 @@ static int parse_start(fed_cl *c, const fp_msg *m)
                 p->vec_len = (size_t)fed_jnum(o, "vec_len", 0);
                 p->ring.clip = (float)fed_jnum(o, "clip", 0);
                 p->ring.scale_bits = (unsigned)fed_jnum(o, "scale_bits", 0);
-                if (p->vec_len != c->agg->secure_len(0, c->dim))
+                c->actx.clip = p->ring.clip;
+                if (!rc)
+                    rc = fp_agg_check(c->agg, &c->actx, 1);
+                if (rc)
+                    ;
+                else if (p->vec_len != fp_agg_secure_len(c->agg, &c->actx, 0))
                     rc = fp_seterr(FP_EFORMAT, "ROUND_START: vec_len %zu does not fit dim %zu", p->vec_len,
                                    c->dim);
                 else if (!(c->weight > 0 && c->weight <= 1))
@@ -309,6 +327,13 @@ static int on_model(fed_cl *c, const fp_msg *m)
     c->update = malloc(c->dim * sizeof(float));
     if (!c->update)
         return fp_seterr(FP_ENOMEM, "client: out of memory for %zu floats", c->dim);
+    if (c->secure) { /* kept for the aggregator's client side (flexlora forms products) */
+        c->global = malloc(c->dim * sizeof(float));
+        if (!c->global)
+            return fp_seterr(FP_ENOMEM, "client: out of memory for %zu floats", c->dim);
+        memcpy(c->global, m->payload, c->dim * sizeof(float));
+        c->actx.global = c->global;
+    }
     uint64_t samples = 0;
     float loss = NAN;
     const fp_fed_trainer *t = &c->cfg->trainer;
@@ -368,7 +393,9 @@ static int on_broadcast(fed_cl *c, const fp_msg *m)
     } else if (m->h.stage == FP_STAGE_MASKED) {
         type = FP_MSG_SA_MASKED;
         float *x = malloc(c->sp.vec_len * sizeof(float));
-        rc = x ? c->agg->client_vector(x, 0, c->update, c->dim, c->weight, c->sp.ring.clip, NULL)
+        fp_agg_client me = {.weight = c->weight, .rank = c->task.rank, .steps = c->task.steps,
+                            .id = c->my_id, .name = c->cfg->name};
+        rc = x ? fp_agg_client_vector(c->agg, x, &c->actx, 0, c->update, &me, NULL)
                : fp_seterr(FP_ENOMEM, "client: out of memory");
         if (!rc)
             rc = fp_secagg_client_masked_input(c->sa, &out, &ol, m->payload, m->payload_len, x, c->sp.vec_len,

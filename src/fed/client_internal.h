@@ -32,6 +32,11 @@ typedef struct fed_cl {
     uint32_t my_id;
     double weight;
     fp_secagg_client *sa;
+    /* aggregation context (aggregator.h) rebuilt from ROUND_START; global:
+     * the round's global vector (secure rounds: flexlora needs it) */
+    fp_agg_opts agg_opts;
+    fp_agg_ctx actx;
+    float *global;
     /* the garbage fault replays this */
     uint8_t *last_env;
     size_t last_env_len;

@@ -227,6 +227,7 @@ static void handle_meta(fp_fed_server *s, srv_client *c, const fp_msg *m)
     }
     c->loss = fed_jnum(o, "loss", NAN);
     c->rsamples = (uint64_t)fed_jnum(o, "samples", 0);
+    c->rsteps = (int)fed_jnum(o, "steps", 0);
     c->got_meta = 1;
     cJSON_Delete(o);
 }
@@ -240,6 +241,7 @@ static void handle_update(fp_fed_server *s, srv_client *c, const fp_msg *m, uint
         snprintf(why, sizeof why, "update must be an f32 vector of %llu elements",
                  (unsigned long long)s->cfg.dim);
         reject(s, c, m, why);
+        srv_refused(s, c->name, "wrong shape");
         return;
     }
     const float *v = (const float *)(const void *)m->payload;
@@ -247,6 +249,7 @@ static void handle_update(fp_fed_server *s, srv_client *c, const fp_msg *m, uint
         if (!isfinite(v[i])) {
             s->st.rej_malformed++;
             reject(s, c, m, "update has a non-finite value");
+            srv_refused(s, c->name, isnan(v[i]) ? "non-finite value (NaN)" : "non-finite value (Inf)");
             return;
         }
     free(c->upd_buf);
@@ -534,9 +537,17 @@ int fp_fed_server_create(fp_fed_server **out, const fp_fed_server_config *cfg, c
     s->next_round = 1;
     s->max_payload = (s->cfg.dim + 1) * 4 + ((uint64_t)1 << 20);
     int rc = fp_aggregator_find(&s->agg, s->cfg.aggregator);
-    if (!rc && s->cfg.secagg && !s->agg->secure_ok)
-        rc = fp_seterr(FP_EUNSUPPORTED, "aggregator %s does not compose with secure aggregation",
-                       s->agg->name);
+    if (!rc) {
+        fp_agg_ctx ac = {.dim = (size_t)s->cfg.dim, .layout = s->agg_layout, .opts = &s->cfg.agg_opts,
+                         .clip = s->cfg.clip, .max_steps = (uint32_t)s->cfg.steps};
+        rc = fp_agg_check(s->agg, &ac, s->cfg.secagg);
+        /* The round driver runs one SecAgg+ instance per round so far. */
+        if (!rc && s->cfg.secagg && s->agg->secure_sums > 1)
+            rc = fp_seterr(FP_EUNSUPPORTED,
+                           "aggregator %s runs as %u secure sums per round; the network server runs one so far "
+                           "(run it without secagg, or through fp_agg_* with fp_secagg_sim_round)",
+                           s->agg->name, s->agg->secure_sums);
+    }
     if (!rc && s->cfg.quorum < 1)
         rc = fp_seterr(FP_EINVAL, "server config: quorum must be at least 1");
     if (!rc)

@@ -28,6 +28,7 @@ void fp_fed_server_config_default(fp_fed_server_config *c)
     c->init_scale = 0.1f;
     c->clip = 1.0f;
     c->model = fp_model_shape_bench();
+    fp_agg_opts_default(&c->agg_opts);
 }
 
 static int path_field(char *dst, size_t cap, const char *v, const char *base, const char *key)
@@ -93,7 +94,7 @@ int fp_fed_server_config_parse(fp_fed_server_config *out, const char *json, size
         {"seed", FP_JSON_UINT, 0},             {"secagg", FP_JSON_BOOL, 0},
         {"threshold", FP_JSON_UINT, 0},        {"degree", FP_JSON_UINT, 0},
         {"clip", FP_JSON_NUMBER, 0},           {"scale_bits", FP_JSON_UINT, 0},
-        {"overrides", FP_JSON_OBJECT, 0},
+        {"overrides", FP_JSON_OBJECT, 0},      {"aggregator_options", FP_JSON_OBJECT, 0},
     };
     fp_fed_server_config_default(out);
     cJSON *o = NULL;
@@ -165,6 +166,8 @@ int fp_fed_server_config_parse(fp_fed_server_config *out, const char *json, size
         else if (out->rounds < 1 || out->steps < 1)
             rc = fp_seterr(FP_EFORMAT, "server config: \"rounds\" and \"steps\" must be at least 1");
     }
+    if (!rc)
+        rc = fp_agg_opts_parse(&out->agg_opts, cJSON_GetObjectItemCaseSensitive(o, "aggregator_options"));
     const cJSON *ov = cJSON_GetObjectItemCaseSensitive(o, "overrides");
     if (!rc && ov)
         rc = overrides(out, ov);

@@ -24,6 +24,7 @@ typedef struct srv_client {
     const float *update;
     double loss;
     uint64_t rsamples;
+    int rsteps; /* local steps it reported (0: not said) */
 } srv_client;
 
 struct fp_fed_server {
@@ -52,6 +53,11 @@ struct fp_fed_server {
     void *report_ctx;
     fp_secagg_server *sa; /* this round's, when secure */
     uint64_t round_rejected;
+    /* aggregation: the LoRA layout of the vector (NULL: a plain vector, e.g.
+     * the stand-in's; owned by whoever sets it up), and the updates refused
+     * this round ("name: why", ';'-separated) */
+    const fp_lora_vec_layout *agg_layout;
+    char round_refused[1024];
 };
 
 /* server.c */
@@ -63,6 +69,9 @@ void srv_pump(fp_fed_server *s, int64_t deadline_ms, int (*done)(fp_fed_server *
 size_t srv_count_active(const fp_fed_server *s);
 int srv_write_checkpoint(fp_fed_server *s);
 int srv_write_attempt(fp_fed_server *s, uint32_t round);
+
+/* Appends "name: why" to this round's refused-update list. */
+void srv_refused(fp_fed_server *s, const char *name, const char *why);
 
 /* server_round.c */
 int srv_run_round(fp_fed_server *s, fp_fed_round_report *rep);

@@ -50,6 +50,30 @@ static size_t select_clients(fp_fed_server *s, uint32_t index)
     return want;
 }
 
+/* The aggregation context of round index (the same on every client: they
+ * rebuild it from ROUND_START's "agg_seed", "steps", "clip" and options). */
+static void agg_ctx(const fp_fed_server *s, fp_agg_ctx *c, uint32_t index)
+{
+    fed_rng r;
+    fed_rng_init(&r, s->rng_key);
+    r.counter = ((uint64_t)index << 32) | 0xFFFF0000u; /* apart from the selection's draws */
+    memset(c, 0, sizeof *c);
+    c->dim = (size_t)s->cfg.dim;
+    c->layout = s->agg_layout;
+    c->global = s->global;
+    c->opts = &s->cfg.agg_opts;
+    c->clip = s->cfg.clip;
+    c->max_steps = (uint32_t)s->cfg.steps;
+    c->seed = fed_rng_u64(&r);
+}
+
+void srv_refused(fp_fed_server *s, const char *name, const char *why)
+{
+    size_t n = strlen(s->round_refused);
+    if (n + 4 < sizeof s->round_refused)
+        snprintf(s->round_refused + n, sizeof s->round_refused - n, "%s%s: %s", n ? ";" : "", name, why);
+}
+
 static int plain_done(fp_fed_server *s)
 {
     for (size_t i = 0; i < s->ncl; i++)
@@ -99,6 +123,8 @@ static void mark_missing(fp_fed_server *s, srv_client *c, const char *stage)
 /* Sends ROUND_START and the global vector to every selected client. */
 static int broadcast_start(fp_fed_server *s, uint32_t index, const fp_secagg_params *sp, double maxs)
 {
+    fp_agg_ctx ac;
+    agg_ctx(s, &ac, index);
     char seedhex[2 * FP_SECAGG_GRAPHSEEDBYTES + 1];
     for (size_t i = 0; i < s->ncl; i++) {
         srv_client *c = &s->cl[i];
@@ -114,6 +140,9 @@ static int broadcast_start(fp_fed_server *s, uint32_t index, const fp_secagg_par
         cJSON_AddNumberToObject(o, "seq", c->seq);
         cJSON_AddNumberToObject(o, "dim", (double)s->cfg.dim);
         cJSON_AddStringToObject(o, "aggregator", s->agg->name);
+        cJSON_AddNumberToObject(o, "agg_seed", (double)(ac.seed >> 11)); /* exact in a JSON number */
+        cJSON_AddNumberToObject(o, "ties_keep", s->cfg.agg_opts.ties_keep);
+        cJSON_AddNumberToObject(o, "dare_p", s->cfg.agg_opts.dare_p);
         cJSON_AddBoolToObject(o, "secagg", sp != NULL);
         if (sp) {
             cJSON *ms = cJSON_AddArrayToObject(o, "members");
@@ -183,7 +212,9 @@ static int make_params(fp_fed_server *s, fp_secagg_params *p, fp_secagg_member *
     if (p->threshold > keff + 1)
         p->threshold = keff + 1;
     randombytes_buf(p->graph_seed, sizeof p->graph_seed);
-    p->vec_len = s->agg->secure_len(0, s->cfg.dim);
+    fp_agg_ctx ac;
+    agg_ctx(s, &ac, s->completed);
+    p->vec_len = fp_agg_secure_len(s->agg, &ac, 0);
     p->ring.clip = s->cfg.clip;
     if (s->cfg.scale_bits) {
         p->ring.scale_bits = s->cfg.scale_bits;
@@ -335,7 +366,12 @@ int srv_run_round(fp_fed_server *s, fp_fed_round_report *rep)
     fp_secagg_member *mem = calloc(s->ncl + 1, sizeof *mem);
     float *fsum = NULL;
     const float **rows = NULL;
-    double *w = NULL;
+    fp_agg_client *w = NULL;
+    uint8_t *keep = NULL;
+    fp_agg_ctx ac;
+    agg_ctx(s, &ac, index);
+    ac.seed >>= 11; /* as the clients get it */
+    s->round_refused[0] = '\0';
     int rc = 0;
     if (!sent0 || !recv0 || !delta || !mem) {
         rc = fp_seterr(FP_ENOMEM, "round %u: out of memory", s->round);
@@ -394,7 +430,8 @@ int srv_run_round(fp_fed_server *s, fp_fed_round_report *rep)
         size_t K = 0;
         rows = calloc(s->ncl + 1, sizeof *rows);
         w = calloc(s->ncl + 1, sizeof *w);
-        if (!rows || !w) {
+        keep = calloc(s->ncl + 1, 1);
+        if (!rows || !w || !keep) {
             rc = fp_seterr(FP_ENOMEM, "round %u: out of memory", s->round);
             goto out;
         }
@@ -406,9 +443,31 @@ int srv_run_round(fp_fed_server *s, fp_fed_round_report *rep)
                 mark_missing(s, c, "train");
                 continue;
             }
-            c->in_sum = 1;
             rows[K] = c->update;
-            w[K++] = (double)c->samples;
+            w[K].weight = (double)c->samples;
+            w[K].rank = c->rank;
+            w[K].steps = c->rsteps;
+            w[K].id = c->id;
+            w[K++].name = c->name;
+        }
+        /* Robust screening: non-finite updates, and norms far above the cohort's. */
+        size_t kept = 0;
+        rc = fp_agg_screen(keep, &kept, s->round_refused, sizeof s->round_refused, &ac, rows, NULL, w, K,
+                           fp_agg_reject_k(s->agg, &s->cfg.agg_opts));
+        if (rc)
+            goto out;
+        size_t K0 = K;
+        K = 0;
+        for (size_t k = 0; k < K0; k++) {
+            srv_client *c = NULL;
+            for (size_t i = 0; i < s->ncl && !c; i++)
+                if (s->cl[i].id == w[k].id)
+                    c = &s->cl[i];
+            if (!keep[k])
+                continue; /* logged and listed by the screen */
+            c->in_sum = 1;
+            rows[K] = rows[k];
+            w[K++] = w[k];
         }
         if (K < s->cfg.quorum) {
             rc = fp_seterr(FP_EABORT, "round %u: %zu updates arrived, below the quorum of %u", s->round, K,
@@ -416,7 +475,7 @@ int srv_run_round(fp_fed_server *s, fp_fed_round_report *rep)
             goto out;
         }
         double ta = fed_now_s();
-        rc = s->agg->aggregate_plain(delta, rows, w, K, s->cfg.dim);
+        rc = fp_agg_aggregate_plain(s->agg, delta, &ac, rows, w, K);
         rep->stage_ms[FP_STAGE_DONE] = (fed_now_s() - ta) * 1e3;
         rep->included = (uint32_t)K;
     } else {
@@ -430,7 +489,8 @@ int srv_run_round(fp_fed_server *s, fp_fed_round_report *rep)
         if (!rc) {
             double ta = fed_now_s();
             const float *sums[1] = {fsum};
-            rc = s->agg->finish_secure(delta, s->cfg.dim, sums, sp.ring.clip);
+            ac.clip = sp.ring.clip;
+            rc = fp_agg_finish_secure(s->agg, delta, &ac, sums);
             rep->stage_ms[FP_STAGE_DONE] = (fed_now_s() - ta) * 1e3;
         }
         rep->included = ninc;
@@ -460,6 +520,7 @@ out:
         }
         rep->loss = lw > 0 ? ls / lw : NAN;
         rep->status = rc == 0 ? 0 : FP_EABORT;
+        snprintf(rep->refused, sizeof rep->refused, "%s", s->round_refused);
         if (rc)
             fp_warn("fp serve: round %u (index %u) not complete, will retry: %s", s->round, index, fp_errmsg());
         s->st.rounds_ok += rc == 0;
@@ -476,5 +537,6 @@ out:
     free(fsum);
     free(rows);
     free(w);
+    free(keep);
     return rc == 0 ? 0 : (rc == FP_EABORT || rc == FP_ETIMEOUT || rc == FP_ENET ? FP_EABORT : rc);
 }
