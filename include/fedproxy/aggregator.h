@@ -109,6 +109,11 @@ struct fp_aggregator {
                            const float *const *sums);
     int (*aggregate_plain_x)(const fp_aggregator *self, float *delta, const fp_agg_ctx *c,
                              const float *const *updates, const fp_agg_client *cl, size_t K);
+    /* Multi-pass secure: what the server sends every client before pass p >= 1
+     * (dim floats) from the earlier passes' sums; NULL: the first dim
+     * elements of pass p-1's sum. ties sends only the elected signs. */
+    int (*broadcast_x)(const fp_aggregator *self, float *out, const fp_agg_ctx *c, unsigned pass,
+                       const float *const *sums);
     const fp_aggregator *base; /* dare+ / cluster: the aggregator they wrap */
     int needs_layout;          /* refuses ctx.layout == NULL */
 };
@@ -121,6 +126,10 @@ size_t fp_agg_secure_len(const fp_aggregator *a, const fp_agg_ctx *c, unsigned p
 int fp_agg_client_vector(const fp_aggregator *a, float *out, const fp_agg_ctx *c, unsigned pass,
                          const float *update, const fp_agg_client *me, const float *const *prev);
 int fp_agg_finish_secure(const fp_aggregator *a, float *delta, const fp_agg_ctx *c, const float *const *sums);
+/* out[dim]: what clients get before secure pass pass >= 1 (see broadcast_x);
+ * they pass it to fp_agg_client_vector as prev[pass - 1]. */
+int fp_agg_broadcast(const fp_aggregator *a, float *out, const fp_agg_ctx *c, unsigned pass,
+                     const float *const *sums);
 int fp_agg_aggregate_plain(const fp_aggregator *a, float *delta, const fp_agg_ctx *c,
                            const float *const *updates, const fp_agg_client *cl, size_t K);
 /* Checks a context against what the aggregator needs (layout, dim, opts);

@@ -101,6 +101,19 @@ int fp_agg_finish_secure(const fp_aggregator *a, float *delta, const fp_agg_ctx 
     return a->finish_secure(delta, c->dim, sums, c->clip);
 }
 
+int fp_agg_broadcast(const fp_aggregator *a, float *out, const fp_agg_ctx *c, unsigned pass,
+                     const float *const *sums)
+{
+    if (!a->secure_ok || pass < 1 || pass >= a->secure_sums || !sums || !sums[pass - 1])
+        return fp_seterr(FP_EINVAL, "%s: nothing to broadcast before secure pass %u", a->name, pass);
+    if (a->broadcast_x)
+        return a->broadcast_x(a, out, c, pass, sums);
+    if (a->base)
+        return fp_agg_broadcast(a->base, out, c, pass, sums);
+    memcpy(out, sums[pass - 1], c->dim * sizeof *out);
+    return 0;
+}
+
 int fp_agg_aggregate_plain(const fp_aggregator *a, float *delta, const fp_agg_ctx *c,
                            const float *const *updates, const fp_agg_client *cl, size_t K)
 {

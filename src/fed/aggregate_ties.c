@@ -7,8 +7,8 @@
  *
  * Secure, as two secure sums (trimming is client-side, on the client's own
  * update):
- *   pass 0: t_k = clip(trim(u_k));          server learns T = sum_k t_k, and
- *           broadcasts it; the elected sign is sign(T).
+ *   pass 0: t_k = clip(trim(u_k));          server learns T = sum_k t_k and
+ *           sends every client only the elected signs sign(T).
  *   pass 1: [t_k [agree], clip [agree]]     (agree = t_k != 0 and sign(t_k) ==
  *           sign(T)); the server learns the masked sum and the per-coordinate
  *           count of agreeing clients, nothing per client.
@@ -114,10 +114,23 @@ static int ties_finish(const fp_aggregator *self, float *delta, const fp_agg_ctx
     return 0;
 }
 
+/* Before pass 1 the clients learn only the elected sign of each coordinate. */
+static int ties_broadcast(const fp_aggregator *self, float *out, const fp_agg_ctx *c, unsigned pass,
+                          const float *const *sums)
+{
+    (void)self;
+    if (pass != 1)
+        return fp_seterr(FP_EINVAL, "ties: no broadcast before pass %u", pass);
+    for (size_t i = 0; i < c->dim; i++)
+        out[i] = (float)sgn(sums[0][i]);
+    return 0;
+}
+
 const fp_aggregator fp_agg_ties_def = {.name = "ties",
                                        .secure_ok = 1,
                                        .secure_sums = 2,
                                        .secure_len_x = ties_len,
                                        .client_vector_x = ties_client,
                                        .finish_secure_x = ties_finish,
-                                       .aggregate_plain_x = ties_plain};
+                                       .aggregate_plain_x = ties_plain,
+                                       .broadcast_x = ties_broadcast};

@@ -208,6 +208,9 @@ static void round_free(fed_cl *c)
     c->update = NULL;
     free(c->global);
     c->global = NULL;
+    free(c->prev);
+    c->prev = NULL;
+    c->pass = 0;
     c->have_start = c->skip = 0;
 }
 
@@ -220,12 +223,30 @@ static int parse_start(fed_cl *c, const fp_msg *m)
         {"secagg", FP_JSON_BOOL, 1},   {"members", FP_JSON_ARRAY, 0},   {"threshold", FP_JSON_UINT, 0},
         {"degree", FP_JSON_UINT, 0},   {"graph_seed", FP_JSON_STRING, 0}, {"clip", FP_JSON_NUMBER, 0},
         {"scale_bits", FP_JSON_UINT, 0}, {"vec_len", FP_JSON_UINT, 0},   {"agg_seed", FP_JSON_UINT, 0},
-        {"ties_keep", FP_JSON_NUMBER, 0}, {"dare_p", FP_JSON_NUMBER, 0}};
+        {"ties_keep", FP_JSON_NUMBER, 0}, {"dare_p", FP_JSON_NUMBER, 0}, {"pass", FP_JSON_UINT, 0}};
     cJSON *o = NULL;
     int rc = fp_msg_json(&o, m, f, sizeof f / sizeof f[0]);
     if (rc)
         return rc;
+    /* A later secure pass of the same round keeps this round's update. */
+    unsigned pass = (unsigned)fed_jnum(o, "pass", 0);
+    float *kept_u = NULL, *kept_g = NULL;
+    if (pass > 0) {
+        if (!c->have_start || c->skip || !c->update || !c->secure ||
+            (uint32_t)fed_jnum(o, "index", 0) != c->index || pass != c->pass + 1) {
+            cJSON_Delete(o);
+            round_free(c);
+            c->skip = 1;
+            return fp_seterr(FP_EPROTO, "ROUND_START of secure pass %u without our part in the earlier pass", pass);
+        }
+        kept_u = c->update;
+        kept_g = c->global;
+        c->update = c->global = NULL;
+    }
     round_free(c);
+    c->update = kept_u;
+    c->global = kept_g;
+    c->pass = pass;
     c->index = (uint32_t)fed_jnum(o, "index", 0);
     c->task.round = m->h.round;
     c->task.index = c->index;
@@ -245,6 +266,7 @@ static int parse_start(fed_cl *c, const fp_msg *m)
     c->actx.opts = &c->agg_opts;
     c->actx.max_steps = (uint32_t)c->task.steps;
     c->actx.seed = (uint64_t)fed_jnum(o, "agg_seed", 0);
+    c->actx.global = c->global;
     if (!rc && (c->dim < 1 || c->dim > FP_FED_MAX_DIM || c->task.steps < 1 || c->task.steps > 1000000))
         rc = fp_seterr(FP_EFORMAT, "ROUND_START: dim %zu or steps %d out of range", c->dim, c->task.steps);
     c->actx.dim = c->dim;
@@ -298,7 +320,10 @@ static int parse_start(fed_cl *c, const fp_msg *m)
                     rc = fp_agg_check(c->agg, &c->actx, 1);
                 if (rc)
                     ;
-                else if (p->vec_len != fp_agg_secure_len(c->agg, &c->actx, 0))
+                else if (pass >= c->agg->secure_sums)
+                    rc = fp_seterr(FP_EFORMAT, "ROUND_START: pass %u of a %u-pass aggregator", pass,
+                                   c->agg->secure_sums);
+                else if (p->vec_len != fp_agg_secure_len(c->agg, &c->actx, pass))
                     rc = fp_seterr(FP_EFORMAT, "ROUND_START: vec_len %zu does not fit dim %zu", p->vec_len,
                                    c->dim);
                 else if (!(c->weight > 0 && c->weight <= 1))
@@ -314,6 +339,23 @@ static int parse_start(fed_cl *c, const fp_msg *m)
     return rc;
 }
 
+/* Starts our part in a SecAgg+ instance: the UPDATE meta (pass 0 only) and
+ * the key advertisement. */
+static int secure_advertise(fed_cl *c, const cJSON *meta)
+{
+    int rc = fp_secagg_client_new(&c->sa, &c->sp, c->my_id, c->cfg->id);
+    uint8_t *out = NULL;
+    size_t ol = 0;
+    if (!rc && meta)
+        rc = cl_send(c, FP_STAGE_ADVERTISE, FP_MSG_UPDATE, FP_PAYLOAD_JSON, NULL, 0, meta);
+    if (!rc)
+        rc = fp_secagg_client_advertise(c->sa, &out, &ol);
+    if (!rc)
+        rc = cl_send(c, FP_STAGE_ADVERTISE, FP_MSG_SA_ADVERTISE, FP_PAYLOAD_BYTES, out, ol, NULL);
+    free(out);
+    return rc;
+}
+
 static int on_model(fed_cl *c, const fp_msg *m)
 {
     if (!c->have_start || m->h.kind != FP_PAYLOAD_TENSOR || m->h.dtype != FP_DTYPE_F32 || m->h.ndim != 1 ||
@@ -321,7 +363,18 @@ static int on_model(fed_cl *c, const fp_msg *m)
         return fp_seterr(FP_EPROTO, "MODEL of round %u does not match the round start", m->h.round);
     if (c->skip)
         return 0;
-    int f = apply_fault(c, FP_STAGE_TRAIN);
+    int f;
+    if (c->pass > 0) { /* a later secure pass: no training, the payload is what the server revealed */
+        c->prev = malloc(c->dim * sizeof(float));
+        if (!c->prev)
+            return fp_seterr(FP_ENOMEM, "client: out of memory for %zu floats", c->dim);
+        memcpy(c->prev, m->payload, c->dim * sizeof(float));
+        f = apply_fault(c, FP_STAGE_ADVERTISE);
+        if (f)
+            return f < 0 ? f : 0;
+        return secure_advertise(c, NULL);
+    }
+    f = apply_fault(c, FP_STAGE_TRAIN);
     if (f)
         return f < 0 ? f : 0;
     c->update = malloc(c->dim * sizeof(float));
@@ -360,16 +413,7 @@ static int on_model(fed_cl *c, const fp_msg *m)
         cJSON_Delete(meta);
         return f < 0 ? f : 0;
     }
-    rc = fp_secagg_client_new(&c->sa, &c->sp, c->my_id, c->cfg->id);
-    uint8_t *out = NULL;
-    size_t ol = 0;
-    if (!rc)
-        rc = cl_send(c, FP_STAGE_ADVERTISE, FP_MSG_UPDATE, FP_PAYLOAD_JSON, NULL, 0, meta);
-    if (!rc)
-        rc = fp_secagg_client_advertise(c->sa, &out, &ol);
-    if (!rc)
-        rc = cl_send(c, FP_STAGE_ADVERTISE, FP_MSG_SA_ADVERTISE, FP_PAYLOAD_BYTES, out, ol, NULL);
-    free(out);
+    rc = secure_advertise(c, meta);
     cJSON_Delete(meta);
     return rc;
 }
@@ -395,7 +439,10 @@ static int on_broadcast(fed_cl *c, const fp_msg *m)
         float *x = malloc(c->sp.vec_len * sizeof(float));
         fp_agg_client me = {.weight = c->weight, .rank = c->task.rank, .steps = c->task.steps,
                             .id = c->my_id, .name = c->cfg->name};
-        rc = x ? fp_agg_client_vector(c->agg, x, &c->actx, 0, c->update, &me, NULL)
+        const float *prev[4] = {0};
+        if (c->pass > 0 && c->pass <= 4)
+            prev[c->pass - 1] = c->prev;
+        rc = x ? fp_agg_client_vector(c->agg, x, &c->actx, c->pass, c->update, &me, c->pass ? prev : NULL)
                : fp_seterr(FP_ENOMEM, "client: out of memory");
         if (!rc)
             rc = fp_secagg_client_masked_input(c->sa, &out, &ol, m->payload, m->payload_len, x, c->sp.vec_len,

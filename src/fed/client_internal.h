@@ -37,6 +37,8 @@ typedef struct fed_cl {
     fp_agg_opts agg_opts;
     fp_agg_ctx actx;
     float *global;
+    unsigned pass;  /* secure pass of the round in progress (0: the first, with training) */
+    float *prev;    /* pass >= 1: what the server revealed of the earlier sums (dim) */
     /* the garbage fault replays this */
     uint8_t *last_env;
     size_t last_env_len;

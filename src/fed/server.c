@@ -541,12 +541,6 @@ int fp_fed_server_create(fp_fed_server **out, const fp_fed_server_config *cfg, c
         fp_agg_ctx ac = {.dim = (size_t)s->cfg.dim, .layout = s->agg_layout, .opts = &s->cfg.agg_opts,
                          .clip = s->cfg.clip, .max_steps = (uint32_t)s->cfg.steps};
         rc = fp_agg_check(s->agg, &ac, s->cfg.secagg);
-        /* The round driver runs one SecAgg+ instance per round so far. */
-        if (!rc && s->cfg.secagg && s->agg->secure_sums > 1)
-            rc = fp_seterr(FP_EUNSUPPORTED,
-                           "aggregator %s runs as %u secure sums per round; the network server runs one so far "
-                           "(run it without secagg, or through fp_agg_* with fp_secagg_sim_round)",
-                           s->agg->name, s->agg->secure_sums);
     }
     if (!rc && s->cfg.quorum < 1)
         rc = fp_seterr(FP_EINVAL, "server config: quorum must be at least 1");

@@ -120,8 +120,11 @@ static void mark_missing(fp_fed_server *s, srv_client *c, const char *stage)
     fed_link_reset(&c->link);
 }
 
-/* Sends ROUND_START and the global vector to every selected client. */
-static int broadcast_start(fp_fed_server *s, uint32_t index, const fp_secagg_params *sp, double maxs)
+/* Sends ROUND_START and the global vector to every selected client; for a
+ * later secure pass (pass > 0), ROUND_START with "pass" and, instead of the
+ * global, what the aggregator reveals of the earlier passes (vec, dim floats). */
+static int broadcast_start(fp_fed_server *s, uint32_t index, const fp_secagg_params *sp, double maxs,
+                           unsigned pass, const float *vec)
 {
     fp_agg_ctx ac;
     agg_ctx(s, &ac, index);
@@ -144,6 +147,8 @@ static int broadcast_start(fp_fed_server *s, uint32_t index, const fp_secagg_par
         cJSON_AddNumberToObject(o, "ties_keep", s->cfg.agg_opts.ties_keep);
         cJSON_AddNumberToObject(o, "dare_p", s->cfg.agg_opts.dare_p);
         cJSON_AddBoolToObject(o, "secagg", sp != NULL);
+        if (pass)
+            cJSON_AddNumberToObject(o, "pass", pass);
         if (sp) {
             cJSON *ms = cJSON_AddArrayToObject(o, "members");
             for (uint32_t k = 0; k < sp->n_clients; k++) {
@@ -171,7 +176,7 @@ static int broadcast_start(fp_fed_server *s, uint32_t index, const fp_secagg_par
         uint8_t *buf = NULL;
         size_t len = 0;
         if (!rc)
-            rc = fed_encode_f32(&buf, &len, &h, s->global, s->cfg.dim, &s->id);
+            rc = fed_encode_f32(&buf, &len, &h, pass ? vec : s->global, s->cfg.dim, &s->id);
         if (!rc)
             rc = srv_queue(s, c, buf, len);
         if (rc)
@@ -180,7 +185,8 @@ static int broadcast_start(fp_fed_server *s, uint32_t index, const fp_secagg_par
     return 0;
 }
 
-static int make_params(fp_fed_server *s, fp_secagg_params *p, fp_secagg_member *mem, size_t nsel)
+static int make_params(fp_fed_server *s, fp_secagg_params *p, fp_secagg_member *mem, size_t nsel,
+                       unsigned pass)
 {
     memset(p, 0, sizeof *p);
     memcpy(p->session_id, s->session, 16);
@@ -214,7 +220,7 @@ static int make_params(fp_fed_server *s, fp_secagg_params *p, fp_secagg_member *
     randombytes_buf(p->graph_seed, sizeof p->graph_seed);
     fp_agg_ctx ac;
     agg_ctx(s, &ac, s->completed);
-    p->vec_len = fp_agg_secure_len(s->agg, &ac, 0);
+    p->vec_len = fp_agg_secure_len(s->agg, &ac, pass);
     p->ring.clip = s->cfg.clip;
     if (s->cfg.scale_bits) {
         p->ring.scale_bits = s->cfg.scale_bits;
@@ -348,6 +354,67 @@ static int enough_active(fp_fed_server *s)
     return srv_count_active(s) >= need;
 }
 
+/* The aggregator's secure sums, one SecAgg+ instance each. Pass 0 runs on
+ * the round's parameters (sp, already broadcast). Before each later pass the
+ * server tells the survivors of the earlier passes what the aggregator
+ * reveals of their sums (ties: the elected signs) under a fresh wire round
+ * (round keys are never reused), and runs SecAgg+ again among them. */
+static int secure_passes(fp_fed_server *s, fp_secagg_params *sp, fp_secagg_member *mem, uint32_t index,
+                         double maxs, float *delta, uint32_t *ninc, fp_fed_round_report *rep,
+                         const fp_agg_ctx *ac)
+{
+    unsigned np = s->agg->secure_sums;
+    float *sums[4] = {0};
+    float *bc = NULL;
+    int rc = np >= 1 && np <= 4 ? 0 : fp_seterr(FP_EINVAL, "aggregator %s: %u secure sums", s->agg->name, np);
+    for (unsigned p = 0; !rc && p < np; p++) {
+        if (p > 0) {
+            size_t n = 0;
+            for (size_t i = 0; i < s->ncl; i++) { /* only the survivors go on */
+                s->cl[i].selected = s->cl[i].selected && s->cl[i].in_sum && s->cl[i].active;
+                s->cl[i].in_sum = 0;
+                n += s->cl[i].selected;
+            }
+            if (n < 2 || n < s->cfg.quorum) {
+                rc = fp_seterr(FP_EABORT, "secure pass %u: %zu clients left, below the quorum of %u", p, n,
+                               s->cfg.quorum);
+                break;
+            }
+            bc = malloc((size_t)s->cfg.dim * sizeof *bc + 1);
+            rc = bc ? fp_agg_broadcast(s->agg, bc, ac, p, (const float *const *)sums)
+                    : fp_seterr(FP_ENOMEM, "out of memory");
+            fp_secagg_server_free(s->sa);
+            s->sa = NULL;
+            s->round = s->next_round++;
+            if (!rc)
+                rc = srv_write_attempt(s, s->round);
+            if (!rc)
+                rc = make_params(s, sp, mem, n, p);
+            if (!rc)
+                rc = fp_secagg_server_new(&s->sa, sp);
+            if (!rc)
+                rc = set_stage(s, FP_STAGE_CONFIG);
+            if (!rc)
+                rc = broadcast_start(s, index, sp, maxs, p, bc);
+            free(bc);
+            bc = NULL;
+            if (rc)
+                break;
+        }
+        sums[p] = calloc(sp->vec_len + 1, sizeof(float));
+        rc = sums[p] ? secure_stages(s, sp, sums[p], ninc, rep->stage_ms)
+                     : fp_seterr(FP_ENOMEM, "round %u: out of memory", s->round);
+    }
+    if (!rc) {
+        double ta = fed_now_s();
+        rc = fp_agg_finish_secure(s->agg, delta, ac, (const float *const *)sums);
+        rep->stage_ms[FP_STAGE_DONE] = (fed_now_s() - ta) * 1e3;
+    }
+    for (unsigned p = 0; p < 4; p++)
+        free(sums[p]);
+    return rc;
+}
+
 int srv_run_round(fp_fed_server *s, fp_fed_round_report *rep)
 {
     memset(rep, 0, sizeof *rep);
@@ -364,7 +431,6 @@ int srv_run_round(fp_fed_server *s, fp_fed_round_report *rep)
     uint64_t *sent0 = calloc(s->ncl + 1, sizeof *sent0), *recv0 = calloc(s->ncl + 1, sizeof *recv0);
     float *delta = calloc(s->cfg.dim + 1, sizeof(float));
     fp_secagg_member *mem = calloc(s->ncl + 1, sizeof *mem);
-    float *fsum = NULL;
     const float **rows = NULL;
     fp_agg_client *w = NULL;
     uint8_t *keep = NULL;
@@ -405,7 +471,7 @@ int srv_run_round(fp_fed_server *s, fp_fed_round_report *rep)
     fp_secagg_params sp;
     int secure = s->cfg.secagg;
     if (secure) {
-        rc = nsel >= 2 ? make_params(s, &sp, mem, nsel)
+        rc = nsel >= 2 ? make_params(s, &sp, mem, nsel, 0)
                        : fp_seterr(FP_EABORT, "secure aggregation needs at least 2 clients, %zu selected", nsel);
         if (!rc)
             rc = fp_secagg_server_new(&s->sa, &sp);
@@ -416,7 +482,7 @@ int srv_run_round(fp_fed_server *s, fp_fed_round_report *rep)
     }
     rc = set_stage(s, FP_STAGE_CONFIG);
     if (!rc)
-        rc = broadcast_start(s, index, secure ? &sp : NULL, maxs);
+        rc = broadcast_start(s, index, secure ? &sp : NULL, maxs, 0, NULL);
     if (rc)
         goto out;
     rep->stage_ms[FP_STAGE_CONFIG] = (fed_now_s() - tc) * 1e3;
@@ -479,20 +545,9 @@ int srv_run_round(fp_fed_server *s, fp_fed_round_report *rep)
         rep->stage_ms[FP_STAGE_DONE] = (fed_now_s() - ta) * 1e3;
         rep->included = (uint32_t)K;
     } else {
-        fsum = calloc(sp.vec_len + 1, sizeof(float));
-        if (!fsum) {
-            rc = fp_seterr(FP_ENOMEM, "round %u: out of memory", s->round);
-            goto out;
-        }
         uint32_t ninc = 0;
-        rc = secure_stages(s, &sp, fsum, &ninc, rep->stage_ms);
-        if (!rc) {
-            double ta = fed_now_s();
-            const float *sums[1] = {fsum};
-            ac.clip = sp.ring.clip;
-            rc = fp_agg_finish_secure(s->agg, delta, &ac, sums);
-            rep->stage_ms[FP_STAGE_DONE] = (fed_now_s() - ta) * 1e3;
-        }
+        ac.clip = sp.ring.clip;
+        rc = secure_passes(s, &sp, mem, index, maxs, delta, &ninc, rep, &ac);
         rep->included = ninc;
         if (rc)
             rc = fp_adderr(FP_EABORT, "round %u", s->round);
@@ -534,7 +589,6 @@ out:
     free(recv0);
     free(delta);
     free(mem);
-    free(fsum);
     free(rows);
     free(w);
     free(keep);

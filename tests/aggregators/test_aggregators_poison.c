@@ -238,6 +238,8 @@ int main(void)
     test_refusals();
     test_secure_network("fednova");
     test_secure_network("dare+fedavg");
+    test_secure_network("ties");
+    test_secure_network("dare+ties");
     test_poisoning();
     return fp_test_report("test_aggregators_poison");
 }

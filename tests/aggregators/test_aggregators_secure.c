@@ -44,10 +44,17 @@ static int run_secure(float *delta, const fp_aggregator *a, const fp_agg_ctx *c,
     double maxs = 0;
     for (int k = 0; k < N; k++)
         maxs = SAMPLES[k] > maxs ? SAMPLES[k] : maxs;
-    float *sums[4] = {0};
+    float *sums[4] = {0}, *bc[4] = {0};
     const float *prev[4] = {0};
     int rc = 0;
     for (unsigned p = 0; p < a->secure_sums && !rc; p++) {
+        if (p > 0) { /* what the server reveals to the clients of the earlier sums */
+            bc[p - 1] = malloc(c->dim * sizeof **bc);
+            rc = fp_agg_broadcast(a, bc[p - 1], c, p, (const float *const *)sums);
+            prev[p - 1] = bc[p - 1];
+            if (rc)
+                break;
+        }
         fp_secagg_params sp;
         memset(&sp, 0, sizeof sp);
         sp.session_id[0] = 0x5A;
@@ -76,7 +83,6 @@ static int run_secure(float *delta, const fp_aggregator *a, const fp_agg_ctx *c,
         fp_secagg_sim_stats st;
         if (!rc)
             rc = fp_secagg_sim_round(rsum, sums[p], &st, &sp, f->id, (const float *const *)in, drop);
-        prev[p] = sums[p];
         for (int k = 0; k < N; k++)
             free(in[k]);
         free(in);
@@ -84,8 +90,10 @@ static int run_secure(float *delta, const fp_aggregator *a, const fp_agg_ctx *c,
     }
     if (!rc)
         rc = fp_agg_finish_secure(a, delta, c, (const float *const *)sums);
-    for (int p = 0; p < 4; p++)
+    for (int p = 0; p < 4; p++) {
         free(sums[p]);
+        free(bc[p]);
+    }
     return rc;
 }
 
