@@ -18,7 +18,8 @@
  *   flexlora      weighted mean of the full products B*A per module,
  *                 truncated SVD back to rank R                        secure: 1 sum of the products
  *   ties          trim to top-k% per client, elect signs by summed
- *                 mass, mean of the agreeing entries, times lambda    secure: 2 sums
+ *                 mass, mean of the agreeing entries, times lambda    secure: 2 sums (clients
+ *                 learn only the elected signs between them)
  *   median, trimmed-mean, normclip (reject norms > k x median, clip
  *                 to the median norm, fedavg)                         plain only
  *   dare+<base>   every client first drops each entry with

@@ -11,15 +11,21 @@
  *                                  (its Ed25519 signature by the server is proxy_sig;
  *                                  the client verifies before using it)
  *   CONFIG (round r)  S->C ROUND_START {"round","index","steps","lr","rank","batch","seq",
+ *                                   "aggregator","agg_seed","ties_keep","dare_p",
  *                                   "secagg", and with secagg: "members":[{"id","key",
  *                                   "weight"}],"threshold","degree","graph_seed","clip",
- *                                   "scale_bits"}
+ *                                   "scale_bits","vec_len"}
  *                     S->C MODEL   TENSOR f32 [dim]: the global adapter vector
  *   TRAIN  (plain)    C->S UPDATE  JSON {"samples","loss","steps"}, then UPDATE TENSOR f32 [dim]
  *   ADVERTISE..UNMASK (secure)  C->S UPDATE JSON (stage ADVERTISE), SA_ADVERTISE,
  *                     SA_SHARE_KEYS, SA_MASKED, SA_UNMASK (BYTES: secagg.h messages);
  *                     S->C SA_BROADCAST (stage = the stage it opens: KEYS, RELAY,
  *                     UNMASK_REQ)
+ *   PASS (secure, aggregators of several secure sums, e.g. ties): under a new wire
+ *                     round, S->C ROUND_START with "pass": p >= 1 (members: the earlier
+ *                     passes' survivors) and MODEL TENSOR f32 [dim]: what the aggregator
+ *                     reveals of the earlier sums (fp_agg_broadcast; ties: the elected
+ *                     signs); then ADVERTISE..UNMASK again (no UPDATE meta, no training)
  *   DONE              S->C ROUND_END {"round","index","status","included","loss"}
  *   end of session    S->C BYE
  * Wire round numbers ("round") increase with every attempt and are never reused,
@@ -300,6 +306,9 @@ int fp_fed_sim_run(fp_fed_sim_result *out, const char *config_json, size_t len, 
 
 /* `fp bench fed`: see bench_fed.c. *json: malloc'd JSON text (caller frees). */
 int fp_bench_fed(int quick, char **json);
+/* `fp bench fed --aggregators`: server time and peak memory of every
+ * aggregator, plain and secure (bench_aggregators.c); only: one name or NULL. */
+int fp_bench_aggregators(int quick, const char *only, char **json);
 
 #ifdef __cplusplus
 }

@@ -56,33 +56,29 @@ int fp_agg_cluster_assign(uint32_t *label, uint32_t *n_clusters, const float *co
             size[k] = 1;
     }
     size_t groups = K;
+    /* S becomes the mean linkage between groups (rows/columns of live groups):
+     * merging h into g, S(g, x) = (|g| S(g, x) + |h| S(h, x)) / (|g| + |h|)
+     * (Lance-Williams), O(K) per merge instead of rescanning the members. */
     while (!rc && groups > 1) {
-        /* mean linkage between groups g < h: sum of S over member pairs / (|g||h|) */
         double best = -2;
         size_t bg = 0, bh = 0;
         for (size_t g = 0; g < K; g++) {
             if (!size[g])
                 continue;
-            for (size_t h = g + 1; h < K; h++) {
-                if (!size[h])
-                    continue;
-                double s = 0;
-                for (size_t a = 0; a < K; a++)
-                    if (label[a] == g)
-                        for (size_t b = 0; b < K; b++)
-                            if (label[b] == h)
-                                s += S[a * K + b];
-                s /= (double)(size[g] * size[h]);
-                if (s > best) {
-                    best = s;
+            for (size_t h = g + 1; h < K; h++)
+                if (size[h] && S[g * K + h] > best) {
+                    best = S[g * K + h];
                     bg = g;
                     bh = h;
                 }
-            }
         }
         int must = max_clusters > 0 && groups > max_clusters;
         if (!must && best < threshold)
             break;
+        double ng = (double)size[bg], nh = (double)size[bh];
+        for (size_t o = 0; o < K; o++)
+            if (size[o] && o != bg && o != bh)
+                S[bg * K + o] = S[o * K + bg] = (ng * S[bg * K + o] + nh * S[bh * K + o]) / (ng + nh);
         for (size_t a = 0; a < K; a++)
             if (label[a] == bh)
                 label[a] = (uint32_t)bg;

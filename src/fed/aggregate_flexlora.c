@@ -146,13 +146,16 @@ static int svd_top(double *Bn, double *An, const double *Bc, const double *Ac, s
     double *M = malloc(out * in * sizeof *M);
     if (!M)
         return fp_seterr(FP_ENOMEM, "flexlora: out of memory for a %zu x %zu product", out, in);
-    for (size_t i = 0; i < out; i++)
-        for (size_t j = 0; j < in; j++) {
-            double s = 0;
-            for (size_t t = 0; t < m; t++)
-                s += Bc[i * m + t] * Ac[t * in + j];
-            M[i * in + j] = s;
+    for (size_t i = 0; i < out; i++) { /* row by row: streams Ac's rows */
+        double *row = M + i * in;
+        memset(row, 0, in * sizeof *row);
+        for (size_t t = 0; t < m; t++) {
+            double b = Bc[i * m + t];
+            const double *a = Ac + t * in;
+            for (size_t j = 0; j < in; j++)
+                row[j] += b * a[j];
         }
+    }
     rc = svd_dense(Bn, An, M, out, in, R);
     free(M);
     return rc;

@@ -9,39 +9,43 @@
 #include "agg_internal.h"
 #include "fedproxy/ops_aggregate.h"
 
-static int gather(float **X, const float *const *x, size_t K, size_t dim)
+/* Order statistics are per coordinate: the updates are gathered in column
+ * blocks [K, BLOCK] (a few MiB whatever K and dim) and each block goes to the
+ * reference; b < 0 means the median. */
+#define BLOCK 4096
+
+static int by_blocks(float *delta, const float *const *x, size_t K, size_t dim, int64_t b)
 {
-    *X = malloc(K * dim * sizeof(float) + 1);
-    if (!*X)
-        return fp_seterr(FP_ENOMEM, "aggregate: out of memory for %zu x %zu", K, dim);
-    for (size_t k = 0; k < K; k++)
-        memcpy(*X + k * dim, x[k], dim * sizeof(float));
-    return 0;
+    if (K == 0)
+        return fp_seterr(FP_EABORT, "aggregate: no updates");
+    float *X = malloc(K * BLOCK * sizeof *X);
+    if (!X)
+        return fp_seterr(FP_ENOMEM, "aggregate: out of memory for %zu x %d", K, BLOCK);
+    int rc = 0;
+    for (size_t i0 = 0; !rc && i0 < dim; i0 += BLOCK) {
+        size_t n = dim - i0 < BLOCK ? dim - i0 : BLOCK;
+        for (size_t k = 0; k < K; k++)
+            memcpy(X + k * n, x[k] + i0, n * sizeof *X);
+        rc = b < 0 ? fp_agg_median_ref(delta + i0, X, (int64_t)K, (int64_t)n)
+                   : fp_agg_trimmed_mean_ref(delta + i0, X, (int64_t)K, (int64_t)n, (uint32_t)b);
+    }
+    free(X);
+    return rc;
 }
 
 /* Legacy form (fp_aggregator.aggregate_plain). */
 static int median_plain(float *delta, const float *const *x, const double *w, size_t K, size_t dim)
 {
     (void)w;
-    float *X = NULL;
-    int rc = gather(&X, x, K, dim);
-    if (!rc)
-        rc = fp_agg_median_ref(delta, X, (int64_t)K, (int64_t)dim);
-    free(X);
-    return rc;
+    return by_blocks(delta, x, K, dim, -1);
 }
 
 static int trimmed(float *delta, const float *const *x, size_t K, size_t dim, float frac)
 {
-    float *X = NULL;
-    int rc = gather(&X, x, K, dim);
     uint32_t b = (uint32_t)floor((double)frac * (double)K); /* trimmed at each end */
-    if (2 * (size_t)b >= K)
+    if (K && 2 * (size_t)b >= K)
         b = (uint32_t)((K - 1) / 2);
-    if (!rc)
-        rc = fp_agg_trimmed_mean_ref(delta, X, (int64_t)K, (int64_t)dim, b);
-    free(X);
-    return rc;
+    return by_blocks(delta, x, K, dim, b);
 }
 
 static int trimmed_plain(float *delta, const float *const *x, const double *w, size_t K, size_t dim)

@@ -87,6 +87,12 @@ static int plan_for(fp_fed_server *s, srv_client *c, char *why, size_t why_cap)
         snprintf(why, why_cap, "overridden by server.json (recommended rank %d batch %d seq %d)", plan.rank,
                  plan.batch, plan.seq);
     }
+    /* A client cannot train beyond the federation's LoRA rank R (its vector is the rank-R layout). */
+    if (s->agg_layout && c->rank > s->agg_layout->lc.rank) {
+        size_t n = strlen(why);
+        snprintf(why + n, why_cap - n, "; rank %d capped at the federation's %d", c->rank, s->agg_layout->lc.rank);
+        c->rank = s->agg_layout->lc.rank;
+    }
     return 0;
 }
 
