@@ -193,7 +193,16 @@ static void test_refusals(void)
  * reported by... the stand-in takes the round's steps, so weights differ only
  * by samples; and dare+fedavg, whose masks the clients derive from the round's
  * agg_seed. */
+static void test_secure_network_drop(const char *agg, int drop_stage_secure);
+
 static void test_secure_network(const char *agg)
+{
+    test_secure_network_drop(agg, 0);
+}
+
+/* drop_stage_secure: a client leaves round 0 at that secure stage (and at
+ * the train stage in the plain run): both runs aggregate the same survivors. */
+static void test_secure_network_drop(const char *agg, int drop_stage_secure)
 {
     float *g[2];
     fp_identity keep[4];
@@ -216,16 +225,24 @@ static void test_secure_network(const char *agg)
         f.sc.lr = 0.3f;
         f.sc.secagg = sec;
         f.sc.clip = 2.5f; /* dare doubles entries (p 0.5): stay inside the ring clip */
-        f.sc.quorum = 4;
+        f.sc.quorum = drop_stage_secure ? 3 : 4;
+        if (drop_stage_secure) {
+            f.c[2].cfg.fault.drop_stage = sec ? drop_stage_secure : FP_STAGE_TRAIN;
+            f.c[2].cfg.fault.drop_index = 0;
+        }
         CHECK_OK(fx_run(&f));
         CHECK(f.completed == 2);
+        if (drop_stage_secure) /* it really left round 0 and came back for round 1 */
+            CHECKF(f.c[2].res.rounds == 1, "%s run %d: dropping client took part in %u rounds", agg, sec,
+                   f.c[2].res.rounds);
         g[sec] = f.global;
         f.global = NULL;
         fx_free(&f);
     }
     double err = fx_maxdiff(g[0], g[1], 300), mx = fx_maxdiff(g[0], (float[300]){0}, 300);
     CHECKF(err < 1e-4 && mx > 0.05, "%s over the network: secure vs plain %g (|g| %g)", agg, err, mx);
-    printf("%s over the network: secure vs plain max diff %.3g\n", agg, err);
+    printf("%s over the network%s: secure vs plain max diff %.3g\n", agg,
+           drop_stage_secure ? " (a client drops in round 0)" : "", err);
     for (int i = 0; i < 4; i++)
         fp_identity_wipe(&keep[i]);
     free(g[0]);
@@ -240,6 +257,7 @@ int main(void)
     test_secure_network("dare+fedavg");
     test_secure_network("ties");
     test_secure_network("dare+ties");
+    test_secure_network_drop("ties", FP_STAGE_MASKED);
     test_poisoning();
     return fp_test_report("test_aggregators_poison");
 }
