@@ -217,7 +217,8 @@ static int parse_start(fed_cl *c, const fp_msg *m)
         {"seq", FP_JSON_INT, 1},       {"dim", FP_JSON_UINT, 1},        {"aggregator", FP_JSON_STRING, 1},
         {"secagg", FP_JSON_BOOL, 1},   {"members", FP_JSON_ARRAY, 0},   {"threshold", FP_JSON_UINT, 0},
         {"degree", FP_JSON_UINT, 0},   {"graph_seed", FP_JSON_STRING, 0}, {"clip", FP_JSON_NUMBER, 0},
-        {"scale_bits", FP_JSON_UINT, 0}, {"vec_len", FP_JSON_UINT, 0}};
+        {"scale_bits", FP_JSON_UINT, 0}, {"vec_len", FP_JSON_UINT, 0},   {"lora", FP_JSON_OBJECT, 0},
+        {"prox_mu", FP_JSON_NUMBER, 0}};
     cJSON *o = NULL;
     int rc = fp_msg_json(&o, m, f, sizeof f / sizeof f[0]);
     if (rc)
@@ -233,7 +234,9 @@ static int parse_start(fed_cl *c, const fp_msg *m)
     c->task.seq = (int)fed_jnum(o, "seq", 0);
     c->dim = (size_t)fed_jnum(o, "dim", 0);
     c->secure = fed_jbool(o, "secagg", 0);
-    rc = fp_aggregator_find(&c->agg, fed_jstr(o, "aggregator", ""));
+    rc = fed_task_engine_fields(&c->task, o);
+    if (!rc)
+        rc = fp_aggregator_find(&c->agg, fed_jstr(o, "aggregator", ""));
     if (!rc && (c->dim < 1 || c->dim > FP_FED_MAX_DIM || c->task.steps < 1 || c->task.steps > 1000000))
         rc = fp_seterr(FP_EFORMAT, "ROUND_START: dim %zu or steps %d out of range", c->dim, c->task.steps);
     if (!rc && c->secure) {
@@ -460,7 +463,11 @@ static int on_proxy(fed_cl *c, const fp_msg *m, fp_fed_client_result *res)
     int rc = fp_identity_verify(c->proxy_sig, m->payload, m->payload_len, c->cfg->server_pk);
     if (rc)
         return fp_adderr(rc, "proxy: the server's signature does not verify: refusing it");
-    if (c->cfg->proxy_out[0]) {
+    if (c->cfg->proxy_out[0] && fp_fed_bundle_is(m->payload, m->payload_len)) {
+        rc = fp_fed_bundle_unpack(m->payload, m->payload_len, c->cfg->proxy_out);
+        if (rc)
+            return fp_adderr(rc, "proxy: refusing it");
+    } else if (c->cfg->proxy_out[0]) {
         rc = fp_write_file_atomic(c->cfg->proxy_out, m->payload, m->payload_len, 0644);
         if (rc)
             return rc;

@@ -69,6 +69,7 @@ static int plan_for(fp_fed_server *s, srv_client *c, char *why, size_t why_cap)
     if (rc)
         return rc;
     c->rank = plan.rank;
+    srv_engine_cap_rank(s, &c->rank);
     c->batch = plan.batch;
     c->seq = plan.seq;
     snprintf(why, why_cap, "%s", plan.why);
@@ -84,6 +85,7 @@ static int plan_for(fp_fed_server *s, srv_client *c, char *why, size_t why_cap)
             c->batch = o->batch;
         if (o->seq)
             c->seq = o->seq;
+        srv_engine_cap_rank(s, &c->rank);
         snprintf(why, why_cap, "overridden by server.json (recommended rank %d batch %d seq %d)", plan.rank,
                  plan.batch, plan.seq);
     }
@@ -470,7 +472,7 @@ static uint32_t read_attempt(const char *dir)
 
 static int load_proxy(fp_fed_server *s)
 {
-    if (!s->cfg.proxy[0])
+    if (!s->cfg.proxy[0] || s->proxy) /* a proxy_dir bundle is made by srv_engine_init */
         return 0;
     void *d = NULL;
     size_t n = 0;
@@ -519,7 +521,7 @@ int fp_fed_server_create(fp_fed_server **out, const fp_fed_server_config *cfg, c
                          int resume_flag)
 {
     *out = NULL;
-    if (!cfg || !id || cfg->dim < 1 || cfg->dim > FP_FED_MAX_DIM || !cfg->state_dir[0])
+    if (!cfg || !id || (cfg->lora.rank < 1 && cfg->dim < 1) || cfg->dim > FP_FED_MAX_DIM || !cfg->state_dir[0])
         return fp_seterr(FP_EINVAL, "fp_fed_server_create: bad config (dim, state_dir)");
     if (sodium_init() < 0)
         return fp_seterr(FP_ECRYPTO, "libsodium failed to initialise");
@@ -532,8 +534,10 @@ int fp_fed_server_create(fp_fed_server **out, const fp_fed_server_config *cfg, c
     s->id = *id;
     s->seq = fed_seq_start();
     s->next_round = 1;
+    int rc = srv_engine_init(s); /* LoRA layout (sets dim) and the proxy bundle */
     s->max_payload = (s->cfg.dim + 1) * 4 + ((uint64_t)1 << 20);
-    int rc = fp_aggregator_find(&s->agg, s->cfg.aggregator);
+    if (!rc)
+        rc = fp_aggregator_find(&s->agg, s->cfg.aggregator);
     if (!rc && s->cfg.secagg && !s->agg->secure_ok)
         rc = fp_seterr(FP_EUNSUPPORTED, "aggregator %s does not compose with secure aggregation",
                        s->agg->name);
@@ -576,13 +580,19 @@ int fp_fed_server_create(fp_fed_server **out, const fp_fed_server_config *cfg, c
         } else {
             randombytes_buf(s->rng_key, 32);
         }
-        if (s->cfg.init_seed) {
+        int ge = srv_engine_init_global(s); /* 1: not an engine federation */
+        if (ge < 0)
+            rc = ge;
+        else if (ge == 0)
+            ;
+        else if (s->cfg.init_seed) {
             fed_rng r;
             fed_rng_seed(&r, s->cfg.init_seed, 0x696e6974ull); /* "init" */
             for (uint64_t i = 0; i < s->cfg.dim; i++)
                 s->global[i] = s->cfg.init_scale * (float)(2.0 * fed_rng_uniform(&r) - 1.0);
         }
-        rc = srv_write_checkpoint(s);
+        if (!rc)
+            rc = srv_write_checkpoint(s);
     }
     if (!rc)
         rc = load_proxy(s);
@@ -621,6 +631,7 @@ void fp_fed_server_destroy(fp_fed_server *s)
     free(s->cl);
     free(s->global);
     free(s->proxy);
+    fp_lora_vec_layout_free(&s->lay);
     fp_msg_guard_destroy(s->join_guard);
     fp_msg_guard_destroy(s->guard);
     fp_allowlist_free(s->allow);
