@@ -291,6 +291,8 @@ void fp_fed_server_stop(fp_fed_server *s); /* any thread */
 /* The current global vector (dim floats) and completed rounds. */
 int fp_fed_server_global(const fp_fed_server *s, float *out, size_t dim, uint32_t *completed);
 void fp_fed_server_get_stats(const fp_fed_server *s, fp_fed_server_stats *out);
+/* The global vector's length (with "lora": the layout's, derived at create). */
+size_t fp_fed_server_dim(const fp_fed_server *s);
 
 /* The checkpoint file (state_dir/checkpoint.bin), read back: for tests/tools. */
 int fp_fed_checkpoint_read(float **global, size_t *dim, uint32_t *completed, uint32_t *next_round,
@@ -359,6 +361,10 @@ int fp_fed_client_run(const fp_fed_client_config *cfg, fp_fed_client_result *res
  *  { "server": { ...server.json fields, without "keys"/"clients"/"endpoint"... },
  *    "clients": [ { "name": "c0", "samples": 100, "profile": "mali-like",
  *                   "data": "c0.json" | "target_seed": 3, "target_scale": 1.0,
+ *                   (engine federations, "lora" in "server": "data": "train.txt",
+ *                    "eval": "heldout.txt": text or token ids, fed.h's engine trainer;
+ *                    each client thread has its own fp_ctx with its profile overlay
+ *                    and unpacks the proxy into state_dir/<name>-proxy)
  *                   "noise": 0.0,
  *                   "fault": { "drop": "masked", "round": 1, "crash": false,
  *                              "slow_ms": 0, "garbage": false } } ... ],
@@ -367,13 +373,23 @@ int fp_fed_client_run(const fp_fed_client_config *cfg, fp_fed_client_result *res
  * for N clients c0..c{N-1} (target_seed + i). Identities are generated in
  * memory; the server binds tcp://127.0.0.1:0; state goes to "state_dir"
  * (default: a fresh temporary directory). */
+typedef struct fp_fed_sim_client {
+    char name[FP_FED_NAME_MAX];
+    int rc;              /* fp_fed_client_run's */
+    fp_fed_client_result res;
+} fp_fed_sim_client;
+
 typedef struct fp_fed_sim_result {
     int server_rc;
+    size_t n_clients;
+    fp_fed_sim_client *clients; /* malloc'd; caller frees */
+    double wall_s;       /* server start to the last client's end */
     uint32_t completed;
     size_t dim;
     float *global;   /* malloc'd; caller frees */
-    float *expected; /* the sample-weighted mean of the clients' targets (malloc'd) */
-    double max_err;  /* max |global - expected| */
+    float *expected; /* the sample-weighted mean of the clients' targets (malloc'd; NULL
+                      * in engine federations) */
+    double max_err;  /* max |global - expected| (NaN in engine federations) */
 } fp_fed_sim_result;
 
 int fp_fed_sim_run(fp_fed_sim_result *out, const char *config_json, size_t len, const char *base_dir,

@@ -137,6 +137,18 @@ static int send_hello(fed_cl *c)
     return rc;
 }
 
+/* BYE: like HELLO, round 0, stage JOIN, the zero session. */
+static int send_bye(fed_cl *c)
+{
+    fp_msg_header h;
+    static const uint8_t no_session[16];
+    fed_header(&h, no_session, 0, FP_STAGE_JOIN, FP_MSG_BYE, FP_PAYLOAD_NONE, c->cfg->id->pk, ++c->seq);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int rc = fp_msg_encode_alloc(&buf, &len, &h, NULL, 0, c->cfg->id);
+    return rc ? rc : cl_queue(c, buf, len);
+}
+
 /* ---- the garbage fault: everything the server must shrug off ---- */
 
 static void send_garbage(fed_cl *c)
@@ -508,6 +520,7 @@ static int on_envelope(fed_cl *c, uint8_t *buf, size_t len, fp_fed_client_result
                 return rc; /* a proxy that does not verify is fatal */
             break;
         case FP_MSG_BYE:
+            send_bye(c); /* the server repeats BYE until we acknowledge it */
             return 1;
         case FP_MSG_ERROR: {
             cJSON *o = NULL;

@@ -306,8 +306,10 @@ static void handle_envelope(fp_fed_server *s, srv_client *c, uint8_t *buf, size_
     }
     c->active = c->registered;
     if (m.h.type == FP_MSG_BYE || m.h.type == FP_MSG_PING) {
-        if (m.h.type == FP_MSG_BYE)
+        if (m.h.type == FP_MSG_BYE) {
             c->active = 0;
+            c->said_bye = 1; /* also the acknowledgement of our BYE at the end */
+        }
         free(buf);
         return;
     }
@@ -671,6 +673,14 @@ void fp_fed_server_get_stats(const fp_fed_server *s, fp_fed_server_stats *out)
     out->zap_refused = ns.zap_refused;
 }
 
+static int all_said_bye(fp_fed_server *s)
+{
+    for (size_t i = 0; i < s->ncl; i++)
+        if (s->cl[i].registered && s->cl[i].active && !s->cl[i].said_bye)
+            return 0;
+    return 1;
+}
+
 static int all_idle(fp_fed_server *s)
 {
     for (size_t i = 0; i < s->ncl; i++)
@@ -705,19 +715,34 @@ int fp_fed_server_run(fp_fed_server *s)
     }
     char msg[512];
     snprintf(msg, sizeof msg, "%s", rc ? fp_errmsg() : "");
-    /* Goodbye to everyone registered, delivered within a bounded time. */
-    for (size_t i = 0; i < s->ncl; i++) {
-        srv_client *c = &s->cl[i];
-        if (!c->registered)
-            continue;
-        fp_msg_header h;
-        fed_header(&h, s->session, 0, FP_STAGE_JOIN, FP_MSG_BYE, FP_PAYLOAD_NONE, s->id.pk, ++s->seq);
-        uint8_t *buf = NULL;
-        size_t len = 0;
-        if (fp_msg_encode_alloc(&buf, &len, &h, NULL, 0, &s->id) == 0)
-            srv_queue(s, c, buf, len);
+    /* Goodbye to everyone registered. A BYE can be lost (a client reconnecting,
+     * our socket closing before it is flushed), and a client that misses it
+     * would wait for give_up_ms: so clients acknowledge it with their own BYE,
+     * and we repeat it to the silent ones for a bounded time. */
+    for (size_t i = 0; i < s->ncl; i++)
+        s->cl[i].said_bye = 0;
+    int64_t end = fed_now_ms() + 3000;
+    for (int first = 1;; first = 0) {
+        int64_t now = fed_now_ms();
+        if (!first && (now >= end || all_said_bye(s) || atomic_load(&s->stop)))
+            break;
+        for (size_t i = 0; i < s->ncl; i++) {
+            srv_client *c = &s->cl[i];
+            /* repeats only to clients still taking part (not crashed ones) */
+            if (!c->registered || c->said_bye || (!first && !c->active))
+                continue;
+            if (!first)
+                fed_log("fp serve: no acknowledgement of BYE from %s yet: repeating it\n", c->name);
+            fp_msg_header h;
+            fed_header(&h, s->session, 0, FP_STAGE_JOIN, FP_MSG_BYE, FP_PAYLOAD_NONE, s->id.pk, ++s->seq);
+            uint8_t *buf = NULL;
+            size_t len = 0;
+            if (fp_msg_encode_alloc(&buf, &len, &h, NULL, 0, &s->id) == 0)
+                srv_queue(s, c, buf, len);
+        }
+        srv_pump(s, now + 300 < end ? now + 300 : end, all_said_bye);
     }
-    srv_pump(s, fed_now_ms() + 2000, all_idle);
+    srv_pump(s, fed_now_ms() + 500, all_idle);
     if (rc)
         fp_seterr(rc, "%s", msg);
     return rc;

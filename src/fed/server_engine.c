@@ -107,3 +107,5 @@ void srv_engine_round_done(fp_fed_server *s)
     if (rc)
         fp_warn("fp serve: writing the global adapter to %s failed: %s", s->cfg.adapter_out, fp_errmsg());
 }
+
+size_t fp_fed_server_dim(const fp_fed_server *s) { return s ? (size_t)s->cfg.dim : 0; }
