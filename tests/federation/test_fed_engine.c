@@ -320,6 +320,38 @@ static void check_bundle(void)
         fclose(f);
 }
 
+/* fp sim's engine path: text clients with device overlays and held-out data. */
+static void check_sim(void)
+{
+    char js[2000];
+    snprintf(js, sizeof js,
+             "{\"server\": {\"proxy_dir\": \"proxy\", \"lora\": {\"rank\": %d, \"alpha\": 8}, \"adapter_out\": "
+             "\"sim-adapter\", \"state_dir\": \"sim-state\", \"rounds\": 2, \"steps\": 3, \"lr\": 0.01, "
+             "\"secagg\": true, \"min_clients\": 3, \"quorum\": 3, \"prox_mu\": 0.01, \"stage_timeout_ms\": 60000},\n"
+             " \"clients\": [{\"name\": \"a\", \"data\": \"train0.txt\", \"eval\": \"train1.txt\", \"profile\": "
+             "\"mali-valhall\"}, {\"name\": \"b\", \"data\": \"train1.txt\", \"profile\": \"minimal\"},\n"
+             " {\"name\": \"c\", \"data\": \"train2.txt\"}]}",
+             R);
+    fp_fed_sim_result res;
+    CHECK_OK(fp_fed_sim_run(&res, js, strlen(js), dir, NULL, NULL));
+    CHECK(res.completed == 2 && res.n_clients == 3 && res.wall_s > 0 && isnan(res.max_err));
+    CHECK(res.dim == (size_t)fp_lora_param_count(&mcfg, &(fp_lora_config){R, 8.0f, FP_LORA_ALL, 0}));
+    for (size_t i = 0; i < res.n_clients; i++)
+        CHECKF(res.clients[i].rc == 0 && res.clients[i].res.rounds == 2 && res.clients[i].res.got_proxy &&
+                   res.clients[i].res.bytes_sent > 0 && res.clients[i].res.bytes_recv > res.clients[i].res.bytes_sent,
+               "sim client %s: rc %d, %u rounds", res.clients[i].name, res.clients[i].rc, res.clients[i].res.rounds);
+    /* text data with a stand-in server, and stand-in data with an engine server, are refused */
+    const char *bad = "{\"server\": {\"dim\": 8}, \"clients\": [{\"data\": \"train0.txt\"}, {\"data\": \"train1.txt\"}]}";
+    fp_fed_sim_result r2;
+    CHECK_ERR(fp_fed_sim_run(&r2, bad, strlen(bad), dir, NULL, NULL), FP_EFORMAT);
+    free(r2.global);
+    free(r2.expected);
+    free(r2.clients);
+    free(res.global);
+    free(res.expected);
+    free(res.clients);
+}
+
 int main(void)
 {
     setenv("FP_QUIET", "1", 0);
@@ -358,5 +390,6 @@ int main(void)
     }
     fp_fed_server_destroy(sec.s);
     fp_fed_server_destroy(pl.s);
+    check_sim();
     return fp_test_report("test_fed_engine");
 }
