@@ -368,7 +368,16 @@ int fp_fed_client_run(const fp_fed_client_config *cfg, fp_fed_client_result *res
  *                   "noise": 0.0,
  *                   "fault": { "drop": "masked", "round": 1, "crash": false,
  *                              "slow_ms": 0, "garbage": false } } ... ],
- *    "count": 0 }
+ *    "count": 0,
+ *    "fedproxy": { "llm": DIR, "calib": FILE, "out": DIR (default state_dir/fedproxy),
+ *                  "keep_first", "keep_last", "middle", "select", "distill_data",
+ *                  "distill_steps", "kd_weight", "temperature", "lr", "batch", "seq"
+ *                  (fp compress's options), "span": "none"|"spread", "eval_seq": 64 } }
+ * With "fedproxy" the whole pipeline runs: the LLM is compressed into
+ * out/proxy (signed by the sim's server identity; it becomes the server's
+ * proxy_dir), the clients fine-tune it (engine clients: "lora" in "server"),
+ * the global adapter (out/adapter) is fused into the LLM (out/fused, merged)
+ * and every client's eval (else data) file is evaluated (fp_fed_sim_eval).
  * With "count" N > 0 and a single clients entry, that entry is a template
  * for N clients c0..c{N-1} (target_seed + i). Identities are generated in
  * memory; the server binds tcp://127.0.0.1:0; state goes to "state_dir"
@@ -379,8 +388,21 @@ typedef struct fp_fed_sim_client {
     fp_fed_client_result res;
 } fp_fed_sim_client;
 
+/* FedProxy runs ("fedproxy" in sim.json): held-out evaluation per client of
+ * the LLM zero-shot, the proxy before and after federated fine-tuning (its
+ * adapter), and the fused LLM. */
+enum { FP_SIM_EVAL_LLM = 0, FP_SIM_EVAL_PROXY, FP_SIM_EVAL_PROXY_TUNED, FP_SIM_EVAL_FUSED, FP_SIM_EVAL_N };
+typedef struct fp_fed_sim_eval {
+    char name[FP_FED_NAME_MAX];
+    int64_t tokens;
+    double loss[FP_SIM_EVAL_N], ppl[FP_SIM_EVAL_N], acc[FP_SIM_EVAL_N];
+} fp_fed_sim_eval;
+
 typedef struct fp_fed_sim_result {
     int server_rc;
+    size_t n_evals;          /* FedProx runs: one per client (else 0) */
+    fp_fed_sim_eval *evals;  /* malloc'd; caller frees */
+    char workdir[FP_FED_PATH_MAX]; /* FedProxy runs: proxy/, adapter/, fused/ live here */
     size_t n_clients;
     fp_fed_sim_client *clients; /* malloc'd; caller frees */
     double wall_s;       /* server start to the last client's end */

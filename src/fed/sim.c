@@ -13,6 +13,7 @@
 #include "fed_internal.h"
 #include "fedproxy/fileio.h"
 #include "fedproxy/json_check.h"
+#include "sim_internal.h"
 
 typedef struct sim_client {
     fp_identity id;
@@ -183,12 +184,13 @@ int fp_fed_sim_run(fp_fed_sim_result *out, const char *config_json, size_t len, 
                    fp_fed_report_fn report, void *report_ctx)
 {
     static const fp_json_field top[] = {
-        {"server", FP_JSON_OBJECT, 0}, {"clients", FP_JSON_ARRAY, 1}, {"count", FP_JSON_UINT, 0}};
+        {"server", FP_JSON_OBJECT, 0}, {"clients", FP_JSON_ARRAY, 1}, {"count", FP_JSON_UINT, 0},
+        {"fedproxy", FP_JSON_OBJECT, 0}};
     memset(out, 0, sizeof *out);
     if (sodium_init() < 0)
         return fp_seterr(FP_ECRYPTO, "libsodium failed to initialise");
     cJSON *o = NULL;
-    int rc = fp_json_parse(&o, config_json, len, top, 3, "sim config");
+    int rc = fp_json_parse(&o, config_json, len, top, sizeof top / sizeof top[0], "sim config");
     if (rc)
         return rc;
     const char *base = base_dir && base_dir[0] ? base_dir : ".";
@@ -210,6 +212,12 @@ int fp_fed_sim_run(fp_fed_sim_result *out, const char *config_json, size_t len, 
     for (size_t i = 0; !rc && i < n; i++)
         rc = setup_client(&cs[i], cJSON_GetArrayItem(cl, templ ? 0 : (int)i), (int)i, templ, (size_t)sc.dim,
                           base, sc.lora.rank > 0);
+    fed_fedproxy *fpx = calloc(1, sizeof *fpx);
+    const cJSON *fj = cJSON_GetObjectItemCaseSensitive(o, "fedproxy");
+    if (!rc && !fpx)
+        rc = fp_seterr(FP_ENOMEM, "sim: out of memory");
+    if (!rc && fj)
+        rc = fed_sim_fedproxy_parse(fpx, fj, base);
     cJSON_Delete(o);
     char tmpdir[] = "/tmp/fp-sim-XXXXXX";
     if (!rc && !sc.state_dir[0]) {
@@ -244,6 +252,8 @@ int fp_fed_sim_run(fp_fed_sim_result *out, const char *config_json, size_t len, 
     fp_fed_server *srv = NULL;
     if (!rc)
         rc = fp_identity_keygen(&sid);
+    if (!rc && fpx->on)
+        rc = fed_sim_fedproxy_compress(fpx, &sc, &sid); /* the server's proxy_dir */
     if (!rc)
         rc = fp_fed_server_create(&srv, &sc, &sid, 0);
     volatile int stop = 0;
@@ -305,6 +315,17 @@ int fp_fed_sim_run(fp_fed_sim_result *out, const char *config_json, size_t len, 
                     out->max_err = e;
             }
         }
+        if (!rc && !out->server_rc && fpx->on) {
+            const char **names = calloc(n, sizeof *names), **ev = calloc(n, sizeof *ev);
+            for (size_t i = 0; names && ev && i < n; i++) {
+                names[i] = cs[i].cfg.name;
+                ev[i] = cs[i].eval_path[0] ? cs[i].eval_path : cs[i].data_path;
+            }
+            rc = names && ev ? fed_sim_fedproxy_finish(fpx, &sc, &sid, names, ev, n, out)
+                             : fp_seterr(FP_ENOMEM, "sim: out of memory");
+            free(names);
+            free(ev);
+        }
         if (out->server_rc)
             fp_seterr(out->server_rc, "%s", msg);
     }
@@ -317,6 +338,7 @@ int fp_fed_sim_run(fp_fed_sim_result *out, const char *config_json, size_t len, 
         fp_identity_wipe(&cs[i].id);
     }
     free(cs);
+    free(fpx);
     if (!rc && out->server_rc)
         rc = out->server_rc;
     return rc;
