@@ -149,6 +149,7 @@ static int broadcast_start(fp_fed_server *s, uint32_t index, const fp_secagg_par
         cJSON_AddBoolToObject(o, "secagg", sp != NULL);
         if (pass)
             cJSON_AddNumberToObject(o, "pass", pass);
+        srv_engine_start_fields(s, o);
         if (sp) {
             cJSON *ms = cJSON_AddArrayToObject(o, "members");
             for (uint32_t k = 0; k < sp->n_clients; k++) {
@@ -558,6 +559,8 @@ int srv_run_round(fp_fed_server *s, fp_fed_round_report *rep)
         s->global[i] += delta[i];
     s->completed++;
     rc = srv_write_checkpoint(s);
+    if (!rc)
+        srv_engine_round_done(s);
 out:
     /* Who took part, the loss, and the report. */
     {
