@@ -117,6 +117,12 @@ struct fp_aggregator {
                        const float *const *sums);
     const fp_aggregator *base; /* dare+ / cluster: the aggregator they wrap */
     int needs_layout;          /* refuses ctx.layout == NULL */
+    /* Differential privacy composes: one secure sum whose first dim entries
+     * are w times a norm-nonincreasing function of the (clipped, noised)
+     * update, so noise calibrated to the clip there is calibrated to the sum
+     * (fedavg, fednova, hetlora). Not dare+ (rescales by 1/(1-p)), flexlora
+     * (products), ties (two passes), nor the plain-only ones. */
+    int dp_ok;
 };
 
 /* Looks up a name above. FP_ENOTFOUND with the list of names otherwise. */

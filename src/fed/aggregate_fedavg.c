@@ -60,4 +60,5 @@ const fp_aggregator fp_agg_fedavg_def = {.name = "fedavg",
                                          .secure_len = fedavg_len,
                                          .client_vector = fedavg_client,
                                          .finish_secure = fedavg_finish,
-                                         .aggregate_plain = fedavg_plain};
+                                         .aggregate_plain = fedavg_plain,
+                                         .dp_ok = 1};

@@ -91,4 +91,5 @@ const fp_aggregator fp_agg_fednova_def = {.name = "fednova",
                                           .secure_len_x = nova_len,
                                           .client_vector_x = nova_client,
                                           .finish_secure_x = nova_finish,
-                                          .aggregate_plain_x = nova_plain};
+                                          .aggregate_plain_x = nova_plain,
+                                          .dp_ok = 1};

@@ -99,4 +99,5 @@ const fp_aggregator fp_agg_hetlora_def = {.name = "hetlora",
                                           .client_vector_x = het_client,
                                           .finish_secure_x = het_finish,
                                           .aggregate_plain_x = het_plain,
-                                          .needs_layout = 1};
+                                          .needs_layout = 1,
+                                          .dp_ok = 1};

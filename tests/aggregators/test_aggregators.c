@@ -434,6 +434,17 @@ static void test_cluster(void)
 static void test_errors(void)
 {
     const fp_aggregator *a;
+    /* which ones differential privacy may be calibrated for */
+    static const char *dp_yes[] = {"fedavg", "fednova", "hetlora"};
+    static const char *dp_no[] = {"flexlora", "ties", "dare+fedavg", "dare+ties", "median", "cluster:fedavg"};
+    for (size_t i = 0; i < 3; i++) {
+        CHECK_OK(fp_aggregator_find(&a, dp_yes[i]));
+        CHECK(a->dp_ok && a->secure_ok && a->secure_sums == 1);
+    }
+    for (size_t i = 0; i < 6; i++) {
+        CHECK_OK(fp_aggregator_find(&a, dp_no[i]));
+        CHECK(!a->dp_ok);
+    }
     CHECK_ERR(fp_aggregator_find(&a, "krum"), FP_ENOTFOUND);
     CHECK(strstr(fp_errmsg(), "flexlora") != NULL);
     CHECK_ERR(fp_aggregator_find(&a, "dare+median"), FP_ENOTFOUND);
