@@ -11,15 +11,21 @@
  *                                  (its Ed25519 signature by the server is proxy_sig;
  *                                  the client verifies before using it)
  *   CONFIG (round r)  S->C ROUND_START {"round","index","steps","lr","rank","batch","seq",
+ *                                   "aggregator","agg_seed","ties_keep","dare_p",
  *                                   "secagg", and with secagg: "members":[{"id","key",
  *                                   "weight"}],"threshold","degree","graph_seed","clip",
- *                                   "scale_bits"}
+ *                                   "scale_bits","vec_len"}
  *                     S->C MODEL   TENSOR f32 [dim]: the global adapter vector
  *   TRAIN  (plain)    C->S UPDATE  JSON {"samples","loss","steps"}, then UPDATE TENSOR f32 [dim]
  *   ADVERTISE..UNMASK (secure)  C->S UPDATE JSON (stage ADVERTISE), SA_ADVERTISE,
  *                     SA_SHARE_KEYS, SA_MASKED, SA_UNMASK (BYTES: secagg.h messages);
  *                     S->C SA_BROADCAST (stage = the stage it opens: KEYS, RELAY,
  *                     UNMASK_REQ)
+ *   PASS (secure, aggregators of several secure sums, e.g. ties): under a new wire
+ *                     round, S->C ROUND_START with "pass": p >= 1 (members: the earlier
+ *                     passes' survivors) and MODEL TENSOR f32 [dim]: what the aggregator
+ *                     reveals of the earlier sums (fp_agg_broadcast; ties: the elected
+ *                     signs); then ADVERTISE..UNMASK again (no UPDATE meta, no training)
  *   DONE              S->C ROUND_END {"round","index","status","included","loss"}
  *   end of session    S->C BYE
  * Wire round numbers ("round") increase with every attempt and are never reused,
@@ -44,8 +50,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fedproxy/aggregator.h"
 #include "fedproxy/dp.h"
 #include "fedproxy/identity.h"
+#include "fedproxy/model.h"
 #include "fedproxy/recommend.h"
 
 #ifdef __cplusplus
@@ -66,6 +74,11 @@ typedef struct fp_fed_task {
     int steps;      /* local steps E */
     float lr;
     int rank, batch, seq; /* assignment from registration */
+    /* Engine federations (the server has a "lora" layout): the global vector's
+     * layout, lora.rank = R, the server's rank (0: a plain vector, stand-in);
+     * rank above is this client's r <= R. prox_mu: FedProx mu (0: off). */
+    fp_lora_config lora;
+    float prox_mu;
 } fp_fed_task;
 
 /* A local trainer. train: given the global vector global[0..dim), writes the
@@ -107,34 +120,50 @@ int fp_standin_trainer(fp_fed_trainer *out, const fp_standin_data *d);
 void fp_standin_update(float *update, const float *global, const float *target, size_t dim, int steps,
                        float lr, float noise, uint64_t seed, uint32_t index);
 
-/* ---- aggregators ------------------------------------------------------------
- * An aggregator turns the round's updates into the global delta. It declares
- * whether it composes with secure aggregation and, if so, as how many secure
- * sums of which vectors: client_vector builds a client's vector for pass p
- * (given the previous passes' results), finish_secure turns the pass sums into
- * the delta. fedavg is one pass of dim+1 elements. Plain (non-secure)
- * aggregation sees every update: aggregate_plain. */
-typedef struct fp_aggregator {
-    const char *name;
-    int secure_ok;        /* composes with secure aggregation */
-    unsigned secure_sums; /* passes when secure (0 if !secure_ok) */
-    /* Length of the pass-p vector for updates of dim elements. */
-    size_t (*secure_len)(unsigned pass, size_t dim);
-    /* Client side of pass p: out[secure_len) from the update, the client's
-     * weight w in (0,1] and the clip; prev: earlier passes' results (NULL for 0). */
-    int (*client_vector)(float *out, unsigned pass, const float *update, size_t dim, double w, float clip,
-                         const float *const *prev);
-    /* Server side: delta[dim] from the pass sums. */
-    int (*finish_secure)(float *delta, size_t dim, const float *const *sums, float clip);
-    /* Server side, plain: delta[dim] from K updates (rows, in client order) and
-     * their weights (> 0). */
-    int (*aggregate_plain)(float *delta, const float *const *updates, const double *weights, size_t K,
-                           size_t dim);
-} fp_aggregator;
+/* The engine trainer (trainer_engine.c): LoRA fine-tuning of the proxy on the
+ * device. The proxy directory is loaded at the first round (it arrives, signed,
+ * after registration), on its own fp_ctx (device, profile overlay). The global
+ * vector is the engine's packed LoRA vector at the server's rank R
+ * (lora_vec.h); a client of rank r < R trains a rank-r adapter (its alpha is
+ * alpha * r / R, so the scale is alpha / R for everyone) made of the first r
+ * components, and its update is zero beyond r (HetLoRA zero padding). Each
+ * round: the loss of the global adapter on the eval data (or the training data)
+ * is the federated evaluation; then task->steps AdamW steps (fresh optimizer
+ * state, data RNG and starting position derived from task->index, so a retried
+ * round repeats exactly), batch and seq from the assignment, with the FedProx
+ * term mu/2 |theta - theta_global|^2 when task->prox_mu > 0. Samples = target
+ * tokens trained this round.
+ * Data files: text (tokenised with the proxy's tokenizer.json), or token ids
+ * (a file of decimal integers separated by whitespace). The federated
+ * evaluation uses at most FP_ENGINE_EVAL_MAX tokens (the file's first). */
+#define FP_ENGINE_EVAL_MAX 16384
+typedef struct fp_engine_trainer_opts {
+    const char *proxy_dir; /* where the client unpacks the proxy (fp_fed_client_config.proxy_out) */
+    const char *data;      /* training data file */
+    const char *eval;      /* held-out data for the federated evaluation (NULL: data) */
+    const char *device;    /* fp_ctx device (NULL: $FP_DEVICE or the best) */
+    const char *profile;   /* overlay (NULL: $FP_PROFILE; "" none) */
+    int verbose;           /* per-round line on stderr */
+} fp_engine_trainer_opts;
+int fp_engine_trainer(fp_fed_trainer *out, const fp_engine_trainer_opts *o);
+/* The size a client declares at registration (its FedAvg weight), before the
+ * proxy's tokenizer is known: a token-id file's token count, or a text
+ * file's byte count. */
+int fp_engine_data_samples(uint64_t *samples, const char *path);
 
-/* Looks up "fedavg", "median" or "trimmed-mean" (the robust ones: plain only).
- * FP_ENOTFOUND with the list of names otherwise. */
-int fp_aggregator_find(const fp_aggregator **out, const char *name);
+/* Proxy bundle: the proxy directory as one signed payload.
+ *   "FPBUNDL1" | u32 n (1..16) | n x { u16 name_len (1..64) | name |
+ *   u64 size | BLAKE2b-256(content) } | the n contents back to back
+ * (little-endian). Names are plain file names ([A-Za-z0-9_-][A-Za-z0-9._-]*,
+ * no '/', none twice); the total length must be exact. pack takes config.json,
+ * model.safetensors and, when present, tokenizer.json and proxy.json. unpack
+ * checks everything (names, sizes, hashes) before writing any file, then
+ * writes each one atomically into dir (created). */
+int fp_fed_bundle_pack(uint8_t **out, size_t *len, const char *dir);
+int fp_fed_bundle_is(const uint8_t *data, size_t len);
+int fp_fed_bundle_unpack(const uint8_t *data, size_t len, const char *dir);
+
+/* ---- aggregators: fedproxy/aggregator.h (fp_aggregator, fp_agg_*) ---- */
 
 /* ---- server -------------------------------------------------------------- */
 
@@ -149,7 +178,12 @@ typedef struct fp_fed_server_config {
     char clients[FP_FED_PATH_MAX];   /* clients.json allow-list */
     char state_dir[FP_FED_PATH_MAX]; /* checkpoint.bin lives here */
     char proxy[FP_FED_PATH_MAX];     /* file sent once, signed ("" = none) */
+    char proxy_dir[FP_FED_PATH_MAX]; /* proxy directory, sent once as a signed bundle ("" = none) */
+    char adapter_out[FP_FED_PATH_MAX]; /* global adapter as a PEFT dir after every round ("" = none) */
+    fp_lora_config lora;             /* layout of the global vector (rank 0: plain vector of dim) */
+    float prox_mu;                   /* FedProx mu for the clients (0: off) */
     char aggregator[32];             /* "fedavg" */
+    fp_agg_opts agg_opts;            /* "aggregator_options" (aggregator.h) */
     uint32_t rounds;                 /* completed rounds to run */
     uint32_t min_clients;            /* to start a round; and selection minimum */
     double fraction;                 /* of available clients selected per round */
@@ -185,8 +219,15 @@ void fp_fed_server_config_default(fp_fed_server_config *c);
  * "stage_timeout_ms","register_timeout_ms","steps","lr","dim","init_seed",
  * "init_scale","seed","secagg","threshold","degree","clip","scale_bits",
  * "overrides":{"<name or key hex>":{"rank":8,"batch":2,"seq":128}},
+ * "proxy_dir", "adapter_out", "prox_mu", "lora":{"rank":R,"alpha":A,
+ * "targets":"all"|"q,v,...","layers":"0,1,6,7"} (layers optional: all).
+ * With "lora", "proxy_dir" is required and dim is the layout's (a "dim" that
+ * disagrees is FP_EFORMAT); the initial global vector is fp_lora_vec_init
+ * (init_seed, 1 when 0); each client's rank is min(recommended or
+ * overridden rank, R).
  * "dp":{"clip":C,"noise_multiplier":z,"delta":1e-5,"mode":"distributed"|"central"}
- * (dp.h; needs a one-pass sum aggregator such as fedavg).
+ * (dp.h; needs a one-pass sum aggregator such as fedavg),
+ * "aggregator_options":{...} (fp_agg_opts_parse).
  * Relative paths are relative to the file's directory. Strict: unknown keys
  * are FP_EFORMAT. */
 int fp_fed_server_config_load(fp_fed_server_config *out, const char *path);
@@ -204,6 +245,8 @@ typedef struct fp_fed_round_report {
     double total_ms;
     double loss;                /* sample-weighted loss reported by included clients (NaN if none) */
     uint64_t rejected;          /* messages refused this attempt */
+    char refused[1024];         /* updates refused (bad shape, non-finite, norm outlier): "name: why",
+                                   ';'-separated */
     /* differential privacy (dp_on = 0: off): the sampling rate and noise
      * multiplier this round achieved, epsilon of this round alone and of all
      * completed rounds so far, at dp_delta */
@@ -241,6 +284,8 @@ void fp_fed_server_stop(fp_fed_server *s); /* any thread */
 /* The current global vector (dim floats) and completed rounds. */
 int fp_fed_server_global(const fp_fed_server *s, float *out, size_t dim, uint32_t *completed);
 void fp_fed_server_get_stats(const fp_fed_server *s, fp_fed_server_stats *out);
+/* The global vector's length (with "lora": the layout's, derived at create). */
+size_t fp_fed_server_dim(const fp_fed_server *s);
 
 /* The checkpoint file (state_dir/checkpoint.bin), read back: for tests/tools. */
 int fp_fed_checkpoint_read(float **global, size_t *dim, uint32_t *completed, uint32_t *next_round,
@@ -283,8 +328,10 @@ typedef struct fp_fed_client_config {
     fp_fed_fault fault;
     int idle_hello_ms;     /* re-HELLO after this much silence (default 1000) */
     int give_up_ms;        /* exit with FP_ETIMEOUT after this much silence (default 60000) */
-    char proxy_out[FP_FED_PATH_MAX]; /* where to save the verified proxy ("" keep in memory) */
+    char proxy_out[FP_FED_PATH_MAX]; /* where to save the verified proxy ("" keep in memory); a
+                                      * bundle (proxy_dir on the server) is unpacked into this directory */
     const volatile int *stop; /* optional: nonzero stops the client */
+    const fp_lora_vec_layout *layout; /* the vector's LoRA layout (borrowed; NULL: a plain vector) */
 } fp_fed_client_config;
 
 void fp_fed_client_config_default(fp_fed_client_config *c);
@@ -308,21 +355,57 @@ int fp_fed_client_run(const fp_fed_client_config *cfg, fp_fed_client_result *res
  *  { "server": { ...server.json fields, without "keys"/"clients"/"endpoint"... },
  *    "clients": [ { "name": "c0", "samples": 100, "profile": "mali-like",
  *                   "data": "c0.json" | "target_seed": 3, "target_scale": 1.0,
+ *                   (engine federations, "lora" in "server": "data": "train.txt",
+ *                    "eval": "heldout.txt": text or token ids, fed.h's engine trainer;
+ *                    each client thread has its own fp_ctx with its profile overlay
+ *                    and unpacks the proxy into state_dir/<name>-proxy)
  *                   "noise": 0.0,
  *                   "fault": { "drop": "masked", "round": 1, "crash": false,
  *                              "slow_ms": 0, "garbage": false } } ... ],
- *    "count": 0 }
+ *    "count": 0,
+ *    "fedproxy": { "llm": DIR, "calib": FILE, "out": DIR (default state_dir/fedproxy),
+ *                  "keep_first", "keep_last", "middle", "select", "distill_data",
+ *                  "distill_steps", "kd_weight", "temperature", "lr", "batch", "seq"
+ *                  (fp compress's options), "span": "none"|"spread", "eval_seq": 64 } }
+ * With "fedproxy" the whole pipeline runs: the LLM is compressed into
+ * out/proxy (signed by the sim's server identity; it becomes the server's
+ * proxy_dir), the clients fine-tune it (engine clients: "lora" in "server"),
+ * the global adapter (out/adapter) is fused into the LLM (out/fused, merged)
+ * and every client's eval (else data) file is evaluated (fp_fed_sim_eval).
  * With "count" N > 0 and a single clients entry, that entry is a template
  * for N clients c0..c{N-1} (target_seed + i). Identities are generated in
  * memory; the server binds tcp://127.0.0.1:0; state goes to "state_dir"
  * (default: a fresh temporary directory). */
+typedef struct fp_fed_sim_client {
+    char name[FP_FED_NAME_MAX];
+    int rc;              /* fp_fed_client_run's */
+    fp_fed_client_result res;
+} fp_fed_sim_client;
+
+/* FedProxy runs ("fedproxy" in sim.json): held-out evaluation per client of
+ * the LLM zero-shot, the proxy before and after federated fine-tuning (its
+ * adapter), and the fused LLM. */
+enum { FP_SIM_EVAL_LLM = 0, FP_SIM_EVAL_PROXY, FP_SIM_EVAL_PROXY_TUNED, FP_SIM_EVAL_FUSED, FP_SIM_EVAL_N };
+typedef struct fp_fed_sim_eval {
+    char name[FP_FED_NAME_MAX];
+    int64_t tokens;
+    double loss[FP_SIM_EVAL_N], ppl[FP_SIM_EVAL_N], acc[FP_SIM_EVAL_N];
+} fp_fed_sim_eval;
+
 typedef struct fp_fed_sim_result {
     int server_rc;
+    size_t n_evals;          /* FedProx runs: one per client (else 0) */
+    fp_fed_sim_eval *evals;  /* malloc'd; caller frees */
+    char workdir[FP_FED_PATH_MAX]; /* FedProxy runs: proxy/, adapter/, fused/ live here */
+    size_t n_clients;
+    fp_fed_sim_client *clients; /* malloc'd; caller frees */
+    double wall_s;       /* server start to the last client's end */
     uint32_t completed;
     size_t dim;
     float *global;   /* malloc'd; caller frees */
-    float *expected; /* the sample-weighted mean of the clients' targets (malloc'd) */
-    double max_err;  /* max |global - expected| */
+    float *expected; /* the sample-weighted mean of the clients' targets (malloc'd; NULL
+                      * in engine federations) */
+    double max_err;  /* max |global - expected| (NaN in engine federations) */
 } fp_fed_sim_result;
 
 int fp_fed_sim_run(fp_fed_sim_result *out, const char *config_json, size_t len, const char *base_dir,
@@ -330,6 +413,9 @@ int fp_fed_sim_run(fp_fed_sim_result *out, const char *config_json, size_t len, 
 
 /* `fp bench fed`: see bench_fed.c. *json: malloc'd JSON text (caller frees). */
 int fp_bench_fed(int quick, char **json);
+/* `fp bench fed --aggregators`: server time and peak memory of every
+ * aggregator, plain and secure (bench_aggregators.c); only: one name or NULL. */
+int fp_bench_aggregators(int quick, const char *only, char **json);
 
 #ifdef __cplusplus
 }

@@ -1,13 +1,11 @@
-/* Aggregators: fedavg (plain and as one secure sum), and the robust ones that
- * only work without secure aggregation (median, trimmed mean), through the
- * kernel library's C references (ops_aggregate.h). */
+/* fedavg: the sample-weighted mean, plain and as one secure sum (the legacy
+ * four-pointer form of the aggregator interface). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "error_internal.h"
-#include "fedproxy/fed.h"
-#include "fedproxy/ops_aggregate.h"
+#include "agg_internal.h"
 
 /* ---- fedavg ---- */
 
@@ -56,53 +54,11 @@ static int fedavg_plain(float *delta, const float *const *x, const double *w, si
     return 0;
 }
 
-/* ---- robust (plain only) ---- */
-
-static int gather(float **X, const float *const *x, size_t K, size_t dim)
-{
-    *X = malloc(K * dim * sizeof(float) + 1);
-    if (!*X)
-        return fp_seterr(FP_ENOMEM, "aggregate: out of memory for %zu x %zu", K, dim);
-    for (size_t k = 0; k < K; k++)
-        memcpy(*X + k * dim, x[k], dim * sizeof(float));
-    return 0;
-}
-
-static int median_plain(float *delta, const float *const *x, const double *w, size_t K, size_t dim)
-{
-    float *X = NULL;
-    int rc = gather(&X, x, K, dim);
-    if (!rc)
-        rc = fp_agg_median_ref(delta, X, (int64_t)K, (int64_t)dim);
-    free(X);
-    return rc;
-}
-
-static int trimmed_plain(float *delta, const float *const *x, const double *w, size_t K, size_t dim)
-{
-    float *X = NULL;
-    int rc = gather(&X, x, K, dim);
-    uint32_t b = (uint32_t)(K / 10); /* trim 10% each side */
-    if (!rc)
-        rc = fp_agg_trimmed_mean_ref(delta, X, (int64_t)K, (int64_t)dim, b);
-    free(X);
-    return rc;
-}
-
-static const fp_aggregator aggs[] = {
-    {"fedavg", 1, 1, fedavg_len, fedavg_client, fedavg_finish, fedavg_plain},
-    {"median", 0, 0, NULL, NULL, NULL, median_plain},
-    {"trimmed-mean", 0, 0, NULL, NULL, NULL, trimmed_plain},
-};
-
-int fp_aggregator_find(const fp_aggregator **out, const char *name)
-{
-    for (size_t i = 0; name && i < sizeof aggs / sizeof aggs[0]; i++)
-        if (!strcmp(aggs[i].name, name)) {
-            *out = &aggs[i];
-            return 0;
-        }
-    *out = NULL;
-    return fp_seterr(FP_ENOTFOUND, "unknown aggregator '%s' (known: fedavg, median, trimmed-mean)",
-                     name ? name : "(null)");
-}
+const fp_aggregator fp_agg_fedavg_def = {.name = "fedavg",
+                                         .secure_ok = 1,
+                                         .secure_sums = 1,
+                                         .secure_len = fedavg_len,
+                                         .client_vector = fedavg_client,
+                                         .finish_secure = fedavg_finish,
+                                         .aggregate_plain = fedavg_plain,
+                                         .dp_ok = 1};

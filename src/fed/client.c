@@ -137,6 +137,18 @@ static int send_hello(fed_cl *c)
     return rc;
 }
 
+/* BYE: like HELLO, round 0, stage JOIN, the zero session. */
+static int send_bye(fed_cl *c)
+{
+    fp_msg_header h;
+    static const uint8_t no_session[16];
+    fed_header(&h, no_session, 0, FP_STAGE_JOIN, FP_MSG_BYE, FP_PAYLOAD_NONE, c->cfg->id->pk, ++c->seq);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int rc = fp_msg_encode_alloc(&buf, &len, &h, NULL, 0, c->cfg->id);
+    return rc ? rc : cl_queue(c, buf, len);
+}
+
 /* ---- the garbage fault: everything the server must shrug off ---- */
 
 static void send_garbage(fed_cl *c)
@@ -206,6 +218,11 @@ static void round_free(fed_cl *c)
     c->members = NULL;
     free(c->update);
     c->update = NULL;
+    free(c->global);
+    c->global = NULL;
+    free(c->prev);
+    c->prev = NULL;
+    c->pass = 0;
     c->have_start = c->skip = 0;
 }
 
@@ -217,12 +234,33 @@ static int parse_start(fed_cl *c, const fp_msg *m)
         {"seq", FP_JSON_INT, 1},       {"dim", FP_JSON_UINT, 1},        {"aggregator", FP_JSON_STRING, 1},
         {"secagg", FP_JSON_BOOL, 1},   {"members", FP_JSON_ARRAY, 0},   {"threshold", FP_JSON_UINT, 0},
         {"degree", FP_JSON_UINT, 0},   {"graph_seed", FP_JSON_STRING, 0}, {"clip", FP_JSON_NUMBER, 0},
-        {"scale_bits", FP_JSON_UINT, 0}, {"vec_len", FP_JSON_UINT, 0}, {"dp", FP_JSON_OBJECT, 0}};
+        {"scale_bits", FP_JSON_UINT, 0}, {"vec_len", FP_JSON_UINT, 0},   {"lora", FP_JSON_OBJECT, 0},
+        {"prox_mu", FP_JSON_NUMBER, 0},  {"agg_seed", FP_JSON_UINT, 0},
+        {"ties_keep", FP_JSON_NUMBER, 0}, {"dare_p", FP_JSON_NUMBER, 0}, {"pass", FP_JSON_UINT, 0},
+        {"dp", FP_JSON_OBJECT, 0}};
     cJSON *o = NULL;
     int rc = fp_msg_json(&o, m, f, sizeof f / sizeof f[0]);
     if (rc)
         return rc;
+    /* A later secure pass of the same round keeps this round's update. */
+    unsigned pass = (unsigned)fed_jnum(o, "pass", 0);
+    float *kept_u = NULL, *kept_g = NULL;
+    if (pass > 0) {
+        if (!c->have_start || c->skip || !c->update || !c->secure ||
+            (uint32_t)fed_jnum(o, "index", 0) != c->index || pass != c->pass + 1) {
+            cJSON_Delete(o);
+            round_free(c);
+            c->skip = 1;
+            return fp_seterr(FP_EPROTO, "ROUND_START of secure pass %u without our part in the earlier pass", pass);
+        }
+        kept_u = c->update;
+        kept_g = c->global;
+        c->update = c->global = NULL;
+    }
     round_free(c);
+    c->update = kept_u;
+    c->global = kept_g;
+    c->pass = pass;
     c->index = (uint32_t)fed_jnum(o, "index", 0);
     c->task.round = m->h.round;
     c->task.index = c->index;
@@ -233,11 +271,24 @@ static int parse_start(fed_cl *c, const fp_msg *m)
     c->task.seq = (int)fed_jnum(o, "seq", 0);
     c->dim = (size_t)fed_jnum(o, "dim", 0);
     c->secure = fed_jbool(o, "secagg", 0);
-    rc = fp_aggregator_find(&c->agg, fed_jstr(o, "aggregator", ""));
+    rc = fed_task_engine_fields(&c->task, o);
+    if (!rc)
+        rc = fp_aggregator_find(&c->agg, fed_jstr(o, "aggregator", ""));
     if (!rc)
         rc = dp_cl_parse(&c->dp, cJSON_GetObjectItemCaseSensitive(o, "dp"));
+    fp_agg_opts_default(&c->agg_opts);
+    c->agg_opts.ties_keep = (float)fed_jnum(o, "ties_keep", c->agg_opts.ties_keep);
+    c->agg_opts.dare_p = (float)fed_jnum(o, "dare_p", c->agg_opts.dare_p);
+    memset(&c->actx, 0, sizeof c->actx);
+    c->actx.layout = c->cfg->layout;
+    c->actx.opts = &c->agg_opts;
+    c->actx.max_steps = (uint32_t)c->task.steps;
+    c->actx.seed = (uint64_t)fed_jnum(o, "agg_seed", 0);
+    c->actx.global = c->global;
     if (!rc && (c->dim < 1 || c->dim > FP_FED_MAX_DIM || c->task.steps < 1 || c->task.steps > 1000000))
         rc = fp_seterr(FP_EFORMAT, "ROUND_START: dim %zu or steps %d out of range", c->dim, c->task.steps);
+    c->actx.dim = c->dim;
+    c->actx.max_steps = (uint32_t)c->task.steps;
     if (!rc && c->secure) {
         const cJSON *ms = cJSON_GetObjectItemCaseSensitive(o, "members");
         int n = ms ? cJSON_GetArraySize(ms) : 0;
@@ -282,7 +333,15 @@ static int parse_start(fed_cl *c, const fp_msg *m)
                 p->vec_len = (size_t)fed_jnum(o, "vec_len", 0);
                 p->ring.clip = (float)fed_jnum(o, "clip", 0);
                 p->ring.scale_bits = (unsigned)fed_jnum(o, "scale_bits", 0);
-                if (p->vec_len != c->agg->secure_len(0, c->dim))
+                c->actx.clip = p->ring.clip;
+                if (!rc)
+                    rc = fp_agg_check(c->agg, &c->actx, 1);
+                if (rc)
+                    ;
+                else if (pass >= c->agg->secure_sums)
+                    rc = fp_seterr(FP_EFORMAT, "ROUND_START: pass %u of a %u-pass aggregator", pass,
+                                   c->agg->secure_sums);
+                else if (p->vec_len != fp_agg_secure_len(c->agg, &c->actx, pass))
                     rc = fp_seterr(FP_EFORMAT, "ROUND_START: vec_len %zu does not fit dim %zu", p->vec_len,
                                    c->dim);
                 else if (!(c->weight > 0 && c->weight <= 1))
@@ -298,6 +357,23 @@ static int parse_start(fed_cl *c, const fp_msg *m)
     return rc;
 }
 
+/* Starts our part in a SecAgg+ instance: the UPDATE meta (pass 0 only) and
+ * the key advertisement. */
+static int secure_advertise(fed_cl *c, const cJSON *meta)
+{
+    int rc = fp_secagg_client_new(&c->sa, &c->sp, c->my_id, c->cfg->id);
+    uint8_t *out = NULL;
+    size_t ol = 0;
+    if (!rc && meta)
+        rc = cl_send(c, FP_STAGE_ADVERTISE, FP_MSG_UPDATE, FP_PAYLOAD_JSON, NULL, 0, meta);
+    if (!rc)
+        rc = fp_secagg_client_advertise(c->sa, &out, &ol);
+    if (!rc)
+        rc = cl_send(c, FP_STAGE_ADVERTISE, FP_MSG_SA_ADVERTISE, FP_PAYLOAD_BYTES, out, ol, NULL);
+    free(out);
+    return rc;
+}
+
 static int on_model(fed_cl *c, const fp_msg *m)
 {
     if (!c->have_start || m->h.kind != FP_PAYLOAD_TENSOR || m->h.dtype != FP_DTYPE_F32 || m->h.ndim != 1 ||
@@ -305,12 +381,30 @@ static int on_model(fed_cl *c, const fp_msg *m)
         return fp_seterr(FP_EPROTO, "MODEL of round %u does not match the round start", m->h.round);
     if (c->skip)
         return 0;
-    int f = apply_fault(c, FP_STAGE_TRAIN);
+    int f;
+    if (c->pass > 0) { /* a later secure pass: no training, the payload is what the server revealed */
+        c->prev = malloc(c->dim * sizeof(float));
+        if (!c->prev)
+            return fp_seterr(FP_ENOMEM, "client: out of memory for %zu floats", c->dim);
+        memcpy(c->prev, m->payload, c->dim * sizeof(float));
+        f = apply_fault(c, FP_STAGE_ADVERTISE);
+        if (f)
+            return f < 0 ? f : 0;
+        return secure_advertise(c, NULL);
+    }
+    f = apply_fault(c, FP_STAGE_TRAIN);
     if (f)
         return f < 0 ? f : 0;
     c->update = malloc(c->dim * sizeof(float));
     if (!c->update)
         return fp_seterr(FP_ENOMEM, "client: out of memory for %zu floats", c->dim);
+    if (c->secure) { /* kept for the aggregator's client side (flexlora forms products) */
+        c->global = malloc(c->dim * sizeof(float));
+        if (!c->global)
+            return fp_seterr(FP_ENOMEM, "client: out of memory for %zu floats", c->dim);
+        memcpy(c->global, m->payload, c->dim * sizeof(float));
+        c->actx.global = c->global;
+    }
     uint64_t samples = 0;
     float loss = NAN;
     const fp_fed_trainer *t = &c->cfg->trainer;
@@ -340,16 +434,7 @@ static int on_model(fed_cl *c, const fp_msg *m)
         cJSON_Delete(meta);
         return f < 0 ? f : 0;
     }
-    rc = fp_secagg_client_new(&c->sa, &c->sp, c->my_id, c->cfg->id);
-    uint8_t *out = NULL;
-    size_t ol = 0;
-    if (!rc)
-        rc = cl_send(c, FP_STAGE_ADVERTISE, FP_MSG_UPDATE, FP_PAYLOAD_JSON, NULL, 0, meta);
-    if (!rc)
-        rc = fp_secagg_client_advertise(c->sa, &out, &ol);
-    if (!rc)
-        rc = cl_send(c, FP_STAGE_ADVERTISE, FP_MSG_SA_ADVERTISE, FP_PAYLOAD_BYTES, out, ol, NULL);
-    free(out);
+    rc = secure_advertise(c, meta);
     cJSON_Delete(meta);
     return rc;
 }
@@ -373,7 +458,12 @@ static int on_broadcast(fed_cl *c, const fp_msg *m)
     } else if (m->h.stage == FP_STAGE_MASKED) {
         type = FP_MSG_SA_MASKED;
         float *x = malloc(c->sp.vec_len * sizeof(float));
-        rc = x ? c->agg->client_vector(x, 0, c->update, c->dim, c->weight, c->sp.ring.clip, NULL)
+        fp_agg_client me = {.weight = c->weight, .rank = c->task.rank, .steps = c->task.steps,
+                            .id = c->my_id, .name = c->cfg->name};
+        const float *prev[4] = {0};
+        if (c->pass > 0 && c->pass <= 4)
+            prev[c->pass - 1] = c->prev;
+        rc = x ? fp_agg_client_vector(c->agg, x, &c->actx, c->pass, c->update, &me, c->pass ? prev : NULL)
                : fp_seterr(FP_ENOMEM, "client: out of memory");
         if (!rc && c->dp.on)
             rc = dp_cl_masked(&c->dp, c->sa, &out, &ol, m->payload, m->payload_len, x, c->sp.vec_len, c->dim,
@@ -468,7 +558,11 @@ static int on_proxy(fed_cl *c, const fp_msg *m, fp_fed_client_result *res)
     int rc = fp_identity_verify(c->proxy_sig, m->payload, m->payload_len, c->cfg->server_pk);
     if (rc)
         return fp_adderr(rc, "proxy: the server's signature does not verify: refusing it");
-    if (c->cfg->proxy_out[0]) {
+    if (c->cfg->proxy_out[0] && fp_fed_bundle_is(m->payload, m->payload_len)) {
+        rc = fp_fed_bundle_unpack(m->payload, m->payload_len, c->cfg->proxy_out);
+        if (rc)
+            return fp_adderr(rc, "proxy: refusing it");
+    } else if (c->cfg->proxy_out[0]) {
         rc = fp_write_file_atomic(c->cfg->proxy_out, m->payload, m->payload_len, 0644);
         if (rc)
             return rc;
@@ -509,6 +603,7 @@ static int on_envelope(fed_cl *c, uint8_t *buf, size_t len, fp_fed_client_result
                 return rc; /* a proxy that does not verify is fatal */
             break;
         case FP_MSG_BYE:
+            send_bye(c); /* the server repeats BYE until we acknowledge it */
             return 1;
         case FP_MSG_ERROR: {
             cJSON *o = NULL;

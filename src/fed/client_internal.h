@@ -33,6 +33,13 @@ typedef struct fed_cl {
     uint32_t my_id;
     double weight;
     fp_secagg_client *sa;
+    /* aggregation context (aggregator.h) rebuilt from ROUND_START; global:
+     * the round's global vector (secure rounds: flexlora needs it) */
+    fp_agg_opts agg_opts;
+    fp_agg_ctx actx;
+    float *global;
+    unsigned pass;  /* secure pass of the round in progress (0: the first, with training) */
+    float *prev;    /* pass >= 1: what the server revealed of the earlier sums (dim) */
     dp_cl dp; /* this round's differential privacy (dp_client.c) */
     /* the garbage fault replays this */
     uint8_t *last_env;

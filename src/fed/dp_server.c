@@ -39,10 +39,10 @@ int fed_dp_config_parse(fp_fed_server_config *c, const cJSON *dp)
         return rc;
     const fp_aggregator *a = NULL;
     rc = fp_aggregator_find(&a, c->aggregator);
-    if (!rc && !(a->secure_ok && a->secure_sums == 1))
+    if (!rc && !a->dp_ok) /* aggregator.h: one secure sum of weighted, norm-nonincreasing images of the update */
         rc = fp_seterr(FP_EFORMAT,
-                       "server config: \"dp\" needs an aggregator that is one weighted sum (e.g. fedavg); \"%s\" "
-                       "is not, so the noise would not calibrate",
+                       "server config: \"dp\" needs an aggregator that is one weighted sum of the clipped updates "
+                       "(fedavg, fednova, hetlora); \"%s\" is not, so the noise would not calibrate",
                        c->aggregator);
     return rc;
 }

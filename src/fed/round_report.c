@@ -9,16 +9,16 @@
 #include "fedproxy/fed.h"
 #include "fedproxy/msg.h"
 
-static cJSON *names(const char *csv)
+static cJSON *split(const char *csv, char sep, size_t max)
 {
     cJSON *a = cJSON_CreateArray();
     const char *p = csv;
     while (p && *p) {
-        const char *e = strchr(p, ',');
+        const char *e = strchr(p, sep);
         size_t n = e ? (size_t)(e - p) : strlen(p);
-        char buf[FP_FED_NAME_MAX + 1];
-        if (n > FP_FED_NAME_MAX)
-            n = FP_FED_NAME_MAX;
+        char buf[1024];
+        if (n > max)
+            n = max;
         memcpy(buf, p, n);
         buf[n] = '\0';
         cJSON_AddItemToArray(a, cJSON_CreateString(buf));
@@ -26,6 +26,8 @@ static cJSON *names(const char *csv)
     }
     return a;
 }
+
+static cJSON *names(const char *csv) { return split(csv, ',', FP_FED_NAME_MAX); }
 
 int fp_fed_round_report_json(char **out, const fp_fed_round_report *r)
 {
@@ -54,6 +56,7 @@ int fp_fed_round_report_json(char **out, const fp_fed_round_report *r)
     else
         cJSON_AddNullToObject(o, "loss");
     cJSON_AddNumberToObject(o, "rejected", (double)r->rejected);
+    cJSON_AddItemToObject(o, "refused", split(r->refused, ';', 1000));
     if (r->dp_on) {
         cJSON *d = cJSON_AddObjectToObject(o, "dp");
         cJSON_AddNumberToObject(d, "q", r->dp_q);

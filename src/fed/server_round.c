@@ -51,6 +51,30 @@ static size_t select_clients(fp_fed_server *s, uint32_t index)
     return want;
 }
 
+/* The aggregation context of round index (the same on every client: they
+ * rebuild it from ROUND_START's "agg_seed", "steps", "clip" and options). */
+static void agg_ctx(const fp_fed_server *s, fp_agg_ctx *c, uint32_t index)
+{
+    fed_rng r;
+    fed_rng_init(&r, s->rng_key);
+    r.counter = ((uint64_t)index << 32) | 0xFFFF0000u; /* apart from the selection's draws */
+    memset(c, 0, sizeof *c);
+    c->dim = (size_t)s->cfg.dim;
+    c->layout = s->agg_layout;
+    c->global = s->global;
+    c->opts = &s->cfg.agg_opts;
+    c->clip = s->cfg.clip;
+    c->max_steps = (uint32_t)s->cfg.steps;
+    c->seed = fed_rng_u64(&r);
+}
+
+void srv_refused(fp_fed_server *s, const char *name, const char *why)
+{
+    size_t n = strlen(s->round_refused);
+    if (n + 4 < sizeof s->round_refused)
+        snprintf(s->round_refused + n, sizeof s->round_refused - n, "%s%s: %s", n ? ";" : "", name, why);
+}
+
 static int plain_done(fp_fed_server *s)
 {
     for (size_t i = 0; i < s->ncl; i++)
@@ -97,9 +121,14 @@ static void mark_missing(fp_fed_server *s, srv_client *c, const char *stage)
     fed_link_reset(&c->link);
 }
 
-/* Sends ROUND_START and the global vector to every selected client. */
-static int broadcast_start(fp_fed_server *s, uint32_t index, const fp_secagg_params *sp, double maxs)
+/* Sends ROUND_START and the global vector to every selected client; for a
+ * later secure pass (pass > 0), ROUND_START with "pass" and, instead of the
+ * global, what the aggregator reveals of the earlier passes (vec, dim floats). */
+static int broadcast_start(fp_fed_server *s, uint32_t index, const fp_secagg_params *sp, double maxs,
+                           unsigned pass, const float *vec)
 {
+    fp_agg_ctx ac;
+    agg_ctx(s, &ac, index);
     char seedhex[2 * FP_SECAGG_GRAPHSEEDBYTES + 1];
     for (size_t i = 0; i < s->ncl; i++) {
         srv_client *c = &s->cl[i];
@@ -115,7 +144,13 @@ static int broadcast_start(fp_fed_server *s, uint32_t index, const fp_secagg_par
         cJSON_AddNumberToObject(o, "seq", c->seq);
         cJSON_AddNumberToObject(o, "dim", (double)s->cfg.dim);
         cJSON_AddStringToObject(o, "aggregator", s->agg->name);
+        cJSON_AddNumberToObject(o, "agg_seed", (double)(ac.seed >> 11)); /* exact in a JSON number */
+        cJSON_AddNumberToObject(o, "ties_keep", s->cfg.agg_opts.ties_keep);
+        cJSON_AddNumberToObject(o, "dare_p", s->cfg.agg_opts.dare_p);
         cJSON_AddBoolToObject(o, "secagg", sp != NULL);
+        if (pass)
+            cJSON_AddNumberToObject(o, "pass", pass);
+        srv_engine_start_fields(s, o);
         dp_srv_start_json(s, o);
         if (sp) {
             cJSON *ms = cJSON_AddArrayToObject(o, "members");
@@ -144,7 +179,7 @@ static int broadcast_start(fp_fed_server *s, uint32_t index, const fp_secagg_par
         uint8_t *buf = NULL;
         size_t len = 0;
         if (!rc)
-            rc = fed_encode_f32(&buf, &len, &h, s->global, s->cfg.dim, &s->id);
+            rc = fed_encode_f32(&buf, &len, &h, pass ? vec : s->global, s->cfg.dim, &s->id);
         if (!rc)
             rc = srv_queue(s, c, buf, len);
         if (rc)
@@ -153,7 +188,8 @@ static int broadcast_start(fp_fed_server *s, uint32_t index, const fp_secagg_par
     return 0;
 }
 
-static int make_params(fp_fed_server *s, fp_secagg_params *p, fp_secagg_member *mem, size_t nsel)
+static int make_params(fp_fed_server *s, fp_secagg_params *p, fp_secagg_member *mem, size_t nsel,
+                       unsigned pass)
 {
     memset(p, 0, sizeof *p);
     memcpy(p->session_id, s->session, 16);
@@ -185,7 +221,9 @@ static int make_params(fp_fed_server *s, fp_secagg_params *p, fp_secagg_member *
     if (p->threshold > keff + 1)
         p->threshold = keff + 1;
     randombytes_buf(p->graph_seed, sizeof p->graph_seed);
-    p->vec_len = s->agg->secure_len(0, s->cfg.dim);
+    fp_agg_ctx ac;
+    agg_ctx(s, &ac, s->completed);
+    p->vec_len = fp_agg_secure_len(s->agg, &ac, pass);
     p->ring.clip = s->cfg.clip;
     if (s->cfg.scale_bits) {
         p->ring.scale_bits = s->cfg.scale_bits;
@@ -320,6 +358,67 @@ static int enough_active(fp_fed_server *s)
     return srv_count_active(s) >= need;
 }
 
+/* The aggregator's secure sums, one SecAgg+ instance each. Pass 0 runs on
+ * the round's parameters (sp, already broadcast). Before each later pass the
+ * server tells the survivors of the earlier passes what the aggregator
+ * reveals of their sums (ties: the elected signs) under a fresh wire round
+ * (round keys are never reused), and runs SecAgg+ again among them. */
+static int secure_passes(fp_fed_server *s, fp_secagg_params *sp, fp_secagg_member *mem, uint32_t index,
+                         double maxs, float *delta, uint32_t *ninc, fp_fed_round_report *rep,
+                         const fp_agg_ctx *ac)
+{
+    unsigned np = s->agg->secure_sums;
+    float *sums[4] = {0};
+    float *bc = NULL;
+    int rc = np >= 1 && np <= 4 ? 0 : fp_seterr(FP_EINVAL, "aggregator %s: %u secure sums", s->agg->name, np);
+    for (unsigned p = 0; !rc && p < np; p++) {
+        if (p > 0) {
+            size_t n = 0;
+            for (size_t i = 0; i < s->ncl; i++) { /* only the survivors go on */
+                s->cl[i].selected = s->cl[i].selected && s->cl[i].in_sum && s->cl[i].active;
+                s->cl[i].in_sum = 0;
+                n += s->cl[i].selected;
+            }
+            if (n < 2 || n < s->cfg.quorum) {
+                rc = fp_seterr(FP_EABORT, "secure pass %u: %zu clients left, below the quorum of %u", p, n,
+                               s->cfg.quorum);
+                break;
+            }
+            bc = malloc((size_t)s->cfg.dim * sizeof *bc + 1);
+            rc = bc ? fp_agg_broadcast(s->agg, bc, ac, p, (const float *const *)sums)
+                    : fp_seterr(FP_ENOMEM, "out of memory");
+            fp_secagg_server_free(s->sa);
+            s->sa = NULL;
+            s->round = s->next_round++;
+            if (!rc)
+                rc = srv_write_attempt(s, s->round);
+            if (!rc)
+                rc = make_params(s, sp, mem, n, p);
+            if (!rc)
+                rc = fp_secagg_server_new(&s->sa, sp);
+            if (!rc)
+                rc = set_stage(s, FP_STAGE_CONFIG);
+            if (!rc)
+                rc = broadcast_start(s, index, sp, maxs, p, bc);
+            free(bc);
+            bc = NULL;
+            if (rc)
+                break;
+        }
+        sums[p] = calloc(sp->vec_len + 1, sizeof(float));
+        rc = sums[p] ? secure_stages(s, sp, sums[p], ninc, rep->stage_ms)
+                     : fp_seterr(FP_ENOMEM, "round %u: out of memory", s->round);
+    }
+    if (!rc) {
+        double ta = fed_now_s();
+        rc = fp_agg_finish_secure(s->agg, delta, ac, (const float *const *)sums);
+        rep->stage_ms[FP_STAGE_DONE] = (fed_now_s() - ta) * 1e3;
+    }
+    for (unsigned p = 0; p < 4; p++)
+        free(sums[p]);
+    return rc;
+}
+
 int srv_run_round(fp_fed_server *s, fp_fed_round_report *rep)
 {
     memset(rep, 0, sizeof *rep);
@@ -336,9 +435,13 @@ int srv_run_round(fp_fed_server *s, fp_fed_round_report *rep)
     uint64_t *sent0 = calloc(s->ncl + 1, sizeof *sent0), *recv0 = calloc(s->ncl + 1, sizeof *recv0);
     float *delta = calloc(s->cfg.dim + 1, sizeof(float));
     fp_secagg_member *mem = calloc(s->ncl + 1, sizeof *mem);
-    float *fsum = NULL;
     const float **rows = NULL;
-    double *w = NULL;
+    fp_agg_client *w = NULL;
+    uint8_t *keep = NULL;
+    fp_agg_ctx ac;
+    agg_ctx(s, &ac, index);
+    ac.seed >>= 11; /* as the clients get it */
+    s->round_refused[0] = '\0';
     int rc = 0;
     if (!sent0 || !recv0 || !delta || !mem) {
         rc = fp_seterr(FP_ENOMEM, "round %u: out of memory", s->round);
@@ -375,7 +478,7 @@ int srv_run_round(fp_fed_server *s, fp_fed_round_report *rep)
     if (rc)
         goto out;
     if (secure) {
-        rc = nsel >= 2 ? make_params(s, &sp, mem, nsel)
+        rc = nsel >= 2 ? make_params(s, &sp, mem, nsel, 0)
                        : fp_seterr(FP_EABORT, "secure aggregation needs at least 2 clients, %zu selected", nsel);
         if (!rc)
             rc = fp_secagg_server_new(&s->sa, &sp);
@@ -386,7 +489,7 @@ int srv_run_round(fp_fed_server *s, fp_fed_round_report *rep)
     }
     rc = set_stage(s, FP_STAGE_CONFIG);
     if (!rc)
-        rc = broadcast_start(s, index, secure ? &sp : NULL, maxs);
+        rc = broadcast_start(s, index, secure ? &sp : NULL, maxs, 0, NULL);
     if (rc)
         goto out;
     rep->stage_ms[FP_STAGE_CONFIG] = (fed_now_s() - tc) * 1e3;
@@ -400,7 +503,8 @@ int srv_run_round(fp_fed_server *s, fp_fed_round_report *rep)
         size_t K = 0;
         rows = calloc(s->ncl + 1, sizeof *rows);
         w = calloc(s->ncl + 1, sizeof *w);
-        if (!rows || !w) {
+        keep = calloc(s->ncl + 1, 1);
+        if (!rows || !w || !keep) {
             rc = fp_seterr(FP_ENOMEM, "round %u: out of memory", s->round);
             goto out;
         }
@@ -412,9 +516,31 @@ int srv_run_round(fp_fed_server *s, fp_fed_round_report *rep)
                 mark_missing(s, c, "train");
                 continue;
             }
-            c->in_sum = 1;
             rows[K] = c->update;
-            w[K++] = (double)c->samples;
+            w[K].weight = (double)c->samples;
+            w[K].rank = c->rank;
+            w[K].steps = c->rsteps;
+            w[K].id = c->id;
+            w[K++].name = c->name;
+        }
+        /* Robust screening: non-finite updates, and norms far above the cohort's. */
+        size_t kept = 0;
+        rc = fp_agg_screen(keep, &kept, s->round_refused, sizeof s->round_refused, &ac, rows, NULL, w, K,
+                           fp_agg_reject_k(s->agg, &s->cfg.agg_opts));
+        if (rc)
+            goto out;
+        size_t K0 = K;
+        K = 0;
+        for (size_t k = 0; k < K0; k++) {
+            srv_client *c = NULL;
+            for (size_t i = 0; i < s->ncl && !c; i++)
+                if (s->cl[i].id == w[k].id)
+                    c = &s->cl[i];
+            if (!keep[k])
+                continue; /* logged and listed by the screen */
+            c->in_sum = 1;
+            rows[K] = rows[k];
+            w[K++] = w[k];
         }
         if (K < s->cfg.quorum) {
             rc = fp_seterr(FP_EABORT, "round %u: %zu updates arrived, below the quorum of %u", s->round, K,
@@ -425,23 +551,13 @@ int srv_run_round(fp_fed_server *s, fp_fed_round_report *rep)
         /* The rows are the server's own buffers (the received envelopes). */
         rc = dp_srv_plain_rows(s, (float *const *)(void *)rows, K);
         if (!rc)
-            rc = s->agg->aggregate_plain(delta, rows, w, K, s->cfg.dim);
+            rc = fp_agg_aggregate_plain(s->agg, delta, &ac, rows, w, K);
         rep->stage_ms[FP_STAGE_DONE] = (fed_now_s() - ta) * 1e3;
         rep->included = (uint32_t)K;
     } else {
-        fsum = calloc(sp.vec_len + 1, sizeof(float));
-        if (!fsum) {
-            rc = fp_seterr(FP_ENOMEM, "round %u: out of memory", s->round);
-            goto out;
-        }
         uint32_t ninc = 0;
-        rc = secure_stages(s, &sp, fsum, &ninc, rep->stage_ms);
-        if (!rc) {
-            double ta = fed_now_s();
-            const float *sums[1] = {fsum};
-            rc = s->agg->finish_secure(delta, s->cfg.dim, sums, sp.ring.clip);
-            rep->stage_ms[FP_STAGE_DONE] = (fed_now_s() - ta) * 1e3;
-        }
+        ac.clip = sp.ring.clip;
+        rc = secure_passes(s, &sp, mem, index, maxs, delta, &ninc, rep, &ac);
         rep->included = ninc;
         if (rc)
             rc = fp_adderr(FP_EABORT, "round %u", s->round);
@@ -454,6 +570,8 @@ int srv_run_round(fp_fed_server *s, fp_fed_round_report *rep)
         s->global[i] += delta[i];
     s->completed++;
     rc = srv_write_checkpoint(s);
+    if (!rc)
+        srv_engine_round_done(s);
 out:
     /* Who took part, the loss, and the report. */
     {
@@ -471,6 +589,7 @@ out:
         }
         rep->loss = lw > 0 ? ls / lw : NAN;
         rep->status = rc == 0 ? 0 : FP_EABORT;
+        snprintf(rep->refused, sizeof rep->refused, "%s", s->round_refused);
         dp_srv_report(s, rep, rc == 0);
         if (rc)
             fp_warn("fp serve: round %u (index %u) not complete, will retry: %s", s->round, index, fp_errmsg());
@@ -485,8 +604,8 @@ out:
     free(recv0);
     free(delta);
     free(mem);
-    free(fsum);
     free(rows);
     free(w);
+    free(keep);
     return rc == 0 ? 0 : (rc == FP_EABORT || rc == FP_ETIMEOUT || rc == FP_ENET ? FP_EABORT : rc);
 }

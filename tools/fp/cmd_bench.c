@@ -36,7 +36,9 @@ static void usage(void)
          "  kernels  matmul (vs OpenBLAS sgemm), attention, training ops, aggregation (vs copy bandwidth)\n"
          "  train    LoRA and full fine-tuning of the benchmark model: tokens/s, GFLOP/s, peak memory\n"
          "  fed      server time per round for 10/50/100 clients, with and without secure aggregation\n"
-         "  --only F with kernels: one family (matmul, attention, train_ops, aggregate)");
+         "  fed --aggregators  server time and peak memory of every aggregator at 100 clients x 4 MiB\n"
+         "  --only F with kernels: one family (matmul, attention, train_ops, aggregate);\n"
+         "           with fed --aggregators: one aggregator");
 }
 
 /* adds the JSON text `s` (freed here) under key, or an error object */
@@ -63,7 +65,12 @@ int fp_cmd_bench(int argc, char **argv)
     cJSON *root = cJSON_CreateObject();
     int failed = 0;
 
-    if (!strcmp(what, "fed")) {
+    if (!strcmp(what, "fed") && fp_cli_flag(argc, argv, "--aggregators")) {
+        char *s = NULL;
+        int rc = fp_bench_aggregators(quick, only, &s);
+        failed |= rc != 0;
+        add_result(root, "aggregators", rc, s);
+    } else if (!strcmp(what, "fed")) {
         char *s = NULL;
         if (!json)
             fprintf(stderr, "fp bench fed: simulating rounds...\n");

@@ -1,5 +1,8 @@
 /* fp sim --config sim.json [--json]: server + N clients in one process (format in fed.h). */
+#include <math.h>
 #include <stdio.h>
+
+#include <cJSON.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,6 +32,49 @@ static void report(void *ctx, const fp_fed_round_report *r)
     fflush(stdout);
 }
 
+static const char *const eval_names[FP_SIM_EVAL_N] = {"llm_zero_shot", "proxy", "proxy_tuned", "fused"};
+
+/* Token-weighted means over the clients: the "average" row. */
+static void eval_average(fp_fed_sim_eval *avg, const fp_fed_sim_result *r)
+{
+    memset(avg, 0, sizeof *avg);
+    snprintf(avg->name, sizeof avg->name, "average");
+    for (size_t i = 0; i < r->n_evals; i++) {
+        avg->tokens += r->evals[i].tokens;
+        for (int w = 0; w < FP_SIM_EVAL_N; w++) {
+            avg->loss[w] += r->evals[i].loss[w] * (double)r->evals[i].tokens;
+            avg->acc[w] += r->evals[i].acc[w] * (double)r->evals[i].tokens;
+        }
+    }
+    for (int w = 0; w < FP_SIM_EVAL_N && avg->tokens; w++) {
+        avg->loss[w] /= (double)avg->tokens;
+        avg->acc[w] /= (double)avg->tokens;
+        avg->ppl[w] = exp(avg->loss[w]);
+    }
+}
+
+static cJSON *eval_json(const fp_fed_sim_eval *e)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "name", e->name);
+    cJSON_AddNumberToObject(o, "tokens", (double)e->tokens);
+    for (int w = 0; w < FP_SIM_EVAL_N; w++) {
+        cJSON *x = cJSON_AddObjectToObject(o, eval_names[w]);
+        cJSON_AddNumberToObject(x, "loss", e->loss[w]);
+        cJSON_AddNumberToObject(x, "ppl", e->ppl[w]);
+        cJSON_AddNumberToObject(x, "accuracy", e->acc[w]);
+    }
+    return o;
+}
+
+static void eval_row(const fp_fed_sim_eval *e)
+{
+    printf("  %-16s %8lld", e->name, (long long)e->tokens);
+    for (int w = 0; w < FP_SIM_EVAL_N; w++)
+        printf("  %9.3f %5.1f%%", e->ppl[w], 100 * e->acc[w]);
+    printf("\n");
+}
+
 int fp_cmd_sim(int argc, char **argv)
 {
     const char *cfgp = fp_cli_opt(argc, argv, "--config");
@@ -53,14 +99,65 @@ int fp_cmd_sim(int argc, char **argv)
     rc = fp_fed_sim_run(&res, txt, n, base, report, &json);
     free(txt);
     if (!rc || res.global) {
-        if (json)
-            printf("{\"summary\":true,\"completed\":%u,\"dim\":%zu,\"max_err_vs_weighted_mean\":%.9g,\"rc\":%d}\n",
-                   res.completed, res.dim, res.max_err, rc);
-        else
-            printf("sim: %u rounds complete; max |global - weighted mean of targets| = %.3g\n", res.completed,
-                   res.max_err);
+        if (json) {
+            cJSON *o = cJSON_CreateObject(), *a;
+            cJSON_AddBoolToObject(o, "summary", 1);
+            cJSON_AddNumberToObject(o, "completed", res.completed);
+            cJSON_AddNumberToObject(o, "dim", (double)res.dim);
+            if (isfinite(res.max_err))
+                cJSON_AddNumberToObject(o, "max_err_vs_weighted_mean", res.max_err);
+            cJSON_AddNumberToObject(o, "wall_s", round(res.wall_s * 1000) / 1000);
+            a = cJSON_AddArrayToObject(o, "clients");
+            for (size_t i = 0; i < res.n_clients; i++) {
+                const fp_fed_sim_client *c = &res.clients[i];
+                cJSON *e = cJSON_CreateObject();
+                cJSON_AddStringToObject(e, "name", c->name);
+                cJSON_AddNumberToObject(e, "rounds", c->res.rounds);
+                cJSON_AddNumberToObject(e, "rank", c->res.rank);
+                cJSON_AddNumberToObject(e, "bytes_sent", (double)c->res.bytes_sent);
+                cJSON_AddNumberToObject(e, "bytes_recv", (double)c->res.bytes_recv);
+                cJSON_AddNumberToObject(e, "rc", c->rc);
+                cJSON_AddItemToArray(a, e);
+            }
+            if (res.n_evals) {
+                cJSON *fx = cJSON_AddObjectToObject(o, "fedproxy"), *ea = cJSON_AddArrayToObject(fx, "clients");
+                cJSON_AddStringToObject(fx, "workdir", res.workdir);
+                for (size_t i = 0; i < res.n_evals; i++)
+                    cJSON_AddItemToArray(ea, eval_json(&res.evals[i]));
+                fp_fed_sim_eval avg;
+                eval_average(&avg, &res);
+                cJSON_AddItemToObject(fx, "average", eval_json(&avg));
+            }
+            cJSON_AddNumberToObject(o, "rc", rc);
+            char *t = cJSON_PrintUnformatted(o);
+            if (t)
+                printf("%s\n", t);
+            free(t);
+            cJSON_Delete(o);
+        } else {
+            printf("sim: %u rounds complete in %.1f s", res.completed, res.wall_s);
+            if (isfinite(res.max_err))
+                printf("; max |global - weighted mean of targets| = %.3g", res.max_err);
+            printf("\n");
+            for (size_t i = 0; i < res.n_clients; i++)
+                printf("  %-16s rank %3d  %u rounds  sent %.1f KiB  recv %.1f KiB\n", res.clients[i].name,
+                       res.clients[i].res.rank, res.clients[i].res.rounds, res.clients[i].res.bytes_sent / 1024.0,
+                       res.clients[i].res.bytes_recv / 1024.0);
+            if (res.n_evals) {
+                printf("FedProxy (%s): held-out perplexity and next-token accuracy\n"
+                       "  %-16s %8s  %16s  %16s  %16s  %16s\n", res.workdir, "client", "tokens", "LLM zero-shot",
+                       "proxy", "proxy tuned", "fused LLM");
+                for (size_t i = 0; i < res.n_evals; i++)
+                    eval_row(&res.evals[i]);
+                fp_fed_sim_eval avg;
+                eval_average(&avg, &res);
+                eval_row(&avg);
+            }
+        }
     }
     free(res.global);
+    free(res.clients);
+    free(res.evals);
     free(res.expected);
     return rc ? fp_cli_fail("sim", rc) : 0;
 }

@@ -1,0 +1,511 @@
+/* Every aggregator (plain) against a direct computation in agg_direct.h,
+ * with clients of different LoRA ranks; DARE's mask; the clustering; the
+ * screening of NaN/Inf/wrong-shape/outlier updates; option and
+ * configuration errors. */
+#include <stdio.h>
+
+#include <cjson/cJSON.h>
+
+#include "agg_direct.h"
+#include "fedproxy/fed.h"
+
+#define K 5
+
+static double W5[K] = {120, 40, 300, 75, 10};
+
+static void clients(fp_agg_client *cl, const int *rank, const int *steps)
+{
+    static const char *names[K] = {"alice", "bob", "carol", "dave", "erin"};
+    for (int k = 0; k < K; k++) {
+        memset(&cl[k], 0, sizeof cl[k]);
+        cl[k].weight = W5[k];
+        cl[k].rank = rank ? rank[k] : 0;
+        cl[k].steps = steps ? steps[k] : 0;
+        cl[k].id = 100 + (uint32_t)k;
+        cl[k].name = names[k];
+    }
+}
+
+static void test_fedavg_fednova(void)
+{
+    size_t dim = 333;
+    float **x = ad_rows(K, dim, -1, 1);
+    float *got = malloc(dim * 4), *want = malloc(dim * 4);
+    int tau[K] = {1, 3, 5, 2, 8};
+    fp_agg_client cl[K];
+    clients(cl, NULL, tau);
+    fp_agg_ctx c = {.dim = dim, .max_steps = 8};
+    const fp_aggregator *a;
+    CHECK_OK(fp_aggregator_find(&a, "fedavg"));
+    CHECK_OK(fp_agg_aggregate_plain(a, got, &c, (const float *const *)x, cl, K));
+    ad_fedavg(want, x, W5, K, dim);
+    CHECKF(fp_test_maxerr(got, want, dim) < 1e-6, "fedavg err %g", fp_test_maxerr(got, want, dim));
+
+    CHECK_OK(fp_aggregator_find(&a, "fednova"));
+    CHECK(a->secure_ok && a->secure_sums == 1);
+    CHECK_OK(fp_agg_aggregate_plain(a, got, &c, (const float *const *)x, cl, K));
+    ad_fednova(want, x, W5, tau, K, dim);
+    CHECKF(fp_test_maxerr(got, want, dim) < 1e-5, "fednova err %g", fp_test_maxerr(got, want, dim));
+    /* equal steps: fednova is fedavg */
+    int same[K] = {4, 4, 4, 4, 4};
+    clients(cl, NULL, same);
+    CHECK_OK(fp_agg_aggregate_plain(a, got, &c, (const float *const *)x, cl, K));
+    ad_fedavg(want, x, W5, K, dim);
+    CHECK(fp_test_maxerr(got, want, dim) < 1e-5);
+    /* more steps than the round allows is an error naming the client */
+    int over[K] = {1, 9, 1, 1, 1};
+    clients(cl, NULL, over);
+    CHECK_ERR(fp_agg_aggregate_plain(a, got, &c, (const float *const *)x, cl, K), FP_EINVAL);
+    CHECK(strstr(fp_errmsg(), "bob") != NULL);
+    ad_free_rows(x, K);
+    free(got);
+    free(want);
+}
+
+static void test_hetlora(void)
+{
+    fp_lora_vec_layout l;
+    ad_layout(&l, 4);
+    size_t dim = l.dim;
+    /* entries beyond each client's rank hold garbage: they must be ignored */
+    float **x = ad_rows(K, dim, -1, 1);
+    float *got = malloc(dim * 4), *want = malloc(dim * 4);
+    int rank[K] = {3, 1, 2, 2, 1}; /* nobody trains component 3 */
+    fp_agg_client cl[K];
+    clients(cl, rank, NULL);
+    fp_agg_ctx c = {.dim = dim, .layout = &l};
+    const fp_aggregator *a;
+    CHECK_OK(fp_aggregator_find(&a, "hetlora"));
+    CHECK_OK(fp_agg_aggregate_plain(a, got, &c, (const float *const *)x, cl, K));
+    ad_hetlora(want, x, W5, rank, K, &l);
+    CHECKF(fp_test_maxerr(got, want, dim) < 1e-6, "hetlora err %g", fp_test_maxerr(got, want, dim));
+    /* component 3 of the first A is zero; component 0 is everybody's mean */
+    CHECK(got[l.slots[0].a_off + 3 * (size_t)l.slots[0].in] == 0.0f);
+    /* rank 0 means the full R: then hetlora is fedavg */
+    clients(cl, NULL, NULL);
+    CHECK_OK(fp_agg_aggregate_plain(a, got, &c, (const float *const *)x, cl, K));
+    ad_fedavg(want, x, W5, K, dim);
+    CHECK(fp_test_maxerr(got, want, dim) < 1e-6);
+    /* no layout: refused, with the reason */
+    fp_agg_ctx nol = {.dim = dim};
+    CHECK_ERR(fp_agg_check(a, &nol, 0), FP_EUNSUPPORTED);
+    CHECK(strstr(fp_errmsg(), "layout") != NULL);
+    ad_free_rows(x, K);
+    free(got);
+    free(want);
+    fp_lora_vec_layout_free(&l);
+}
+
+static void test_ties(void)
+{
+    size_t dim = 401;
+    float **x = ad_rows(K, dim, -1, 1);
+    for (size_t i = 0; i < dim; i += 7) /* some exact ties in magnitude */
+        x[1][i] = 0.5f;
+    float *got = malloc(dim * 4), *want = malloc(dim * 4);
+    fp_agg_client cl[K];
+    clients(cl, NULL, NULL);
+    fp_agg_opts o;
+    fp_agg_opts_default(&o);
+    o.ties_keep = 0.3f;
+    o.ties_lambda = 1.5f;
+    fp_agg_ctx c = {.dim = dim, .opts = &o};
+    const fp_aggregator *a;
+    CHECK_OK(fp_aggregator_find(&a, "ties"));
+    CHECK(a->secure_ok && a->secure_sums == 2);
+    CHECK_OK(fp_agg_aggregate_plain(a, got, &c, (const float *const *)x, cl, K));
+    ad_ties(want, x, K, dim, 0.3f, 1.5f);
+    CHECKF(fp_test_maxerr(got, want, dim) < 1e-6, "ties err %g", fp_test_maxerr(got, want, dim));
+    /* TIES differs from fedavg here (it must not be an average in disguise) */
+    float *fa = malloc(dim * 4);
+    ad_fedavg(fa, x, W5, K, dim);
+    CHECK(fp_test_maxerr(got, fa, dim) > 0.1);
+    free(fa);
+    ad_free_rows(x, K);
+    free(got);
+    free(want);
+}
+
+/* Products of the new global's factors for one slot. */
+static void factors_product(double *P, const fp_lora_slot *sl, int R, const float *g, const float *delta)
+{
+    size_t out = (size_t)sl->out, in = (size_t)sl->in;
+    for (size_t o = 0; o < out; o++)
+        for (size_t i = 0; i < in; i++) {
+            double s = 0;
+            for (int j = 0; j < R; j++) {
+                size_t bi = sl->b_off + o * (size_t)R + (size_t)j, ai = sl->a_off + (size_t)j * in + i;
+                s += ((double)g[bi] + delta[bi]) * ((double)g[ai] + delta[ai]);
+            }
+            P[o * in + i] = s;
+        }
+}
+
+static void test_flexlora(void)
+{
+    const int R = 4;
+    fp_lora_vec_layout l;
+    ad_layout(&l, R);
+    size_t dim = l.dim;
+    float *g = malloc(dim * 4), *delta = malloc(dim * 4);
+    for (size_t i = 0; i < dim; i++)
+        g[i] = fp_test_uniform(-0.5f, 0.5f);
+    const fp_aggregator *a;
+    CHECK_OK(fp_aggregator_find(&a, "flexlora"));
+    fp_agg_ctx c = {.dim = dim, .layout = &l, .global = g};
+    fp_agg_client cl[K];
+
+    /* 1. Every client's A (global + update) is the same A0 (truncated to its
+     * rank): the weighted mean product has rank <= R and flexlora must
+     * reproduce it exactly. m = 12: the factor path on q and down (12 <=
+     * min(out, in)), the dense path on v (out 4). */
+    int rank1[K] = {4, 2, 1, 3, 2};
+    clients(cl, rank1, NULL);
+    float **x = ad_rows(K, dim, -0.3f, 0.3f);
+    for (size_t s = 0; s < l.n; s++)
+        for (int j = 0; j < R; j++)
+            for (int64_t i = 0; i < l.slots[s].in; i++) {
+                size_t at = l.slots[s].a_off + (size_t)j * (size_t)l.slots[s].in + (size_t)i;
+                for (int k = 0; k < K; k++)
+                    x[k][at] = x[0][at];
+            }
+    CHECK_OK(fp_agg_aggregate_plain(a, delta, &c, (const float *const *)x, cl, K));
+    for (size_t s = 0; s < l.n; s++) {
+        size_t n = (size_t)(l.slots[s].out * l.slots[s].in);
+        double *M = malloc(n * sizeof *M), *P = malloc(n * sizeof *P), e = 0, mx = 0;
+        ad_flex_product(M, &l.slots[s], R, g, x, W5, rank1, K);
+        factors_product(P, &l.slots[s], R, g, delta);
+        for (size_t i = 0; i < n; i++) {
+            e = fmax(e, fabs(M[i] - P[i]));
+            mx = fmax(mx, fabs(M[i]));
+        }
+        CHECKF(e < 1e-5 * (1 + mx), "flexlora exact case, slot %zu: err %g (max %g)", s, e, mx);
+        free(M);
+        free(P);
+    }
+    ad_free_rows(x, K);
+
+    /* 2. General mixed ranks: the result is the best rank-R approximation of
+     * the mean product (residual equal to the optimum found independently). */
+    int rank2[K] = {4, 4, 3, 2, 1};
+    clients(cl, rank2, NULL);
+    x = ad_rows(K, dim, -0.5f, 0.5f);
+    CHECK_OK(fp_agg_aggregate_plain(a, delta, &c, (const float *const *)x, cl, K));
+    for (size_t s = 0; s < l.n; s++) {
+        size_t out = (size_t)l.slots[s].out, in = (size_t)l.slots[s].in, n = out * in;
+        double *M = malloc(n * sizeof *M), *P = malloc(n * sizeof *P), res = 0, mm = 0;
+        ad_flex_product(M, &l.slots[s], R, g, x, W5, rank2, K);
+        factors_product(P, &l.slots[s], R, g, delta);
+        for (size_t i = 0; i < n; i++) {
+            res += (M[i] - P[i]) * (M[i] - P[i]);
+            mm += M[i] * M[i];
+        }
+        res = sqrt(res);
+        double best = ad_best_residual(M, out, in, R);
+        CHECKF(fabs(res - best) <= 1e-4 * sqrt(mm) + 1e-9, "flexlora slot %zu: residual %g, optimum %g", s, res,
+               best);
+        if ((size_t)R < (out < in ? out : in))
+            CHECKF(res > 1e-3 * sqrt(mm), "slot %zu: residual %g: the case is trivially exact", s, res);
+        free(M);
+        free(P);
+    }
+    /* 3. A client of rank 2 truncating the new global gets its best rank-2
+     * approximation: components are in descending singular value. */
+    {
+        const fp_lora_slot *sl = &l.slots[0];
+        size_t out = (size_t)sl->out, in = (size_t)sl->in, n = out * in;
+        double *M = malloc(n * sizeof *M), r2 = 0;
+        factors_product(M, sl, R, g, delta); /* the rank-R global product */
+        double best2 = ad_best_residual(M, out, in, 2);
+        for (size_t o = 0; o < out; o++)
+            for (size_t i = 0; i < in; i++) {
+                double s = 0;
+                for (int j = 0; j < 2; j++) {
+                    size_t bi = sl->b_off + o * (size_t)R + (size_t)j, ai = sl->a_off + (size_t)j * in + i;
+                    s += ((double)g[bi] + delta[bi]) * ((double)g[ai] + delta[ai]);
+                }
+                r2 += (M[o * in + i] - s) * (M[o * in + i] - s);
+            }
+        CHECKF(fabs(sqrt(r2) - best2) < 1e-4, "rank-2 truncation residual %g, optimum %g", sqrt(r2), best2);
+        free(M);
+    }
+    ad_free_rows(x, K);
+    free(g);
+    free(delta);
+    fp_lora_vec_layout_free(&l);
+}
+
+static int cmpf(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void test_robust(void)
+{
+    size_t dim = 97;
+    float **x = ad_rows(K, dim, -1, 1);
+    float *got = malloc(dim * 4), *want = malloc(dim * 4);
+    fp_agg_client cl[K];
+    clients(cl, NULL, NULL);
+    fp_agg_opts o;
+    fp_agg_opts_default(&o);
+    o.trim_frac = 0.2f; /* 1 of 5 at each end */
+    fp_agg_ctx c = {.dim = dim, .opts = &o};
+    const fp_aggregator *med, *tm, *nc;
+    CHECK_OK(fp_aggregator_find(&med, "median"));
+    CHECK_OK(fp_aggregator_find(&tm, "trimmed-mean"));
+    CHECK_OK(fp_aggregator_find(&nc, "normclip"));
+    CHECK(!med->secure_ok && !tm->secure_ok && !nc->secure_ok);
+    CHECK_OK(fp_agg_aggregate_plain(med, got, &c, (const float *const *)x, cl, K));
+    float v[K];
+    for (size_t i = 0; i < dim; i++) {
+        for (int k = 0; k < K; k++)
+            v[k] = x[k][i];
+        qsort(v, K, sizeof *v, cmpf);
+        want[i] = v[2];
+    }
+    CHECK(fp_test_maxerr(got, want, dim) == 0);
+    CHECK_OK(fp_agg_aggregate_plain(tm, got, &c, (const float *const *)x, cl, K));
+    for (size_t i = 0; i < dim; i++) {
+        for (int k = 0; k < K; k++)
+            v[k] = x[k][i];
+        qsort(v, K, sizeof *v, cmpf);
+        want[i] = (v[1] + v[2] + v[3]) / 3;
+    }
+    CHECK(fp_test_maxerr(got, want, dim) < 1e-6);
+    /* normclip: every update scaled to at most the median norm, then fedavg */
+    for (size_t i = 0; i < dim; i++)
+        x[3][i] *= 40;
+    double nr[K], srt[K];
+    for (int k = 0; k < K; k++) {
+        double s = 0;
+        for (size_t i = 0; i < dim; i++)
+            s += (double)x[k][i] * x[k][i];
+        nr[k] = srt[k] = sqrt(s);
+    }
+    for (int a = 0; a < K; a++) /* sort srt */
+        for (int b = a + 1; b < K; b++)
+            if (srt[b] < srt[a]) {
+                double t = srt[a];
+                srt[a] = srt[b];
+                srt[b] = t;
+            }
+    double W = 0;
+    for (int k = 0; k < K; k++)
+        W += W5[k];
+    for (size_t i = 0; i < dim; i++) {
+        double s = 0;
+        for (int k = 0; k < K; k++)
+            s += W5[k] * (nr[k] > srt[2] ? srt[2] / nr[k] : 1.0) * x[k][i];
+        want[i] = (float)(s / W);
+    }
+    CHECK_OK(fp_agg_aggregate_plain(nc, got, &c, (const float *const *)x, cl, K));
+    CHECK(fp_test_maxerr(got, want, dim) < 1e-6);
+    CHECK(fp_agg_reject_k(nc, &o) == 10.0f && fp_agg_reject_k(med, &o) == 0.0f);
+    ad_free_rows(x, K);
+    free(got);
+    free(want);
+}
+
+static void test_screen(void)
+{
+    size_t dim = 50;
+    float **x = ad_rows(K, dim, -1, 1);
+    fp_agg_client cl[K];
+    clients(cl, NULL, NULL);
+    fp_agg_ctx c = {.dim = dim};
+    x[1][7] = NAN;
+    for (size_t i = 0; i < dim; i++)
+        x[4][i] *= 1000; /* a norm far above the cohort's */
+    size_t lens[K] = {dim, dim, dim, dim - 1, dim}; /* dave's is short */
+    uint8_t keep[K];
+    size_t kept = 0;
+    char refused[1024] = "";
+    CHECK_OK(fp_agg_screen(keep, &kept, refused, sizeof refused, &c, (const float *const *)x, lens, cl, K, 10));
+    CHECK(kept == 2 && keep[0] && !keep[1] && keep[2] && !keep[3] && !keep[4]);
+    CHECKF(strstr(refused, "bob: non-finite value (NaN) at element 7") &&
+               strstr(refused, "dave: wrong shape: 49 elements, expected 50") && strstr(refused, "erin: norm"),
+           "refused list: %s", refused);
+    /* without the norm rule the big update stays; an Inf is refused */
+    x[2][49] = -INFINITY;
+    refused[0] = '\0';
+    CHECK_OK(fp_agg_screen(keep, &kept, refused, sizeof refused, &c, (const float *const *)x, NULL, cl, K, 0));
+    CHECK(kept == 3 && keep[0] && !keep[1] && !keep[2] && keep[3] && keep[4]);
+    CHECKF(strstr(refused, "carol: non-finite value (Inf) at element 49") != NULL, "refused: %s", refused);
+    ad_free_rows(x, K);
+}
+
+static void test_dare(void)
+{
+    size_t dim = 20000;
+    uint8_t *m1 = malloc(dim), *m2 = malloc(dim), *m3 = malloc(dim);
+    CHECK_OK(fp_agg_dare_mask(m1, dim, 0.3f, 77, 5));
+    CHECK_OK(fp_agg_dare_mask(m2, dim, 0.3f, 77, 5));
+    CHECK_OK(fp_agg_dare_mask(m3, dim, 0.3f, 77, 6));
+    CHECK(!memcmp(m1, m2, dim) && memcmp(m1, m3, dim));
+    size_t kept = 0;
+    for (size_t i = 0; i < dim; i++)
+        kept += m1[i];
+    double sd = sqrt(dim * 0.3 * 0.7);
+    CHECKF(fabs((double)kept - 0.7 * dim) < 4 * sd, "dare kept %zu of %zu at p 0.3", kept, dim);
+    CHECK_ERR(fp_agg_dare_mask(m1, dim, 1.0f, 1, 1), FP_EINVAL);
+    free(m1);
+    free(m2);
+    free(m3);
+
+    /* dare+fedavg = fedavg of each client's kept entries scaled by 1/(1-p) */
+    dim = 300;
+    float **x = ad_rows(K, dim, -1, 1), **d = ad_rows(K, dim, 0, 0);
+    fp_agg_client cl[K];
+    clients(cl, NULL, NULL);
+    fp_agg_opts o;
+    fp_agg_opts_default(&o);
+    o.dare_p = 0.4f;
+    fp_agg_ctx c = {.dim = dim, .opts = &o, .seed = 991};
+    uint8_t *mk = malloc(dim);
+    for (int k = 0; k < K; k++) {
+        CHECK_OK(fp_agg_dare_mask(mk, dim, 0.4f, 991, cl[k].id));
+        for (size_t i = 0; i < dim; i++)
+            d[k][i] = mk[i] ? x[k][i] / 0.6f : 0.0f;
+    }
+    float *got = malloc(dim * 4), *want = malloc(dim * 4);
+    const fp_aggregator *a;
+    CHECK_OK(fp_aggregator_find(&a, "dare+fedavg"));
+    CHECK_OK(fp_agg_aggregate_plain(a, got, &c, (const float *const *)x, cl, K));
+    ad_fedavg(want, d, W5, K, dim);
+    CHECK(fp_test_maxerr(got, want, dim) < 1e-5);
+    CHECK_OK(fp_aggregator_find(&a, "dare+ties"));
+    CHECK(a->secure_ok && a->secure_sums == 2);
+    CHECK_OK(fp_agg_aggregate_plain(a, got, &c, (const float *const *)x, cl, K));
+    ad_ties(want, d, K, dim, o.ties_keep, o.ties_lambda);
+    CHECK(fp_test_maxerr(got, want, dim) < 1e-5);
+    free(mk);
+    free(got);
+    free(want);
+    ad_free_rows(x, K);
+    ad_free_rows(d, K);
+}
+
+static void test_cluster(void)
+{
+    /* two tasks: clients 0, 2, 4 move along e1-ish, 1, 3 along e2-ish */
+    size_t dim = 200;
+    float **x = ad_rows(K, dim, -0.1f, 0.1f);
+    for (int k = 0; k < K; k++)
+        for (size_t i = 0; i < dim / 2; i++)
+            x[k][(k % 2) * (dim / 2) + i] += 1.0f;
+    uint32_t lab[K], n = 0;
+    CHECK_OK(fp_agg_cluster_assign(lab, &n, (const float *const *)x, K, dim, 0.5f, 0));
+    CHECK(n == 2 && lab[0] == 0 && lab[2] == 0 && lab[4] == 0 && lab[1] == 1 && lab[3] == 1);
+    CHECK_OK(fp_agg_cluster_assign(lab, &n, (const float *const *)x, K, dim, 0.5f, 1));
+    CHECK(n == 1);
+    CHECK_OK(fp_agg_cluster_assign(lab, &n, (const float *const *)x, K, dim, 1.0f, 0));
+    CHECK(n == K);
+    /* cluster:ties = ties across the two clusters' ties */
+    fp_agg_client cl[K];
+    clients(cl, NULL, NULL);
+    fp_agg_opts o;
+    fp_agg_opts_default(&o);
+    fp_agg_ctx c = {.dim = dim, .opts = &o};
+    float *got = malloc(dim * 4), *want = malloc(dim * 4);
+    float *g0[3] = {x[0], x[2], x[4]}, *g1[2] = {x[1], x[3]};
+    float *cd[2] = {malloc(dim * 4), malloc(dim * 4)};
+    ad_ties(cd[0], g0, 3, dim, o.ties_keep, o.ties_lambda);
+    ad_ties(cd[1], g1, 2, dim, o.ties_keep, o.ties_lambda);
+    ad_ties(want, cd, 2, dim, o.ties_keep, o.ties_lambda);
+    const fp_aggregator *a;
+    CHECK_OK(fp_aggregator_find(&a, "cluster:ties"));
+    CHECK(!a->secure_ok);
+    CHECK_OK(fp_agg_aggregate_plain(a, got, &c, (const float *const *)x, cl, K));
+    CHECK(fp_test_maxerr(got, want, dim) < 1e-6);
+    /* cluster:fedavg = fedavg of the cluster means weighted by cluster weight = fedavg */
+    CHECK_OK(fp_aggregator_find(&a, "cluster:fedavg"));
+    CHECK_OK(fp_agg_aggregate_plain(a, got, &c, (const float *const *)x, cl, K));
+    ad_fedavg(want, x, W5, K, dim);
+    CHECK(fp_test_maxerr(got, want, dim) < 1e-5);
+    free(cd[0]);
+    free(cd[1]);
+    free(got);
+    free(want);
+    ad_free_rows(x, K);
+}
+
+static void test_errors(void)
+{
+    const fp_aggregator *a;
+    /* which ones differential privacy may be calibrated for */
+    static const char *dp_yes[] = {"fedavg", "fednova", "hetlora"};
+    static const char *dp_no[] = {"flexlora", "ties", "dare+fedavg", "dare+ties", "median", "cluster:fedavg"};
+    for (size_t i = 0; i < 3; i++) {
+        CHECK_OK(fp_aggregator_find(&a, dp_yes[i]));
+        CHECK(a->dp_ok && a->secure_ok && a->secure_sums == 1);
+    }
+    for (size_t i = 0; i < 6; i++) {
+        CHECK_OK(fp_aggregator_find(&a, dp_no[i]));
+        CHECK(!a->dp_ok);
+    }
+    CHECK_ERR(fp_aggregator_find(&a, "krum"), FP_ENOTFOUND);
+    CHECK(strstr(fp_errmsg(), "flexlora") != NULL);
+    CHECK_ERR(fp_aggregator_find(&a, "dare+median"), FP_ENOTFOUND);
+    CHECK_OK(fp_aggregator_find(&a, "median"));
+    fp_agg_ctx c = {.dim = 4, .clip = 1};
+    CHECK_ERR(fp_agg_check(a, &c, 1), FP_EUNSUPPORTED);
+    fp_agg_opts o;
+    fp_agg_opts_default(&o);
+    o.ties_keep = 0;
+    c.opts = &o;
+    CHECK_OK(fp_aggregator_find(&a, "ties"));
+    CHECK_ERR(fp_agg_check(a, &c, 0), FP_EINVAL);
+    /* secure flexlora on a layout whose products dwarf the vector is refused */
+    fp_lora_vec_layout l;
+    fp_llama_config big = AD_CFG;
+    big.hidden = 256;
+    big.heads = 4;
+    big.kv_heads = 4;
+    big.head_dim = 64;
+    big.intermediate = 512;
+    fp_lora_config lc = {.rank = 1, .alpha = 1, .targets = FP_LORA_Q};
+    CHECK_OK(fp_lora_vec_layout_build(&l, &big, &lc));
+    fp_agg_ctx cf = {.dim = l.dim, .layout = &l, .clip = 1};
+    CHECK_OK(fp_aggregator_find(&a, "flexlora"));
+    CHECK_OK(fp_agg_check(a, &cf, 0));
+    CHECK_ERR(fp_agg_check(a, &cf, 1), FP_EUNSUPPORTED);
+    CHECK(strstr(fp_errmsg(), "product") != NULL);
+    fp_lora_vec_layout_free(&l);
+    /* options: strict parse */
+    cJSON *j = cJSON_Parse("{\"ties_keep\":0.5,\"dare_p\":0.1,\"clusters\":3}");
+    CHECK_OK(fp_agg_opts_parse(&o, j));
+    CHECK(o.ties_keep == 0.5f && o.dare_p == 0.1f && o.clusters == 3 && o.ties_lambda == 1.0f);
+    cJSON_Delete(j);
+    const char *bad[] = {"{\"ties_kep\":0.5}", "{\"dare_p\":1}", "{\"trim_frac\":0.5}", "{\"clusters\":-1}",
+                         "{\"ties_lambda\":\"x\"}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        j = cJSON_Parse(bad[i]);
+        int rc = fp_agg_opts_parse(&o, j);
+        CHECKF(rc == FP_EFORMAT, "options %s: %d", bad[i], rc);
+        cJSON_Delete(j);
+    }
+    /* server.json carries them */
+    fp_fed_server_config sc;
+    const char *js = "{\"aggregator\":\"dare+ties\",\"aggregator_options\":{\"ties_keep\":0.1}}";
+    CHECK_OK(fp_fed_server_config_parse(&sc, js, strlen(js), "/b"));
+    CHECK(sc.agg_opts.ties_keep == 0.1f && !strcmp(sc.aggregator, "dare+ties"));
+    js = "{\"aggregator_options\":{\"dare_p\":2}}";
+    CHECK_ERR(fp_fed_server_config_parse(&sc, js, strlen(js), "/b"), FP_EFORMAT);
+}
+
+int main(void)
+{
+    fp_test_seed(20261126);
+    test_fedavg_fednova();
+    test_hetlora();
+    test_ties();
+    test_flexlora();
+    test_robust();
+    test_screen();
+    test_dare();
+    test_cluster();
+    test_errors();
+    return fp_test_report("test_aggregators");
+}
