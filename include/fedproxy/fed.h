@@ -417,6 +417,8 @@ typedef struct fp_fed_sim_result {
 
 int fp_fed_sim_run(fp_fed_sim_result *out, const char *config_json, size_t len, const char *base_dir,
                    fp_fed_report_fn report, void *report_ctx);
+/* Frees what a run allocated in r (global, expected, clients, evals) and zeroes it. */
+void fp_fed_sim_result_free(fp_fed_sim_result *r);
 
 /* `fp bench fed`: see bench_fed.c. *json: malloc'd JSON text (caller frees). */
 int fp_bench_fed(int quick, char **json);

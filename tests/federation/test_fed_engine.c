@@ -347,12 +347,8 @@ static void check_sim(void)
     const char *bad = "{\"server\": {\"dim\": 8}, \"clients\": [{\"data\": \"train0.txt\"}, {\"data\": \"train1.txt\"}]}";
     fp_fed_sim_result r2;
     CHECK_ERR(fp_fed_sim_run(&r2, bad, strlen(bad), dir, NULL, NULL), FP_EFORMAT);
-    free(r2.global);
-    free(r2.expected);
-    free(r2.clients);
-    free(res.global);
-    free(res.expected);
-    free(res.clients);
+    fp_fed_sim_result_free(&r2);
+    fp_fed_sim_result_free(&res);
 }
 
 /* fp sim's "fedproxy" section: compress a 6-layer LLM into a 3-layer proxy,
@@ -410,9 +406,7 @@ static void check_fedproxy(void)
     CHECK(f != NULL);
     if (f)
         fclose(f);
-    free(res.global);
-    free(res.clients);
-    free(res.evals);
+    fp_fed_sim_result_free(&res);
 }
 
 int main(void)
