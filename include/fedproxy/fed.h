@@ -130,7 +130,8 @@ void fp_standin_update(float *update, const float *global, const float *target, 
  * round: the loss of the global adapter on the eval data (or the training data)
  * is the federated evaluation; then task->steps AdamW steps (fresh optimizer
  * state, data RNG and starting position derived from task->index, so a retried
- * round repeats exactly), batch and seq from the assignment, with the FedProx
+ * round repeats exactly), batch and seq from the assignment (the batch capped
+ * so that one step reads the data at most once), with the FedProx
  * term mu/2 |theta - theta_global|^2 when task->prox_mu > 0. Samples = target
  * tokens trained this round.
  * Data files: text (tokenised with the proxy's tokenizer.json), or token ids
@@ -202,7 +203,7 @@ typedef struct fp_fed_server_config {
     uint32_t degree;                 /* SecAgg k (0: auto: full up to 16 clients, else 2*ceil(log2 n)) */
     float clip;                      /* SecAgg ring clip */
     unsigned scale_bits;             /* 0: the largest that cannot overflow */
-    fp_model_shape model;            /* for fp_recommend_train ("bench" by default) */
+    fp_model_shape model;            /* for fp_recommend_train ("bench" by default; with "lora": the proxy's) */
     fp_dp_config dp;                 /* differential privacy (dp.h); mode FP_DP_OFF: none */
     uint32_t n_overrides;
     fp_fed_override overrides[FP_FED_MAX_OVERRIDES];
@@ -410,6 +411,8 @@ typedef struct fp_fed_sim_result {
 
 int fp_fed_sim_run(fp_fed_sim_result *out, const char *config_json, size_t len, const char *base_dir,
                    fp_fed_report_fn report, void *report_ctx);
+/* Frees what a run allocated in r (global, expected, clients, evals) and zeroes it. */
+void fp_fed_sim_result_free(fp_fed_sim_result *r);
 
 /* `fp bench fed`: see bench_fed.c. *json: malloc'd JSON text (caller frees). */
 int fp_bench_fed(int quick, char **json);

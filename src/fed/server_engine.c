@@ -52,6 +52,10 @@ int srv_engine_init(fp_fed_server *s)
             return fp_seterr(FP_EFORMAT, "server config: the LoRA layout has %zu values, above %llu", s->lay.dim,
                              (unsigned long long)FP_FED_MAX_DIM);
         c->dim = s->lay.dim;
+        /* Registration plans rank, batch and sequence for this model, not the benchmark's. */
+        fp_model_shape sh = {(int)lc.layers, (int)lc.hidden, (int)lc.heads, (int)lc.kv_heads, (int)lc.intermediate,
+                             (int)lc.vocab, 4};
+        c->model = sh;
     }
     if (!c->proxy_dir[0])
         return 0;

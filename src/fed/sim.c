@@ -343,3 +343,14 @@ int fp_fed_sim_run(fp_fed_sim_result *out, const char *config_json, size_t len, 
         rc = out->server_rc;
     return rc;
 }
+
+void fp_fed_sim_result_free(fp_fed_sim_result *r)
+{
+    if (!r)
+        return;
+    free(r->global);
+    free(r->expected);
+    free(r->clients);
+    free(r->evals);
+    memset(r, 0, sizeof *r);
+}

@@ -227,6 +227,8 @@ static int engine_train(void *ctx, float *update, uint64_t *samples, float *loss
     /* This round's data: continue where the previous round's steps ended (from
      * task->index alone, so a retry repeats it), wrapping around the file. */
     int64_t B = task->batch > 0 ? task->batch : 1, T = task->seq > 0 ? task->seq : 0;
+    if (T > 0 && T < e->ntok - 1 && B > (e->ntok - 1 + T - 1) / T)
+        B = (e->ntok - 1 + T - 1) / T; /* a step reads the data at most once: more rows would repeat it */
     int64_t per_round = (int64_t)task->steps * B * (T > 0 ? T : e->ntok);
     int64_t start = (int64_t)(((uint64_t)task->index * (uint64_t)per_round) % (uint64_t)e->ntok);
     int32_t *rot = malloc((size_t)e->ntok * sizeof(int32_t));

@@ -329,7 +329,8 @@ static void check_sim(void)
     snprintf(js, sizeof js,
              "{\"server\": {\"proxy_dir\": \"proxy\", \"lora\": {\"rank\": %d, \"alpha\": 8}, \"adapter_out\": "
              "\"sim-adapter\", \"state_dir\": \"sim-state\", \"rounds\": 2, \"steps\": 3, \"lr\": 0.01, "
-             "\"secagg\": true, \"min_clients\": 3, \"quorum\": 3, \"prox_mu\": 0.01, \"stage_timeout_ms\": 60000},\n"
+             "\"secagg\": true, \"min_clients\": 3, \"quorum\": 3, \"prox_mu\": 0.01, \"stage_timeout_ms\": 60000, "
+             "\"overrides\": {\"a\": {\"batch\": 2, \"seq\": 16}, \"b\": {\"batch\": 1, \"seq\": 32}, \"c\": {\"seq\": 16}}},\n"
              " \"clients\": [{\"name\": \"a\", \"data\": \"train0.txt\", \"eval\": \"train1.txt\", \"profile\": "
              "\"mali-valhall\"}, {\"name\": \"b\", \"data\": \"train1.txt\", \"profile\": \"minimal\"},\n"
              " {\"name\": \"c\", \"data\": \"train2.txt\"}]}",
@@ -346,12 +347,8 @@ static void check_sim(void)
     const char *bad = "{\"server\": {\"dim\": 8}, \"clients\": [{\"data\": \"train0.txt\"}, {\"data\": \"train1.txt\"}]}";
     fp_fed_sim_result r2;
     CHECK_ERR(fp_fed_sim_run(&r2, bad, strlen(bad), dir, NULL, NULL), FP_EFORMAT);
-    free(r2.global);
-    free(r2.expected);
-    free(r2.clients);
-    free(res.global);
-    free(res.expected);
-    free(res.clients);
+    fp_fed_sim_result_free(&r2);
+    fp_fed_sim_result_free(&res);
 }
 
 /* fp sim's "fedproxy" section: compress a 6-layer LLM into a 3-layer proxy,
@@ -384,7 +381,8 @@ static void check_fedproxy(void)
              "\"batch\": 2, \"eval_seq\": 16},\n"
              " \"server\": {\"lora\": {\"rank\": %d, \"alpha\": 8}, \"state_dir\": \"fpx-state\", \"rounds\": 2, "
              "\"steps\": 6, \"lr\": 0.01, \"secagg\": true, \"min_clients\": 3, \"quorum\": 3, "
-             "\"stage_timeout_ms\": 60000},\n"
+             "\"stage_timeout_ms\": 60000, \"overrides\": {\"a\": {\"batch\": 2, \"seq\": 16}, \"b\": {\"batch\": 2, \"seq\": 16},"
+             " \"c\": {\"batch\": 2, \"seq\": 16}}},\n"
              " \"clients\": [{\"name\": \"a\", \"data\": \"train0.txt\"}, {\"name\": \"b\", \"data\": "
              "\"train1.txt\"}, {\"name\": \"c\", \"data\": \"train2.txt\"}]}",
              R);
@@ -408,9 +406,7 @@ static void check_fedproxy(void)
     CHECK(f != NULL);
     if (f)
         fclose(f);
-    free(res.global);
-    free(res.clients);
-    free(res.evals);
+    fp_fed_sim_result_free(&res);
 }
 
 int main(void)

@@ -155,9 +155,6 @@ int fp_cmd_sim(int argc, char **argv)
             }
         }
     }
-    free(res.global);
-    free(res.clients);
-    free(res.evals);
-    free(res.expected);
+    fp_fed_sim_result_free(&res);
     return rc ? fp_cli_fail("sim", rc) : 0;
 }
