@@ -11,9 +11,10 @@
 #          ~0.2 M parameters; 400 steps of 8 x 64 tokens: a minute or two on lavapipe.
 #          For CI and the README's main job.
 #   small: 8 layers, hidden 256, 4 heads, intermediate 688, vocab 2048, seq 128;
-#          6.85 M parameters; 800 steps of 8 x 128 tokens (0.82 M tokens, about
-#          1.3 epochs of public.txt): ~40 minutes at the ~380 tokens/s measured
-#          on lavapipe (2 shared cores). The default benchmark's LLM.
+#          6.85 M parameters; 500 steps of 8 x 128 tokens (0.51 M tokens, about
+#          0.6 epochs of public.txt's 0.86 M tokens): ~40 minutes at the 220 tokens/s
+#          measured on lavapipe here (2 cores shared with other jobs; 380 tokens/s
+#          when idle). The default benchmark's LLM.
 # --data DIR: a corpus from scripts/data/build.sh (default: built with its
 # defaults into the cache). --steps overrides the size's step count.
 set -euo pipefail
@@ -32,7 +33,7 @@ done
 
 case "$size" in
   tiny)  hidden=64  layers=6 heads=4 kv=2 inter=172 vocab=512  seq=64  batch=8 nsteps=400 lr=3e-3 ;;
-  small) hidden=256 layers=8 heads=4 kv=4 inter=688 vocab=2048 seq=128 batch=8 nsteps=800 lr=2e-3 ;;
+  small) hidden=256 layers=8 heads=4 kv=4 inter=688 vocab=2048 seq=128 batch=8 nsteps=500 lr=2e-3 ;;
   *) echo "pretrain-base: --size is tiny or small, not '$size'" >&2; exit 2 ;;
 esac
 [ -n "$steps" ] && nsteps="$steps"
