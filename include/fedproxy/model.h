@@ -135,7 +135,10 @@ int fp_model_init_random(fp_model *m, uint64_t seed);
 
 /* Adds LoRA adapters (and makes them the trained set; the base is frozen).
  * A gets Kaiming-uniform(a = sqrt 5) like PEFT (bound 1/sqrt(in)), B zeros,
- * from seed. Once per model. */
+ * from seed. Once per model. lc->layers != 0 puts adapters on those layers
+ * only (a mask within the model's layers, models of at most 64 layers:
+ * FP_EINVAL otherwise); the other layers have no LoRA tensors, no LoRA
+ * activations and run the frozen base, in training and in KV inference. */
 int fp_model_lora_enable(fp_model *m, const fp_lora_config *lc, uint64_t seed);
 /* 1 and *lc filled when LoRA is enabled, else 0. */
 int fp_model_lora_get(const fp_model *m, fp_lora_config *lc);
@@ -175,9 +178,17 @@ typedef struct fp_plan_bytes {
 int fp_model_plan_bytes(fp_plan_bytes *out, const fp_llama_config *c, const fp_lora_config *lc, int64_t B,
                         int64_t T, int training, int opt_states);
 
-/* Allocates the activation plan (and the gradient arena when training) for
- * batches of up to B sequences of up to T tokens. Inference plans (training =
- * 0) keep one layer's activations, shared by every layer. Full fine-tuning
+/* training argument of fp_model_plan / fp_model_plan_bytes */
+#define FP_PLAN_INFERENCE 0
+#define FP_PLAN_TRAINING 1
+#define FP_PLAN_ACTIVATIONS 2 /* every layer's activations kept (fp_model_hidden), no gradients, no backward */
+
+/* Allocates the activation plan (and the gradient arena when training = 1)
+ * for batches of up to B sequences of up to T tokens. Inference plans
+ * (training = 0) keep one layer's activations, shared by every layer;
+ * training = 2 keeps every layer's (a teacher whose hidden states are read)
+ * without gradients, so 16-bit weights are fine and no gradient memory is
+ * spent. Full fine-tuning
  * over 16-bit weights is FP_EUNSUPPORTED. Checks the total against the
  * device's memory first: FP_EDEVMEM with the bytes needed and available and a
  * suggested smaller B or T. Replaces an earlier plan. */
@@ -191,6 +202,15 @@ int fp_model_forward(fp_model *m, fp_stream *s, const fp_tensor *ids, const fp_t
  * dloss * the mean loss: gradients are ADDED into the gradient arena (zero it
  * with fp_model_zero_grads first). Full fine-tuning without LoRA, LoRA-only with. */
 int fp_model_backward(fp_model *m, fp_stream *s, float dloss);
+/* fp_model_backward with extra gradients, for distillation: dlogits_extra
+ * (NULL, or f32 [B*T, V] on the device) is added to the gradient of the
+ * logits (after dloss * the mean loss's own); dhidden_extra (NULL, or L+1
+ * entries, each NULL or f32 [B*T, C]) adds, for l < L, a gradient on the
+ * residual stream entering layer l (what fp_model_hidden(m, l) returns) and,
+ * for l = L, on the final residual before the final norm. The extra tensors
+ * are read when the stream runs. dloss may be 0 (only the extras). */
+int fp_model_backward_ex(fp_model *m, fp_stream *s, float dloss, const fp_tensor *dlogits_extra,
+                         const fp_tensor *const *dhidden_extra);
 /* Zeroes the gradient arena now (not recorded; nothing pending may write it). */
 int fp_model_zero_grads(fp_model *m);
 
@@ -198,6 +218,15 @@ int fp_model_zero_grads(fp_model *m);
 int fp_model_loss(const fp_model *m, float *loss, int64_t *n_valid);
 /* The logits of the last forward: f32 [B*T, V] view (valid until the next plan). */
 const fp_tensor *fp_model_logits(const fp_model *m);
+/* The residual stream of the last forward (after its stream ran), f32
+ * [B*T, C] into out (n = B*T*C): for layer l < L the residual entering layer
+ * l (layer 0: the embeddings), for l = L the final residual before the final
+ * norm. Layers below L need a training plan (an inference plan shares one
+ * layer's buffers: FP_ESTATE). Block influence of layer l compares l and l+1. */
+int fp_model_hidden(const fp_model *m, int64_t layer, float *out, int64_t n);
+/* The same residual as a device view (valid until the next plan; NULL when
+ * there is none), for device-side consumers such as distillation losses. */
+const fp_tensor *fp_model_hidden_tensor(const fp_model *m, int64_t layer);
 /* Per-token losses of the last forward, f32 [B*T] (0 for ignored targets). */
 const fp_tensor *fp_model_token_losses(const fp_model *m);
 

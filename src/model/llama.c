@@ -163,7 +163,7 @@ static int lora_layout(const fp_llama_config *c, const fp_lora_config *lc, llm_p
         for (int t = 0; t < LLM_NT; t++) {
             if (lix)
                 lix[l][t] = -1;
-            if (!(lc->targets & (1u << t)))
+            if (!(lc->targets & (1u << t)) || !llm_lora_has_layer(lc, l))
                 continue;
             int64_t in, out;
             target_dims(c, t, &in, &out);
@@ -493,9 +493,12 @@ int fp_model_lora_enable(fp_model *m, const fp_lora_config *lc, uint64_t seed)
         return fp_seterr(FP_EINVAL, "lora enable: targets 0x%x must be a nonzero subset of 0x7f", lc->targets);
     if (!isfinite(lc->alpha))
         return fp_seterr(FP_EINVAL, "lora enable: alpha is not finite");
-    if (lc->layers)
-        return fp_seterr(FP_EUNSUPPORTED, "lora enable: a layer subset (layers = 0x%llx) is not implemented yet",
-                         (unsigned long long)lc->layers);
+    if (lc->layers && m->cfg.layers > 64)
+        return fp_seterr(FP_EINVAL, "lora enable: a layer subset needs a model of at most 64 layers (this one has %lld)",
+                         (long long)m->cfg.layers);
+    if (m->cfg.layers < 64 && (lc->layers >> m->cfg.layers))
+        return fp_seterr(FP_EINVAL, "lora enable: layers mask 0x%llx names layers beyond the model's %lld",
+                         (unsigned long long)lc->layers, (long long)m->cfg.layers);
     if (m->plan.arena)
         return fp_seterr(FP_ESTATE, "lora enable: enable adapters before fp_model_plan");
     llm_kv_free(m); /* its activations have no room for the adapters' x A^T */

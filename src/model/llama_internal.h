@@ -44,6 +44,7 @@ typedef struct llm_plan {
     int drop;                        /* the last forward used dropout */
     const fp_tensor *ids, *targets;  /* of the last forward */
     int have_forward;
+    int acts_valid;                  /* a forward was recorded on this plan (its residuals are readable) */
 } llm_plan;
 
 struct fp_model {
@@ -91,6 +92,12 @@ void llm_base_arena_bytes(const fp_llama_config *c, uint64_t *f32_bytes, uint64_
 
 /* y = dropout(x) with the mask of forward ctr and salt (model's p and seed); y may be x. */
 int llm_dropout(fp_model *m, fp_stream *s, fp_tensor *y, const fp_tensor *x, uint64_t ctr, uint32_t salt);
+
+/* Layer l has adapters under lc (layers mask; 0 = every layer). */
+static inline int llm_lora_has_layer(const fp_lora_config *lc, int64_t l)
+{
+    return !lc->layers || (l < 64 && ((lc->layers >> l) & 1u));
+}
 
 void llm_plan_free(fp_model *m);
 void llm_kv_free(fp_model *m);

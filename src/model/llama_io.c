@@ -223,14 +223,26 @@ int fp_model_load_adapter(fp_model *m, const char *dir)
             rc = fp_seterr(FP_EFORMAT, "adapter load: %s: layer %d %s adapts a [%d, %d] weight, the model's is "
                                        "[%lld, %lld]", dir, q->layer, TMOD[q->module], q->out, q->in,
                            (long long)out_of[q->module], (long long)in_of[q->module]);
-        else
+        else {
             lc.targets |= 1u << q->module;
+            if (q->layer < 64)
+                lc.layers |= 1ull << q->layer;
+        }
     }
+    /* the layers the file adapts become the model's layer subset (0 = all of
+     * them, also when the model is too deep for a mask) */
+    if (!rc && (c->layers > 64 || lc.layers == (c->layers == 64 ? ~0ull : (1ull << c->layers) - 1)))
+        lc.layers = 0;
     if (!rc && m->lora_on) {
         if (m->lc.rank != lc.rank || m->lc.targets != lc.targets)
             rc = fp_seterr(FP_ESHAPE, "adapter load: %s has rank %d targets 0x%x, the model's adapters rank %d "
                                       "targets 0x%x", dir, lc.rank, lc.targets, m->lc.rank, m->lc.targets);
-        else
+        for (size_t i = 0; i < np && !rc; i++)
+            if (m->lix[pairs[i].layer][pairs[i].module] < 0)
+                rc = fp_seterr(FP_ESHAPE, "adapter load: %s adapts layer %d %s, which the model's adapters (layers "
+                                          "mask 0x%llx) do not cover", dir, pairs[i].layer, TMOD[pairs[i].module],
+                               (unsigned long long)m->lc.layers);
+        if (!rc)
             m->lc.alpha = lc.alpha;
     } else if (!rc) {
         rc = fp_model_lora_enable(m, &lc, 0);

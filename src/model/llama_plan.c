@@ -89,7 +89,7 @@ static void layout(cursor *c, const fp_llama_config *cf, const fp_lora_config *l
         A.up = take(c, FP_F32, 2, N, I, 0, 0);
         A.h = take(c, FP_F32, 2, N, I, 0, 0);
         for (int t = 0; t < LLM_NT && lc; t++)
-            if (lc->targets & (1u << t))
+            if ((lc->targets & (1u << t)) && llm_lora_has_layer(lc, l))
                 A.u[t] = take(c, FP_F32, 2, N, r, 0, 0);
         (void)lix;
         if (pl && pl->la)
@@ -115,7 +115,7 @@ static void layout(cursor *c, const fp_llama_config *cf, const fp_lora_config *l
         pl->ones = ones;
         pl->tmp = tmp;
     }
-    if (!training)
+    if (training != 1) /* inference, or activations kept without a backward (FP_PLAN_ACTIVATIONS) */
         return;
     fp_tensor *dres = take(c, FP_F32, 2, N, C, 0, 0);
     fp_tensor *dtmp = take(c, FP_F32, 2, N, C, 0, 0);
@@ -166,7 +166,10 @@ static int64_t lora_arena_elems(const fp_llama_config *c, const fp_lora_config *
     for (int t = 0; t < LLM_NT; t++)
         if (lc->targets & (1u << t))
             per += llm_align_elems(lc->rank * in[t]) + llm_align_elems(out[t] * lc->rank);
-    return per * c->layers;
+    int64_t nl = 0; /* layers with adapters */
+    for (int64_t l = 0; l < c->layers; l++)
+        nl += llm_lora_has_layer(lc, l);
+    return per * nl;
 }
 
 int fp_model_plan_bytes(fp_plan_bytes *out, const fp_llama_config *c, const fp_lora_config *lc, int64_t B, int64_t T,
@@ -189,8 +192,8 @@ int fp_model_plan_bytes(fp_plan_bytes *out, const fp_llama_config *c, const fp_l
     llm_base_arena_bytes(c, &base32, &base16);
     out->params = base32 + base16 + (lc ? arena_bytes(lora_arena_elems(c, lc)) : 0);
     uint64_t trained = lc ? arena_bytes(lora_arena_elems(c, lc)) : base32;
-    out->grads = training ? trained : 0;
-    out->optimizer = training ? trained * (uint64_t)(opt_states > 0 ? opt_states : 0) : 0;
+    out->grads = training == 1 ? trained : 0;
+    out->optimizer = training == 1 ? trained * (uint64_t)(opt_states > 0 ? opt_states : 0) : 0;
     out->total = out->params + out->grads + out->optimizer + out->activations;
     return 0;
 }
@@ -233,7 +236,10 @@ int fp_model_plan(fp_model *m, int64_t B, int64_t T, int training, int opt_state
     int rc = fp_model_plan_bytes(&pb, &m->cfg, lc, B, T, training, opt_states);
     if (rc)
         return rc;
-    if (training && !lc && m->cfg.base_dtype != FP_F32)
+    if (training < 0 || training > 2)
+        return fp_seterr(FP_EINVAL, "model plan: training is %d (0 inference, 1 training, 2 activations only)",
+                         training);
+    if (training == 1 && !lc && m->cfg.base_dtype != FP_F32)
         return fp_seterr(FP_EUNSUPPORTED, "model plan: full fine-tuning needs f32 weights (this model stores them "
                                           "as %s); use LoRA, or load the model as f32",
                          fp_dtype_name(m->cfg.base_dtype));
@@ -302,7 +308,7 @@ int fp_model_plan(fp_model *m, int64_t B, int64_t T, int training, int opt_state
             cu.rc = fp_tensor_upload(pl->ones, ones, (size_t)pl->N * sizeof(float));
         free(ones);
     }
-    if (!cu.rc && training) {
+    if (!cu.rc && training == 1) {
         int64_t ge = m->lora_on ? m->lora_arena_elems : m->arena_elems;
         cu.rc = fp_tensor_new(&m->grad_arena, m->ctx, FP_F32, 1, &ge);
         if (!cu.rc)

@@ -113,7 +113,7 @@ int fp_model_forward(fp_model *m, fp_stream *s, const fp_tensor *ids, const fp_t
                          (long long)pl->N, fp_dtype_name(targets->dtype), (long long)fp_tensor_numel(targets));
     const fp_llama_config *c = &m->cfg;
     pl->have_forward = 0;
-    pl->drop = pl->training && m->lora_on && m->drop_p > 0;
+    pl->drop = pl->training == 1 && m->lora_on && m->drop_p > 0;
     if (pl->drop)
         pl->drop_ctr = m->drop_ctr++;
     fp_rope_desc rd = {.theta = c->rope_theta, .start_pos = 0};
@@ -146,30 +146,54 @@ int fp_model_forward(fp_model *m, fp_stream *s, const fp_tensor *ids, const fp_t
     pl->ids = ids;
     pl->targets = targets;
     pl->have_forward = 1;
+    pl->acts_valid = 1;
     return 0;
 }
 
-int fp_model_backward(fp_model *m, fp_stream *s, float dloss)
+int fp_model_backward(fp_model *m, fp_stream *s, float dloss) { return fp_model_backward_ex(m, s, dloss, NULL, NULL); }
+
+/* an extra gradient must be an f32 tensor of exactly rows x cols elements */
+static int check_extra(const fp_tensor *t, int64_t rows, int64_t cols, const char *what, int64_t l)
+{
+    if (!t)
+        return 0;
+    if (t->dtype != FP_F32 || fp_tensor_numel(t) != rows * cols)
+        return fp_seterr(FP_ESHAPE, "model backward: %s %lld must be f32 with %lld x %lld elements, got %s[%lld]",
+                         what, (long long)l, (long long)rows, (long long)cols, fp_dtype_name(t->dtype),
+                         (long long)fp_tensor_numel(t));
+    return 0;
+}
+
+int fp_model_backward_ex(fp_model *m, fp_stream *s, float dloss, const fp_tensor *dlogits_extra,
+                         const fp_tensor *const *dhidden_extra)
 {
     if (!m || !s)
         return fp_seterr(FP_EINVAL, "model backward: NULL argument");
     llm_plan *pl = &m->plan;
-    if (!pl->training || !m->grad_arena)
+    if (pl->training != 1 || !m->grad_arena)
         return fp_seterr(FP_ESTATE, "model backward: the plan was made without training = 1");
     if (!pl->have_forward || !pl->targets)
         return fp_seterr(FP_ESTATE, "model backward: record a forward with targets first");
     const fp_llama_config *c = &m->cfg;
+    TRY(check_extra(dlogits_extra, pl->N, c->vocab, "dlogits_extra", 0));
+    for (int64_t l = 0; dhidden_extra && l <= c->layers; l++)
+        TRY(check_extra(dhidden_extra[l], pl->N, c->hidden, "dhidden_extra", l));
     fp_rope_desc rd = {.theta = c->rope_theta, .start_pos = 0};
     fp_attn_desc ad = {.scale = 0.0f, .causal = 1};
     int full = !m->lora_on;
     int64_t N = pl->N, C = c->hidden, V = c->vocab;
     /* logits -> dlogits in place */
     TRY(fp_softmax_ce_bwd(s, pl->logits, pl->logits, pl->targets, pl->lse_ce, pl->stats, dloss));
+    if (dlogits_extra)
+        TRY(fp_axpy(s, pl->logits, 1.0f, dlogits_extra));
     if (full)
         TRY(llm_matmul(s, m->p[m->head].gview, pl->logits, 1, pl->f, 0, V, C, N, 1.0f, 1.0f));
     TRY(llm_matmul(s, pl->tmp, pl->logits, 0, PV(m, m->head), 0, N, C, V, 1.0f, 0.0f));
     TRY(fp_rmsnorm_bwd(s, pl->dres, GV(m, m->final_norm), pl->tmp, pl->resid_final, PV(m, m->final_norm),
                        pl->rstdf, 1));
+    /* dres is now d/d(final residual); after layer l's backward it is d/d(residual entering l) */
+    if (dhidden_extra && dhidden_extra[c->layers])
+        TRY(fp_axpy(s, pl->dres, 1.0f, dhidden_extra[c->layers]));
     for (int64_t l = c->layers - 1; l >= 0; l--) {
         llm_layer_act *A = &pl->la[l];
         const llm_layer_ix *ix = &m->L[l];
@@ -190,6 +214,8 @@ int fp_model_backward(fp_model *m, fp_stream *s, float dloss)
         TRY(lin_bwd(m, s, pl->dm, 1, pl->dv, A->a, l, TV, ix->wv, ix->bv, A->u[TV]));
         TRY(fp_rmsnorm_bwd(s, pl->dtmp, GV(m, ix->attn_norm), pl->dm, A->resid, PV(m, ix->attn_norm), A->rstd1, 1));
         TRY(fp_axpy(s, pl->dres, 1.0f, pl->dtmp));
+        if (dhidden_extra && dhidden_extra[l])
+            TRY(fp_axpy(s, pl->dres, 1.0f, dhidden_extra[l]));
     }
     if (full)
         TRY(fp_embedding_bwd(s, m->p[m->embed].gview, pl->dres, pl->ids, pl->emb_work));
@@ -207,6 +233,34 @@ int fp_model_loss(const fp_model *m, float *loss, int64_t *n_valid)
     if (n_valid)
         *n_valid = (int64_t)st[1];
     return 0;
+}
+
+int fp_model_hidden(const fp_model *m, int64_t layer, float *out, int64_t n)
+{
+    if (!m || !out)
+        return fp_seterr(FP_EINVAL, "model hidden: NULL argument");
+    const llm_plan *pl = &m->plan;
+    if (!pl->acts_valid)
+        return fp_seterr(FP_ESTATE, "model hidden: no forward has run on the current plan");
+    if (layer < 0 || layer > m->cfg.layers)
+        return fp_seterr(FP_EINVAL, "model hidden: layer %lld outside 0..%lld", (long long)layer,
+                         (long long)m->cfg.layers);
+    if (layer < m->cfg.layers && !pl->training)
+        return fp_seterr(FP_ESTATE, "model hidden: an inference plan keeps only the final residual (layer %lld); "
+                                    "plan with training = 1 or 2 for layer %lld", (long long)m->cfg.layers,
+                         (long long)layer);
+    if (n != pl->N * m->cfg.hidden)
+        return fp_seterr(FP_ESHAPE, "model hidden: %lld elements given, the residual has %lld x %lld", (long long)n,
+                         (long long)pl->N, (long long)m->cfg.hidden);
+    const fp_tensor *t = layer < m->cfg.layers ? pl->la[layer].resid : pl->resid_final;
+    return fp_tensor_download(out, (size_t)n * sizeof(float), t);
+}
+
+const fp_tensor *fp_model_hidden_tensor(const fp_model *m, int64_t layer)
+{
+    if (!m || !m->plan.arena || layer < 0 || layer > m->cfg.layers || (layer < m->cfg.layers && !m->plan.training))
+        return NULL;
+    return layer < m->cfg.layers ? m->plan.la[layer].resid : m->plan.resid_final;
 }
 
 const fp_tensor *fp_model_logits(const fp_model *m) { return m ? m->plan.logits : NULL; }

@@ -264,6 +264,10 @@ static cJSON *identity_json(const fp_trainer *t)
              (double)c->rope_theta, c->tied, c->attn_bias, lora, lora ? lc.rank : 0, lora ? (double)lc.alpha : 0.0,
              lora ? lc.targets : 0u, (int)t->c.optimizer, (long long)t->B, (long long)t->T, t->c.accum,
              (long long)t->n, (int)c->base_dtype, (double)fp_model_lora_dropout(t->m));
+    if (lora && lc.layers) { /* a layer subset (older checkpoints had none: their strings are unchanged) */
+        size_t k = strlen(buf);
+        snprintf(buf + k, sizeof buf - k, " layers%llx", (unsigned long long)lc.layers);
+    }
     return cJSON_CreateString(buf);
 }
 

@@ -14,9 +14,9 @@
 static const fp_llama_config CFG = {.hidden = 12, .layers = 3, .heads = 3, .kv_heads = 1, .head_dim = 4,
                                     .intermediate = 20, .vocab = 17, .rms_eps = 1e-5f, .rope_theta = 10000.0f};
 
-static void check_against_engine(fp_ctx *ctx, unsigned targets, int rank)
+static void check_against_engine(fp_ctx *ctx, unsigned targets, int rank, uint64_t layers)
 {
-    fp_lora_config lc = {.rank = rank, .alpha = 2.0f * (float)rank, .targets = targets};
+    fp_lora_config lc = {.rank = rank, .alpha = 2.0f * (float)rank, .targets = targets, .layers = layers};
     fp_lora_vec_layout l;
     CHECK_OK(fp_lora_vec_layout_build(&l, &CFG, &lc));
     CHECK(l.dim == (size_t)fp_lora_param_count(&CFG, &lc));
@@ -43,8 +43,24 @@ static void check_against_engine(fp_ctx *ctx, unsigned targets, int rank)
 int main(void)
 {
     fp_ctx *ctx = fp_test_ctx(NULL);
-    check_against_engine(ctx, FP_LORA_ALL, 3);
-    check_against_engine(ctx, FP_LORA_Q | FP_LORA_V | FP_LORA_DOWN, 2);
+    check_against_engine(ctx, FP_LORA_ALL, 3, 0);
+    check_against_engine(ctx, FP_LORA_Q | FP_LORA_V | FP_LORA_DOWN, 2, 0);
+    /* layer subsets (Offsite-Tuning's first/last layers): the same order with the other layers skipped */
+    check_against_engine(ctx, FP_LORA_ALL, 2, 0x5);
+    check_against_engine(ctx, FP_LORA_O | FP_LORA_UP, 3, 0x2);
+    {
+        fp_lora_config sub = {.rank = 2, .alpha = 4.0f, .targets = FP_LORA_ALL, .layers = 0x5};
+        fp_lora_vec_layout ls;
+        CHECK_OK(fp_lora_vec_layout_build(&ls, &CFG, &sub));
+        CHECK(ls.n == 14 && ls.slots[0].layer == 0 && ls.slots[7].layer == 2);
+        fp_lora_vec_layout_free(&ls);
+        fp_model *m = NULL;
+        CHECK_OK(fp_model_create(&m, ctx, &CFG));
+        sub.layers = 0x8; /* layer 3 of a 3-layer model */
+        CHECK_ERR(fp_model_lora_enable(m, &sub, 1), FP_EINVAL);
+        CHECK_ERR(fp_lora_vec_layout_build(&ls, &CFG, &sub), FP_EINVAL);
+        fp_model_free(m);
+    }
     fp_test_ctx_done(ctx);
 
     fp_lora_config lc = {.rank = 4, .alpha = 8.0f, .targets = FP_LORA_ALL};
