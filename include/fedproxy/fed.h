@@ -45,6 +45,7 @@
 #include <stdint.h>
 
 #include "fedproxy/identity.h"
+#include "fedproxy/model.h"
 #include "fedproxy/recommend.h"
 
 #ifdef __cplusplus
@@ -65,6 +66,11 @@ typedef struct fp_fed_task {
     int steps;      /* local steps E */
     float lr;
     int rank, batch, seq; /* assignment from registration */
+    /* Engine federations (the server has a "lora" layout): the global vector's
+     * layout, lora.rank = R, the server's rank (0: a plain vector, stand-in);
+     * rank above is this client's r <= R. prox_mu: FedProx mu (0: off). */
+    fp_lora_config lora;
+    float prox_mu;
 } fp_fed_task;
 
 /* A local trainer. train: given the global vector global[0..dim), writes the
@@ -105,6 +111,49 @@ int fp_standin_trainer(fp_fed_trainer *out, const fp_standin_data *d);
 /* One client's update as the stand-in computes it (for tests' direct computation). */
 void fp_standin_update(float *update, const float *global, const float *target, size_t dim, int steps,
                        float lr, float noise, uint64_t seed, uint32_t index);
+
+/* The engine trainer (trainer_engine.c): LoRA fine-tuning of the proxy on the
+ * device. The proxy directory is loaded at the first round (it arrives, signed,
+ * after registration), on its own fp_ctx (device, profile overlay). The global
+ * vector is the engine's packed LoRA vector at the server's rank R
+ * (lora_vec.h); a client of rank r < R trains a rank-r adapter (its alpha is
+ * alpha * r / R, so the scale is alpha / R for everyone) made of the first r
+ * components, and its update is zero beyond r (HetLoRA zero padding). Each
+ * round: the loss of the global adapter on the eval data (or the training data)
+ * is the federated evaluation; then task->steps AdamW steps (fresh optimizer
+ * state, data RNG and starting position derived from task->index, so a retried
+ * round repeats exactly), batch and seq from the assignment, with the FedProx
+ * term mu/2 |theta - theta_global|^2 when task->prox_mu > 0. Samples = target
+ * tokens trained this round.
+ * Data files: text (tokenised with the proxy's tokenizer.json), or token ids
+ * (a file of decimal integers separated by whitespace). The federated
+ * evaluation uses at most FP_ENGINE_EVAL_MAX tokens (the file's first). */
+#define FP_ENGINE_EVAL_MAX 16384
+typedef struct fp_engine_trainer_opts {
+    const char *proxy_dir; /* where the client unpacks the proxy (fp_fed_client_config.proxy_out) */
+    const char *data;      /* training data file */
+    const char *eval;      /* held-out data for the federated evaluation (NULL: data) */
+    const char *device;    /* fp_ctx device (NULL: $FP_DEVICE or the best) */
+    const char *profile;   /* overlay (NULL: $FP_PROFILE; "" none) */
+    int verbose;           /* per-round line on stderr */
+} fp_engine_trainer_opts;
+int fp_engine_trainer(fp_fed_trainer *out, const fp_engine_trainer_opts *o);
+/* The size a client declares at registration (its FedAvg weight), before the
+ * proxy's tokenizer is known: a token-id file's token count, or a text
+ * file's byte count. */
+int fp_engine_data_samples(uint64_t *samples, const char *path);
+
+/* Proxy bundle: the proxy directory as one signed payload.
+ *   "FPBUNDL1" | u32 n (1..16) | n x { u16 name_len (1..64) | name |
+ *   u64 size | BLAKE2b-256(content) } | the n contents back to back
+ * (little-endian). Names are plain file names ([A-Za-z0-9_-][A-Za-z0-9._-]*,
+ * no '/', none twice); the total length must be exact. pack takes config.json,
+ * model.safetensors and, when present, tokenizer.json and proxy.json. unpack
+ * checks everything (names, sizes, hashes) before writing any file, then
+ * writes each one atomically into dir (created). */
+int fp_fed_bundle_pack(uint8_t **out, size_t *len, const char *dir);
+int fp_fed_bundle_is(const uint8_t *data, size_t len);
+int fp_fed_bundle_unpack(const uint8_t *data, size_t len, const char *dir);
 
 /* ---- aggregators ------------------------------------------------------------
  * An aggregator turns the round's updates into the global delta. It declares
@@ -148,6 +197,10 @@ typedef struct fp_fed_server_config {
     char clients[FP_FED_PATH_MAX];   /* clients.json allow-list */
     char state_dir[FP_FED_PATH_MAX]; /* checkpoint.bin lives here */
     char proxy[FP_FED_PATH_MAX];     /* file sent once, signed ("" = none) */
+    char proxy_dir[FP_FED_PATH_MAX]; /* proxy directory, sent once as a signed bundle ("" = none) */
+    char adapter_out[FP_FED_PATH_MAX]; /* global adapter as a PEFT dir after every round ("" = none) */
+    fp_lora_config lora;             /* layout of the global vector (rank 0: plain vector of dim) */
+    float prox_mu;                   /* FedProx mu for the clients (0: off) */
     char aggregator[32];             /* "fedavg" */
     uint32_t rounds;                 /* completed rounds to run */
     uint32_t min_clients;            /* to start a round; and selection minimum */
@@ -182,7 +235,13 @@ void fp_fed_server_config_default(fp_fed_server_config *c);
  * "aggregator","rounds","min_clients","fraction","quorum","max_attempts",
  * "stage_timeout_ms","register_timeout_ms","steps","lr","dim","init_seed",
  * "init_scale","seed","secagg","threshold","degree","clip","scale_bits",
- * "overrides":{"<name or key hex>":{"rank":8,"batch":2,"seq":128}}.
+ * "overrides":{"<name or key hex>":{"rank":8,"batch":2,"seq":128}},
+ * "proxy_dir", "adapter_out", "prox_mu", "lora":{"rank":R,"alpha":A,
+ * "targets":"all"|"q,v,...","layers":"0,1,6,7"} (layers optional: all).
+ * With "lora", "proxy_dir" is required and dim is the layout's (a "dim" that
+ * disagrees is FP_EFORMAT); the initial global vector is fp_lora_vec_init
+ * (init_seed, 1 when 0); each client's rank is min(recommended or
+ * overridden rank, R).
  * Relative paths are relative to the file's directory. Strict: unknown keys
  * are FP_EFORMAT. */
 int fp_fed_server_config_load(fp_fed_server_config *out, const char *path);
@@ -232,6 +291,8 @@ void fp_fed_server_stop(fp_fed_server *s); /* any thread */
 /* The current global vector (dim floats) and completed rounds. */
 int fp_fed_server_global(const fp_fed_server *s, float *out, size_t dim, uint32_t *completed);
 void fp_fed_server_get_stats(const fp_fed_server *s, fp_fed_server_stats *out);
+/* The global vector's length (with "lora": the layout's, derived at create). */
+size_t fp_fed_server_dim(const fp_fed_server *s);
 
 /* The checkpoint file (state_dir/checkpoint.bin), read back: for tests/tools. */
 int fp_fed_checkpoint_read(float **global, size_t *dim, uint32_t *completed, uint32_t *next_round,
@@ -274,7 +335,8 @@ typedef struct fp_fed_client_config {
     fp_fed_fault fault;
     int idle_hello_ms;     /* re-HELLO after this much silence (default 1000) */
     int give_up_ms;        /* exit with FP_ETIMEOUT after this much silence (default 60000) */
-    char proxy_out[FP_FED_PATH_MAX]; /* where to save the verified proxy ("" keep in memory) */
+    char proxy_out[FP_FED_PATH_MAX]; /* where to save the verified proxy ("" keep in memory); a
+                                      * bundle (proxy_dir on the server) is unpacked into this directory */
     const volatile int *stop; /* optional: nonzero stops the client */
 } fp_fed_client_config;
 
@@ -299,6 +361,10 @@ int fp_fed_client_run(const fp_fed_client_config *cfg, fp_fed_client_result *res
  *  { "server": { ...server.json fields, without "keys"/"clients"/"endpoint"... },
  *    "clients": [ { "name": "c0", "samples": 100, "profile": "mali-like",
  *                   "data": "c0.json" | "target_seed": 3, "target_scale": 1.0,
+ *                   (engine federations, "lora" in "server": "data": "train.txt",
+ *                    "eval": "heldout.txt": text or token ids, fed.h's engine trainer;
+ *                    each client thread has its own fp_ctx with its profile overlay
+ *                    and unpacks the proxy into state_dir/<name>-proxy)
  *                   "noise": 0.0,
  *                   "fault": { "drop": "masked", "round": 1, "crash": false,
  *                              "slow_ms": 0, "garbage": false } } ... ],
@@ -307,13 +373,23 @@ int fp_fed_client_run(const fp_fed_client_config *cfg, fp_fed_client_result *res
  * for N clients c0..c{N-1} (target_seed + i). Identities are generated in
  * memory; the server binds tcp://127.0.0.1:0; state goes to "state_dir"
  * (default: a fresh temporary directory). */
+typedef struct fp_fed_sim_client {
+    char name[FP_FED_NAME_MAX];
+    int rc;              /* fp_fed_client_run's */
+    fp_fed_client_result res;
+} fp_fed_sim_client;
+
 typedef struct fp_fed_sim_result {
     int server_rc;
+    size_t n_clients;
+    fp_fed_sim_client *clients; /* malloc'd; caller frees */
+    double wall_s;       /* server start to the last client's end */
     uint32_t completed;
     size_t dim;
     float *global;   /* malloc'd; caller frees */
-    float *expected; /* the sample-weighted mean of the clients' targets (malloc'd) */
-    double max_err;  /* max |global - expected| */
+    float *expected; /* the sample-weighted mean of the clients' targets (malloc'd; NULL
+                      * in engine federations) */
+    double max_err;  /* max |global - expected| (NaN in engine federations) */
 } fp_fed_sim_result;
 
 int fp_fed_sim_run(fp_fed_sim_result *out, const char *config_json, size_t len, const char *base_dir,

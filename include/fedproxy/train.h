@@ -76,6 +76,13 @@ void fp_trainer_free(fp_trainer *t);
 /* One optimizer step (accum micro-batches, clip, update). */
 int fp_trainer_step(fp_trainer *t, fp_train_stats *st);
 
+/* FedProx: from the next step on, mu * (theta - anchor) is added to the
+ * gradient before clipping and the optimizer step (the gradient of
+ * mu/2 |theta - anchor|^2). anchor (borrowed for the trainer's life) is shaped
+ * like fp_model_train_params (a copy of it taken at the round start); mu 0
+ * turns it off. */
+int fp_trainer_set_prox(fp_trainer *t, const fp_tensor *anchor, float mu);
+
 /* Steps taken so far; the (batch, seq) actually planned. */
 int64_t fp_trainer_steps_done(const fp_trainer *t);
 void fp_trainer_shape(const fp_trainer *t, int64_t *batch, int64_t *seq);

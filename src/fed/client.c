@@ -137,6 +137,18 @@ static int send_hello(fed_cl *c)
     return rc;
 }
 
+/* BYE: like HELLO, round 0, stage JOIN, the zero session. */
+static int send_bye(fed_cl *c)
+{
+    fp_msg_header h;
+    static const uint8_t no_session[16];
+    fed_header(&h, no_session, 0, FP_STAGE_JOIN, FP_MSG_BYE, FP_PAYLOAD_NONE, c->cfg->id->pk, ++c->seq);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int rc = fp_msg_encode_alloc(&buf, &len, &h, NULL, 0, c->cfg->id);
+    return rc ? rc : cl_queue(c, buf, len);
+}
+
 /* ---- the garbage fault: everything the server must shrug off ---- */
 
 static void send_garbage(fed_cl *c)
@@ -217,7 +229,8 @@ static int parse_start(fed_cl *c, const fp_msg *m)
         {"seq", FP_JSON_INT, 1},       {"dim", FP_JSON_UINT, 1},        {"aggregator", FP_JSON_STRING, 1},
         {"secagg", FP_JSON_BOOL, 1},   {"members", FP_JSON_ARRAY, 0},   {"threshold", FP_JSON_UINT, 0},
         {"degree", FP_JSON_UINT, 0},   {"graph_seed", FP_JSON_STRING, 0}, {"clip", FP_JSON_NUMBER, 0},
-        {"scale_bits", FP_JSON_UINT, 0}, {"vec_len", FP_JSON_UINT, 0}};
+        {"scale_bits", FP_JSON_UINT, 0}, {"vec_len", FP_JSON_UINT, 0},   {"lora", FP_JSON_OBJECT, 0},
+        {"prox_mu", FP_JSON_NUMBER, 0}};
     cJSON *o = NULL;
     int rc = fp_msg_json(&o, m, f, sizeof f / sizeof f[0]);
     if (rc)
@@ -233,7 +246,9 @@ static int parse_start(fed_cl *c, const fp_msg *m)
     c->task.seq = (int)fed_jnum(o, "seq", 0);
     c->dim = (size_t)fed_jnum(o, "dim", 0);
     c->secure = fed_jbool(o, "secagg", 0);
-    rc = fp_aggregator_find(&c->agg, fed_jstr(o, "aggregator", ""));
+    rc = fed_task_engine_fields(&c->task, o);
+    if (!rc)
+        rc = fp_aggregator_find(&c->agg, fed_jstr(o, "aggregator", ""));
     if (!rc && (c->dim < 1 || c->dim > FP_FED_MAX_DIM || c->task.steps < 1 || c->task.steps > 1000000))
         rc = fp_seterr(FP_EFORMAT, "ROUND_START: dim %zu or steps %d out of range", c->dim, c->task.steps);
     if (!rc && c->secure) {
@@ -460,7 +475,11 @@ static int on_proxy(fed_cl *c, const fp_msg *m, fp_fed_client_result *res)
     int rc = fp_identity_verify(c->proxy_sig, m->payload, m->payload_len, c->cfg->server_pk);
     if (rc)
         return fp_adderr(rc, "proxy: the server's signature does not verify: refusing it");
-    if (c->cfg->proxy_out[0]) {
+    if (c->cfg->proxy_out[0] && fp_fed_bundle_is(m->payload, m->payload_len)) {
+        rc = fp_fed_bundle_unpack(m->payload, m->payload_len, c->cfg->proxy_out);
+        if (rc)
+            return fp_adderr(rc, "proxy: refusing it");
+    } else if (c->cfg->proxy_out[0]) {
         rc = fp_write_file_atomic(c->cfg->proxy_out, m->payload, m->payload_len, 0644);
         if (rc)
             return rc;
@@ -501,6 +520,7 @@ static int on_envelope(fed_cl *c, uint8_t *buf, size_t len, fp_fed_client_result
                 return rc; /* a proxy that does not verify is fatal */
             break;
         case FP_MSG_BYE:
+            send_bye(c); /* the server repeats BYE until we acknowledge it */
             return 1;
         case FP_MSG_ERROR: {
             cJSON *o = NULL;

@@ -73,6 +73,10 @@ int fed_encode_f32(uint8_t **out, size_t *out_len, const fp_msg_header *h, const
                    const fp_identity *id);
 /* JSON helpers on checked objects. */
 double fed_jnum(const cJSON *o, const char *k, double def);
+/* server.json's "lora" object (server_config.c); also ROUND_START's. */
+int fed_lora_config_parse(fp_lora_config *out, const cJSON *o);
+/* ROUND_START's "lora" and "prox_mu" into t (client_engine.c); absent: rank 0. */
+int fed_task_engine_fields(fp_fed_task *t, const cJSON *o);
 const char *fed_jstr(const cJSON *o, const char *k, const char *def);
 int fed_jbool(const cJSON *o, const char *k, int def);
 

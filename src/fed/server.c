@@ -69,6 +69,7 @@ static int plan_for(fp_fed_server *s, srv_client *c, char *why, size_t why_cap)
     if (rc)
         return rc;
     c->rank = plan.rank;
+    srv_engine_cap_rank(s, &c->rank);
     c->batch = plan.batch;
     c->seq = plan.seq;
     snprintf(why, why_cap, "%s", plan.why);
@@ -84,6 +85,7 @@ static int plan_for(fp_fed_server *s, srv_client *c, char *why, size_t why_cap)
             c->batch = o->batch;
         if (o->seq)
             c->seq = o->seq;
+        srv_engine_cap_rank(s, &c->rank);
         snprintf(why, why_cap, "overridden by server.json (recommended rank %d batch %d seq %d)", plan.rank,
                  plan.batch, plan.seq);
     }
@@ -304,8 +306,10 @@ static void handle_envelope(fp_fed_server *s, srv_client *c, uint8_t *buf, size_
     }
     c->active = c->registered;
     if (m.h.type == FP_MSG_BYE || m.h.type == FP_MSG_PING) {
-        if (m.h.type == FP_MSG_BYE)
+        if (m.h.type == FP_MSG_BYE) {
             c->active = 0;
+            c->said_bye = 1; /* also the acknowledgement of our BYE at the end */
+        }
         free(buf);
         return;
     }
@@ -470,7 +474,7 @@ static uint32_t read_attempt(const char *dir)
 
 static int load_proxy(fp_fed_server *s)
 {
-    if (!s->cfg.proxy[0])
+    if (!s->cfg.proxy[0] || s->proxy) /* a proxy_dir bundle is made by srv_engine_init */
         return 0;
     void *d = NULL;
     size_t n = 0;
@@ -519,7 +523,7 @@ int fp_fed_server_create(fp_fed_server **out, const fp_fed_server_config *cfg, c
                          int resume_flag)
 {
     *out = NULL;
-    if (!cfg || !id || cfg->dim < 1 || cfg->dim > FP_FED_MAX_DIM || !cfg->state_dir[0])
+    if (!cfg || !id || (cfg->lora.rank < 1 && cfg->dim < 1) || cfg->dim > FP_FED_MAX_DIM || !cfg->state_dir[0])
         return fp_seterr(FP_EINVAL, "fp_fed_server_create: bad config (dim, state_dir)");
     if (sodium_init() < 0)
         return fp_seterr(FP_ECRYPTO, "libsodium failed to initialise");
@@ -532,8 +536,10 @@ int fp_fed_server_create(fp_fed_server **out, const fp_fed_server_config *cfg, c
     s->id = *id;
     s->seq = fed_seq_start();
     s->next_round = 1;
+    int rc = srv_engine_init(s); /* LoRA layout (sets dim) and the proxy bundle */
     s->max_payload = (s->cfg.dim + 1) * 4 + ((uint64_t)1 << 20);
-    int rc = fp_aggregator_find(&s->agg, s->cfg.aggregator);
+    if (!rc)
+        rc = fp_aggregator_find(&s->agg, s->cfg.aggregator);
     if (!rc && s->cfg.secagg && !s->agg->secure_ok)
         rc = fp_seterr(FP_EUNSUPPORTED, "aggregator %s does not compose with secure aggregation",
                        s->agg->name);
@@ -576,13 +582,19 @@ int fp_fed_server_create(fp_fed_server **out, const fp_fed_server_config *cfg, c
         } else {
             randombytes_buf(s->rng_key, 32);
         }
-        if (s->cfg.init_seed) {
+        int ge = srv_engine_init_global(s); /* 1: not an engine federation */
+        if (ge < 0)
+            rc = ge;
+        else if (ge == 0)
+            ;
+        else if (s->cfg.init_seed) {
             fed_rng r;
             fed_rng_seed(&r, s->cfg.init_seed, 0x696e6974ull); /* "init" */
             for (uint64_t i = 0; i < s->cfg.dim; i++)
                 s->global[i] = s->cfg.init_scale * (float)(2.0 * fed_rng_uniform(&r) - 1.0);
         }
-        rc = srv_write_checkpoint(s);
+        if (!rc)
+            rc = srv_write_checkpoint(s);
     }
     if (!rc)
         rc = load_proxy(s);
@@ -621,6 +633,7 @@ void fp_fed_server_destroy(fp_fed_server *s)
     free(s->cl);
     free(s->global);
     free(s->proxy);
+    fp_lora_vec_layout_free(&s->lay);
     fp_msg_guard_destroy(s->join_guard);
     fp_msg_guard_destroy(s->guard);
     fp_allowlist_free(s->allow);
@@ -660,6 +673,14 @@ void fp_fed_server_get_stats(const fp_fed_server *s, fp_fed_server_stats *out)
     out->zap_refused = ns.zap_refused;
 }
 
+static int all_said_bye(fp_fed_server *s)
+{
+    for (size_t i = 0; i < s->ncl; i++)
+        if (s->cl[i].registered && s->cl[i].active && !s->cl[i].said_bye)
+            return 0;
+    return 1;
+}
+
 static int all_idle(fp_fed_server *s)
 {
     for (size_t i = 0; i < s->ncl; i++)
@@ -694,19 +715,34 @@ int fp_fed_server_run(fp_fed_server *s)
     }
     char msg[512];
     snprintf(msg, sizeof msg, "%s", rc ? fp_errmsg() : "");
-    /* Goodbye to everyone registered, delivered within a bounded time. */
-    for (size_t i = 0; i < s->ncl; i++) {
-        srv_client *c = &s->cl[i];
-        if (!c->registered)
-            continue;
-        fp_msg_header h;
-        fed_header(&h, s->session, 0, FP_STAGE_JOIN, FP_MSG_BYE, FP_PAYLOAD_NONE, s->id.pk, ++s->seq);
-        uint8_t *buf = NULL;
-        size_t len = 0;
-        if (fp_msg_encode_alloc(&buf, &len, &h, NULL, 0, &s->id) == 0)
-            srv_queue(s, c, buf, len);
+    /* Goodbye to everyone registered. A BYE can be lost (a client reconnecting,
+     * our socket closing before it is flushed), and a client that misses it
+     * would wait for give_up_ms: so clients acknowledge it with their own BYE,
+     * and we repeat it to the silent ones for a bounded time. */
+    for (size_t i = 0; i < s->ncl; i++)
+        s->cl[i].said_bye = 0;
+    int64_t end = fed_now_ms() + 3000;
+    for (int first = 1;; first = 0) {
+        int64_t now = fed_now_ms();
+        if (!first && (now >= end || all_said_bye(s) || atomic_load(&s->stop)))
+            break;
+        for (size_t i = 0; i < s->ncl; i++) {
+            srv_client *c = &s->cl[i];
+            /* repeats only to clients still taking part (not crashed ones) */
+            if (!c->registered || c->said_bye || (!first && !c->active))
+                continue;
+            if (!first)
+                fed_log("fp serve: no acknowledgement of BYE from %s yet: repeating it\n", c->name);
+            fp_msg_header h;
+            fed_header(&h, s->session, 0, FP_STAGE_JOIN, FP_MSG_BYE, FP_PAYLOAD_NONE, s->id.pk, ++s->seq);
+            uint8_t *buf = NULL;
+            size_t len = 0;
+            if (fp_msg_encode_alloc(&buf, &len, &h, NULL, 0, &s->id) == 0)
+                srv_queue(s, c, buf, len);
+        }
+        srv_pump(s, now + 300 < end ? now + 300 : end, all_said_bye);
     }
-    srv_pump(s, fed_now_ms() + 2000, all_idle);
+    srv_pump(s, fed_now_ms() + 500, all_idle);
     if (rc)
         fp_seterr(rc, "%s", msg);
     return rc;

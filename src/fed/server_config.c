@@ -78,6 +78,46 @@ static int overrides(fp_fed_server_config *c, const cJSON *ov)
     return 0;
 }
 
+/* "lora": {"rank": R, "alpha": A, "targets": "all" | "q,k,...", "layers": "0,1,6,7"} */
+int fed_lora_config_parse(fp_lora_config *out, const cJSON *o)
+{
+    static const fp_json_field f[] = {{"rank", FP_JSON_UINT, 1},
+                                      {"alpha", FP_JSON_NUMBER, 0},
+                                      {"targets", FP_JSON_STRING, 0},
+                                      {"layers", FP_JSON_STRING, 0}};
+    int rc = fp_json_check(o, f, sizeof f / sizeof f[0], "server config \"lora\"");
+    if (rc)
+        return rc;
+    memset(out, 0, sizeof *out);
+    double r = fed_jnum(o, "rank", 0);
+    if (r < 1 || r > 4096)
+        return fp_seterr(FP_EFORMAT, "server config: \"lora\".rank must be 1..4096, is %g", r);
+    out->rank = (int)r;
+    out->alpha = (float)fed_jnum(o, "alpha", 2.0 * r);
+    if (!(out->alpha > 0) || !isfinite(out->alpha))
+        return fp_seterr(FP_EFORMAT, "server config: \"lora\".alpha must be > 0");
+    rc = fp_lora_targets_parse(&out->targets, fed_jstr(o, "targets", "all"));
+    if (rc)
+        return fp_adderr(rc, "server config \"lora\".targets");
+    const char *ls = fed_jstr(o, "layers", NULL);
+    if (ls) {
+        const char *p = ls;
+        while (*p) {
+            char *end = NULL;
+            long l = strtol(p, &end, 10);
+            if (end == p || l < 0 || l > 63 || (*end && *end != ','))
+                return fp_seterr(FP_EFORMAT,
+                                 "server config: \"lora\".layers \"%s\": give layer numbers 0..63 separated by commas",
+                                 ls);
+            out->layers |= 1ull << l;
+            p = *end ? end + 1 : end;
+        }
+        if (!out->layers)
+            return fp_seterr(FP_EFORMAT, "server config: \"lora\".layers is empty");
+    }
+    return 0;
+}
+
 int fp_fed_server_config_parse(fp_fed_server_config *out, const char *json, size_t len, const char *base_dir)
 {
     static const fp_json_field f[] = {
@@ -93,7 +133,9 @@ int fp_fed_server_config_parse(fp_fed_server_config *out, const char *json, size
         {"seed", FP_JSON_UINT, 0},             {"secagg", FP_JSON_BOOL, 0},
         {"threshold", FP_JSON_UINT, 0},        {"degree", FP_JSON_UINT, 0},
         {"clip", FP_JSON_NUMBER, 0},           {"scale_bits", FP_JSON_UINT, 0},
-        {"overrides", FP_JSON_OBJECT, 0},
+        {"overrides", FP_JSON_OBJECT, 0},      {"proxy_dir", FP_JSON_STRING, 0},
+        {"adapter_out", FP_JSON_STRING, 0},    {"lora", FP_JSON_OBJECT, 0},
+        {"prox_mu", FP_JSON_NUMBER, 0},
     };
     fp_fed_server_config_default(out);
     cJSON *o = NULL;
@@ -105,6 +147,8 @@ int fp_fed_server_config_parse(fp_fed_server_config *out, const char *json, size
         {"clients", offsetof(fp_fed_server_config, clients)},
         {"state_dir", offsetof(fp_fed_server_config, state_dir)},
         {"proxy", offsetof(fp_fed_server_config, proxy)},
+        {"proxy_dir", offsetof(fp_fed_server_config, proxy_dir)},
+        {"adapter_out", offsetof(fp_fed_server_config, adapter_out)},
     };
     for (size_t i = 0; !rc && i < sizeof paths / sizeof paths[0]; i++) {
         const char *v = fed_jstr(o, paths[i].k, NULL);
@@ -157,7 +201,7 @@ int fp_fed_server_config_parse(fp_fed_server_config *out, const char *json, size
         out->clip = (float)fed_jnum(o, "clip", out->clip);
         if (!(out->fraction > 0 && out->fraction <= 1))
             rc = fp_seterr(FP_EFORMAT, "server config: \"fraction\" must be in (0, 1], is %g", out->fraction);
-        else if (out->dim < 1 || out->dim > FP_FED_MAX_DIM)
+        else if (out->dim > FP_FED_MAX_DIM || (out->dim < 1 && !cJSON_GetObjectItemCaseSensitive(o, "lora")))
             rc = fp_seterr(FP_EFORMAT, "server config: \"dim\" must be 1..%llu",
                            (unsigned long long)FP_FED_MAX_DIM);
         else if (!(out->clip > 0) || !isfinite(out->clip) || !isfinite(out->lr))
@@ -168,6 +212,18 @@ int fp_fed_server_config_parse(fp_fed_server_config *out, const char *json, size
     const cJSON *ov = cJSON_GetObjectItemCaseSensitive(o, "overrides");
     if (!rc && ov)
         rc = overrides(out, ov);
+    const cJSON *lj = cJSON_GetObjectItemCaseSensitive(o, "lora");
+    if (!rc && lj) {
+        rc = fed_lora_config_parse(&out->lora, lj);
+        /* dim comes from the layout (server create); a given one must agree */
+        if (!rc && !cJSON_GetObjectItemCaseSensitive(o, "dim"))
+            out->dim = 0;
+    }
+    if (!rc) {
+        out->prox_mu = (float)fed_jnum(o, "prox_mu", 0);
+        if (!(out->prox_mu >= 0) || !isfinite(out->prox_mu))
+            rc = fp_seterr(FP_EFORMAT, "server config: \"prox_mu\" must be a finite number >= 0");
+    }
     cJSON_Delete(o);
     return rc;
 }

@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 
 #include "fed_internal.h"
+#include "fedproxy/lora_vec.h"
 #include "fedproxy/secagg.h"
 #include "fedproxy/transport.h"
 
@@ -14,6 +15,7 @@ typedef struct srv_client {
     char name[FP_FED_NAME_MAX + 1];
     uint32_t id; /* allow-list index: also the SecAgg id */
     int registered, active, proxy_sent;
+    int said_bye; /* the client sent BYE (at the end: acknowledged ours) */
     uint64_t samples;
     fp_fed_device dev;
     int rank, batch, seq;
@@ -52,6 +54,7 @@ struct fp_fed_server {
     void *report_ctx;
     fp_secagg_server *sa; /* this round's, when secure */
     uint64_t round_rejected;
+    fp_lora_vec_layout lay; /* engine federations (cfg.lora.rank > 0) */
 };
 
 /* server.c */
@@ -63,6 +66,14 @@ void srv_pump(fp_fed_server *s, int64_t deadline_ms, int (*done)(fp_fed_server *
 size_t srv_count_active(const fp_fed_server *s);
 int srv_write_checkpoint(fp_fed_server *s);
 int srv_write_attempt(fp_fed_server *s, uint32_t round);
+
+/* server_engine.c: the LoRA layout, the proxy bundle, the initial adapter,
+ * rank caps, ROUND_START fields and the adapter written after every round. */
+int srv_engine_init(fp_fed_server *s);     /* after cfg is copied: layout, dim, proxy bundle (signed) */
+int srv_engine_init_global(fp_fed_server *s); /* fresh sessions: the initial adapter */
+void srv_engine_cap_rank(const fp_fed_server *s, int *rank);
+void srv_engine_start_fields(const fp_fed_server *s, cJSON *o);
+void srv_engine_round_done(fp_fed_server *s); /* writes adapter_out (warns on failure) */
 
 /* server_round.c */
 int srv_run_round(fp_fed_server *s, fp_fed_round_report *rep);

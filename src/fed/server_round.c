@@ -115,6 +115,7 @@ static int broadcast_start(fp_fed_server *s, uint32_t index, const fp_secagg_par
         cJSON_AddNumberToObject(o, "dim", (double)s->cfg.dim);
         cJSON_AddStringToObject(o, "aggregator", s->agg->name);
         cJSON_AddBoolToObject(o, "secagg", sp != NULL);
+        srv_engine_start_fields(s, o);
         if (sp) {
             cJSON *ms = cJSON_AddArrayToObject(o, "members");
             for (uint32_t k = 0; k < sp->n_clients; k++) {
@@ -443,6 +444,8 @@ int srv_run_round(fp_fed_server *s, fp_fed_round_report *rep)
         s->global[i] += delta[i];
     s->completed++;
     rc = srv_write_checkpoint(s);
+    if (!rc)
+        srv_engine_round_done(s);
 out:
     /* Who took part, the loss, and the report. */
     {

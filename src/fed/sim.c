@@ -2,6 +2,7 @@
  * TCP, each client with its own identity, device overlay, data and faults. */
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,8 @@
 
 typedef struct sim_client {
     fp_identity id;
+    int engine; /* engine trainer on text/token data, else the stand-in */
+    char data_path[FP_FED_PATH_MAX * 2], eval_path[FP_FED_PATH_MAX * 2], profile[64];
     fp_standin_data data;
     fp_fed_trainer trainer;
     fp_fed_client_config cfg;
@@ -22,12 +25,14 @@ typedef struct sim_client {
     int rc;
     pthread_t th;
     int started;
+    _Atomic int done;
 } sim_client;
 
 static void *client_main(void *arg)
 {
     sim_client *sc = arg;
     sc->rc = fp_fed_client_run(&sc->cfg, &sc->res);
+    sc->done = 1;
     if (sc->rc && sc->rc != FP_EABORT)
         fp_warn("fp sim: client %s ended: %s", sc->cfg.name, fp_errmsg());
     return NULL;
@@ -62,12 +67,25 @@ static int parse_fault(fp_fed_fault *f, const cJSON *o, const char *name)
     return 0;
 }
 
-static int setup_client(sim_client *sc, const cJSON *e, int i, int templ, size_t dim, const char *base)
+static void sim_path(char *out, size_t cap, const char *base, const char *p)
+{
+    snprintf(out, cap, "%s%s%s", p[0] == '/' ? "" : base, p[0] == '/' ? "" : "/", p);
+}
+
+/* Stand-in data is a JSON file; anything else is training text or token ids. */
+static int sim_data_is_text(const char *p)
+{
+    size_t n = strlen(p);
+    return !(n >= 5 && !strcmp(p + n - 5, ".json"));
+}
+
+static int setup_client(sim_client *sc, const cJSON *e, int i, int templ, size_t dim, const char *base,
+                        int engine_fed)
 {
     static const fp_json_field cf[] = {
         {"name", FP_JSON_STRING, 0},     {"samples", FP_JSON_UINT, 0},     {"profile", FP_JSON_STRING, 0},
         {"data", FP_JSON_STRING, 0},     {"target_seed", FP_JSON_UINT, 0}, {"target_scale", FP_JSON_NUMBER, 0},
-        {"noise", FP_JSON_NUMBER, 0},    {"fault", FP_JSON_OBJECT, 0}};
+        {"noise", FP_JSON_NUMBER, 0},    {"fault", FP_JSON_OBJECT, 0},     {"eval", FP_JSON_STRING, 0}};
     int rc = fp_json_check(e, cf, sizeof cf / sizeof cf[0], "sim client");
     if (rc)
         return rc;
@@ -77,10 +95,24 @@ static int setup_client(sim_client *sc, const cJSON *e, int i, int templ, size_t
         snprintf(sc->cfg.name, sizeof sc->cfg.name, "%.60s", nm);
     else
         snprintf(sc->cfg.name, sizeof sc->cfg.name, "c%d", i);
-    const char *data = fed_jstr(e, "data", NULL);
-    if (data) {
+    const char *data = fed_jstr(e, "data", NULL), *ev = fed_jstr(e, "eval", NULL);
+    snprintf(sc->profile, sizeof sc->profile, "%s", fed_jstr(e, "profile", ""));
+    if (data && sim_data_is_text(data)) {
+        /* engine client: its trainer is made once the state directory exists */
+        sc->engine = 1;
+        sim_path(sc->data_path, sizeof sc->data_path, base, data);
+        if (ev)
+            sim_path(sc->eval_path, sizeof sc->eval_path, base, ev);
+        rc = fp_engine_data_samples(&sc->data.samples, sc->data_path);
+        uint64_t ne = 0;
+        if (!rc && ev)
+            rc = fp_engine_data_samples(&ne, sc->eval_path); /* fail early on a bad eval file */
+        sc->data.dim = dim;
+    } else if (ev) {
+        rc = fp_seterr(FP_EFORMAT, "\"eval\" is for engine clients (text or token data)");
+    } else if (data) {
         char path[FP_FED_PATH_MAX * 2];
-        snprintf(path, sizeof path, "%s%s%s", data[0] == '/' ? "" : base, data[0] == '/' ? "" : "/", data);
+        sim_path(path, sizeof path, base, data);
         rc = fp_standin_data_load(&sc->data, path);
     } else {
         sc->data.dim = dim;
@@ -95,6 +127,11 @@ static int setup_client(sim_client *sc, const cJSON *e, int i, int templ, size_t
         if (templ)
             sc->data.samples += (uint64_t)(i % 7) * 10; /* unequal weights */
     }
+    if (!rc && engine_fed != sc->engine)
+        rc = fp_seterr(FP_EFORMAT, "%s", engine_fed ? "a \"lora\" server trains the proxy: give every client "
+                                                     "text or token \"data\""
+                                                   : "text \"data\" needs an engine server (\"lora\" and "
+                                                     "\"proxy_dir\" in \"server\")");
     if (rc)
         return fp_adderr(rc, "sim client %s", sc->cfg.name);
     if (sc->data.dim != dim)
@@ -105,7 +142,7 @@ static int setup_client(sim_client *sc, const cJSON *e, int i, int templ, size_t
         rc = parse_fault(&sc->cfg.fault, cJSON_GetObjectItemCaseSensitive(e, "fault"), sc->cfg.name);
     if (!rc)
         rc = fp_identity_keygen(&sc->id);
-    if (!rc)
+    if (!rc && !sc->engine)
         rc = fp_standin_trainer(&sc->trainer, &sc->data);
     if (rc)
         return fp_adderr(rc, "sim client %s", sc->cfg.name);
@@ -172,7 +209,7 @@ int fp_fed_sim_run(fp_fed_sim_result *out, const char *config_json, size_t len, 
         rc = fp_seterr(FP_ENOMEM, "sim: out of memory for %zu clients", n);
     for (size_t i = 0; !rc && i < n; i++)
         rc = setup_client(&cs[i], cJSON_GetArrayItem(cl, templ ? 0 : (int)i), (int)i, templ, (size_t)sc.dim,
-                          base);
+                          base, sc.lora.rank > 0);
     cJSON_Delete(o);
     char tmpdir[] = "/tmp/fp-sim-XXXXXX";
     if (!rc && !sc.state_dir[0]) {
@@ -185,6 +222,22 @@ int fp_fed_sim_run(fp_fed_sim_result *out, const char *config_json, size_t len, 
         rc = fp_mkdirs(sc.state_dir, 0700);
     if (!rc)
         rc = write_allowlist(sc.state_dir, cs, n, sc.clients, sizeof sc.clients);
+    for (size_t i = 0; !rc && i < n; i++) {
+        sim_client *c = &cs[i];
+        if (!c->engine)
+            continue;
+        int pl = snprintf(c->cfg.proxy_out, sizeof c->cfg.proxy_out, "%s/%s-proxy", sc.state_dir, c->cfg.name);
+        if (pl < 0 || (size_t)pl >= sizeof c->cfg.proxy_out) {
+            rc = fp_seterr(FP_EINVAL, "sim: state directory name too long");
+            break;
+        }
+        fp_engine_trainer_opts eo = {c->cfg.proxy_out, c->data_path, c->eval_path[0] ? c->eval_path : NULL, NULL,
+                                     c->profile, 0};
+        rc = fp_engine_trainer(&c->trainer, &eo);
+        if (rc)
+            rc = fp_adderr(rc, "sim client %s", c->cfg.name);
+        c->cfg.trainer = c->trainer;
+    }
     snprintf(sc.endpoint, sizeof sc.endpoint, "tcp://127.0.0.1:0");
     fp_identity sid;
     memset(&sid, 0, sizeof sid);
@@ -204,18 +257,39 @@ int fp_fed_sim_run(fp_fed_sim_result *out, const char *config_json, size_t len, 
             cs[i].cfg.stop = &stop;
             cs[i].started = pthread_create(&cs[i].th, NULL, client_main, &cs[i]) == 0;
         }
+        double t0 = fed_now_s();
         out->server_rc = fp_fed_server_run(srv);
         char msg[512];
         snprintf(msg, sizeof msg, "%s", out->server_rc ? fp_errmsg() : "");
+        /* Clients end on the server's BYE; stop the ones that have not after a while. */
+        for (int64_t end = fed_now_ms() + 5000; fed_now_ms() < end;) {
+            size_t left = 0;
+            for (size_t i = 0; i < n; i++)
+                left += cs[i].started && !cs[i].done;
+            if (!left)
+                break;
+            fed_sleep_ms(10);
+        }
         stop = 1;
         for (size_t i = 0; i < n; i++)
             if (cs[i].started)
                 pthread_join(cs[i].th, NULL);
-        out->dim = (size_t)sc.dim;
+        out->wall_s = fed_now_s() - t0;
+        out->clients = calloc(n, sizeof *out->clients);
+        for (size_t i = 0; out->clients && i < n; i++) {
+            snprintf(out->clients[i].name, sizeof out->clients[i].name, "%s", cs[i].cfg.name);
+            out->clients[i].rc = cs[i].rc;
+            out->clients[i].res = cs[i].res;
+        }
+        out->n_clients = out->clients ? n : 0;
+        out->dim = fp_fed_server_dim(srv); /* engine federations: the LoRA layout's */
         out->global = malloc(out->dim * sizeof(float));
-        out->expected = calloc(out->dim, sizeof(float));
-        if (!out->global || !out->expected) {
+        out->expected = sc.lora.rank > 0 ? NULL : calloc(out->dim, sizeof(float));
+        out->max_err = sc.lora.rank > 0 ? NAN : 0;
+        if (!out->global || (!out->expected && sc.lora.rank < 1)) {
             rc = fp_seterr(FP_ENOMEM, "sim: out of memory");
+        } else if (sc.lora.rank > 0) {
+            fp_fed_server_global(srv, out->global, out->dim, &out->completed);
         } else {
             fp_fed_server_global(srv, out->global, out->dim, &out->completed);
             double W = 0;

@@ -32,6 +32,8 @@ struct fp_trainer {
     uint64_t rng;
     fp_tensor *mom, *var, *ids, *tgt, *norm, *nwork;
     int32_t *hid, *htg;
+    const fp_tensor *prox_anchor; /* FedProx (borrowed) */
+    float prox_mu;
 };
 
 void fp_train_config_default(fp_train_config *c)
@@ -211,7 +213,14 @@ int fp_trainer_step(fp_trainer *t, fp_train_stats *st)
     fp_stream *s = NULL;
     TRY(fp_stream_new(&s, t->ctx));
     const fp_tensor *gl[1] = {g};
-    int rc = fp_grad_norm(s, t->norm, t->nwork, gl, 1, t->c.clip);
+    int rc = 0;
+    if (t->prox_mu > 0) { /* g += mu * (p - anchor) */
+        rc = fp_axpy(s, g, t->prox_mu, p);
+        if (!rc)
+            rc = fp_axpy(s, g, -t->prox_mu, t->prox_anchor);
+    }
+    if (!rc)
+        rc = fp_grad_norm(s, t->norm, t->nwork, gl, 1, t->c.clip);
     if (!rc && t->c.optimizer == FP_OPT_ADAMW) {
         fp_adamw_params hp = {lr, t->c.beta1, t->c.beta2, t->c.eps, t->c.weight_decay, (uint32_t)(t->step + 1)};
         rc = fp_adamw_step(s, p, g, t->mom, t->var, &hp, t->norm);
@@ -233,6 +242,18 @@ int fp_trainer_step(fp_trainer *t, fp_train_stats *st)
         st->tokens = ntok;
         st->seconds = now_s() - t0;
     }
+    return 0;
+}
+
+int fp_trainer_set_prox(fp_trainer *t, const fp_tensor *anchor, float mu)
+{
+    if (!t || !(mu >= 0) || (mu > 0 && !anchor))
+        return fp_seterr(FP_EINVAL, "trainer prox: NULL trainer, negative mu or no anchor");
+    if (mu > 0 && (anchor->dtype != FP_F32 || fp_tensor_numel(anchor) != fp_tensor_numel(fp_model_train_params(t->m))))
+        return fp_seterr(FP_ESHAPE, "trainer prox: the anchor has %lld elements, the trained set %lld",
+                         (long long)fp_tensor_numel(anchor), (long long)fp_tensor_numel(fp_model_train_params(t->m)));
+    t->prox_anchor = mu > 0 ? anchor : NULL;
+    t->prox_mu = mu;
     return 0;
 }
 

@@ -1,6 +1,8 @@
-/* fp join: a federation client. Until the engine lands it trains with the
- * stand-in trainer, whose --data file is described in include/fedproxy/fed.h
- * ({"samples": N, "target": [...]} or {"samples": N, "dim": D, "target_seed": S}). */
+/* fp join: a federation client. With text or token-id --data it fine-tunes
+ * the server's proxy (the engine trainer, fed.h: LoRA at the assigned rank on
+ * the chosen device); with a stand-in JSON data file ({"samples": N,
+ * "target": [...]} or {"samples": N, "dim": D, "target_seed": S}) it runs the
+ * stand-in trainer, for tests and protocol checks. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +30,19 @@ static int device_of(fp_fed_device *dev, const char *d)
     return rc;
 }
 
+/* The stand-in's data is a JSON object; training data is text or token ids. */
+static int is_standin(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return 0; /* the engine trainer reports the missing file */
+    int c;
+    while ((c = fgetc(f)) == ' ' || c == '\n' || c == '\t' || c == '\r')
+        ;
+    fclose(f);
+    return c == '{';
+}
+
 int fp_cmd_join(int argc, char **argv)
 {
     const char *server = fp_cli_opt(argc, argv, "--server"), *skey = fp_cli_opt(argc, argv, "--server-key"),
@@ -36,11 +51,16 @@ int fp_cmd_join(int argc, char **argv)
         int h = fp_cli_flag(argc, argv, "--help");
         fprintf(h ? stdout : stderr,
                 "usage: fp join --server tcp://HOST:PORT --server-key HEXPUB --keys DIR --data FILE\n"
-                "               [--device D|cpu] [--name NAME] [--proxy-out FILE] [--json]\n"
+                "               [--eval FILE] [--device D|cpu] [--name NAME] [--proxy-out DIR] [--json]\n"
                 "  --server-key  the server's identity.pub (hex, or a path to the file)\n"
-                "  --data        the stand-in trainer's data: {\"samples\":N,\"target\":[...]} or\n"
+                "  --data        training text (tokenised with the proxy's tokenizer.json) or token ids;\n"
+                "                or the stand-in trainer's JSON: {\"samples\":N,\"target\":[...]} or\n"
                 "                {\"samples\":N,\"dim\":D,\"target_seed\":S,\"target_scale\":X}\n"
-                "  --device      Vulkan device (index, name, vendor) or cpu (default)\n"
+                "  --eval        held-out text/ids for the per-round federated evaluation (default: --data)\n"
+                "  --proxy-out   where the verified proxy is unpacked (default KEYS_DIR/proxy)\n"
+                "  --device      Vulkan device (index, name, vendor) or cpu (default: the best device;\n"
+                "                registers as the host CPU)\n"
+                "  --quiet       no per-round training line\n"
                 "  --slow-ms MS  (testing) sleep before every upload\n");
         return h ? 0 : 2;
     }
@@ -63,13 +83,31 @@ int fp_cmd_join(int argc, char **argv)
     if (rc)
         return fp_cli_fail("join", rc);
     fp_standin_data d;
-    rc = fp_standin_data_load(&d, data);
+    memset(&d, 0, sizeof d);
     fp_fed_trainer tr;
     memset(&tr, 0, sizeof tr);
+    const char *po = fp_cli_opt(argc, argv, "--proxy-out"), *dev = fp_cli_opt(argc, argv, "--device");
+    char podef[FP_FED_PATH_MAX - 16];
+    snprintf(podef, sizeof podef, "%.480s/proxy", keys);
+    int engine = !is_standin(data);
+    uint64_t samples = 0;
+    if (engine) {
+        fp_engine_trainer_opts eo = {po ? po : podef, data, fp_cli_opt(argc, argv, "--eval"),
+                                     dev && strcmp(dev, "cpu") ? dev : NULL, NULL,
+                                     !fp_cli_flag(argc, argv, "--quiet")};
+        rc = fp_engine_data_samples(&samples, data);
+        if (!rc)
+            rc = fp_engine_trainer(&tr, &eo);
+        if (!po)
+            po = podef;
+    } else {
+        rc = fp_standin_data_load(&d, data);
+        samples = d.samples;
+        if (!rc)
+            rc = fp_standin_trainer(&tr, &d);
+    }
     if (!rc)
-        rc = fp_standin_trainer(&tr, &d);
-    if (!rc)
-        rc = device_of(&cfg.device, fp_cli_opt(argc, argv, "--device"));
+        rc = device_of(&cfg.device, dev);
     if (rc) {
         fp_identity_wipe(&id);
         fp_standin_data_free(&d);
@@ -80,14 +118,13 @@ int fp_cmd_join(int argc, char **argv)
         snprintf(cfg.name, sizeof cfg.name, "%.60s", nm);
     else
         fp_hex_encode(cfg.name, 9, id.pk, 4);
-    const char *po = fp_cli_opt(argc, argv, "--proxy-out");
     if (po)
         snprintf(cfg.proxy_out, sizeof cfg.proxy_out, "%s", po);
     const char *slow = fp_cli_opt(argc, argv, "--slow-ms"); /* fault injection (tests) */
     if (slow)
         cfg.fault.slow_ms = atoi(slow);
     cfg.id = &id;
-    cfg.samples = d.samples;
+    cfg.samples = samples;
     cfg.trainer = tr;
     fp_fed_client_result res;
     rc = fp_fed_client_run(&cfg, &res);
