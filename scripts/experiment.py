@@ -261,6 +261,9 @@ class Exp:
             raise SystemExit(f"experiment: fp sim {name} failed (exit {rc}); see {d}/sim.log")
         comm = {c["name"][1:]: {"sent": c["bytes_sent"], "recv": c["bytes_recv"]} for c in summary["clients"]}
         self.comm[name] = {"per_client": comm, "wall_s": summary.get("wall_s", wall),
+                           # each round's sample-weighted held-out loss of the proxy with the global
+                           # adapter it started from (the clients' federated evaluation)
+                           "proxy_heldout_loss_by_round": [r["report"].get("loss") for r in rounds],
                            "mean_bytes_per_client": sum(c["sent"] + c["recv"] for c in comm.values()) / len(comm)}
         return adapter_out, rounds
 
