@@ -39,9 +39,9 @@ SIZES = {
     # rank/alpha of LoRA, batch x seq of every training run, local steps per round,
     # distillation steps, LR grid, client text size
     "tiny": dict(rank=8, alpha=16, batch=4, seq=64, local_steps=8, distill_steps=60, distill_batch=4,
-                 lr_grid=[1e-3, 3e-3, 1e-2], client_bytes=48 * 1024, clients=4, rounds=3, eval_seq=64),
+                 lr_grid=[3e-4, 1e-3, 3e-3, 1e-2], client_bytes=48 * 1024, clients=4, rounds=3, eval_seq=64),
     "small": dict(rank=8, alpha=16, batch=4, seq=128, local_steps=10, distill_steps=120, distill_batch=4,
-                  lr_grid=[1e-3, 3e-3, 1e-2], client_bytes=96 * 1024, clients=6, rounds=3, eval_seq=128),
+                  lr_grid=[3e-4, 1e-3, 3e-3, 1e-2], client_bytes=96 * 1024, clients=6, rounds=3, eval_seq=128),
 }
 
 
@@ -87,6 +87,10 @@ class Exp:
             self.hp["rounds"] = a.rounds
         if a.local_steps:
             self.hp["local_steps"] = a.local_steps
+        if a.distill_steps:
+            self.hp["distill_steps"] = a.distill_steps
+        if a.client_bytes:
+            self.hp["client_bytes"] = a.client_bytes
         os.makedirs(a.out, exist_ok=True)
         self.out = os.path.abspath(a.out)
         self.r = Runner(self.out, a.fp, not a.quiet)
@@ -116,8 +120,11 @@ class Exp:
 
     def base(self):
         step(f"base LLM ({self.a.size})")
-        out, dt = self.r.run([os.path.join(REPO, "scripts", "pretrain-base.sh"), "--size", self.a.size,
-                              "--data", self.p("data"), "--fp", self.a.fp], "pretrain-base")
+        args = [os.path.join(REPO, "scripts", "pretrain-base.sh"), "--size", self.a.size, "--data", self.p("data"),
+                "--fp", self.a.fp]
+        if self.a.base_steps:
+            args += ["--steps", str(self.a.base_steps)]
+        out, dt = self.r.run(args, "pretrain-base")
         self.llm = out.strip().splitlines()[-1]
         with open(os.path.join(self.llm, "config.json")) as f:
             self.llm_cfg = json.load(f)
@@ -137,8 +144,9 @@ class Exp:
                 "--distill-steps", str(distill_steps), "--seed", str(self.a.seed), "--json"]
         if distill_steps:
             args += ["--distill-data", self.public, "--kd-weight", str(kd_weight), "--hidden-weight",
-                     str(hidden_weight), "--batch", str(self.hp["distill_batch"]), "--seq", str(self.hp["seq"]),
-                     "--lr", "1e-3"]
+                     str(hidden_weight), "--batch", str(self.hp["distill_batch"]), "--seq", str(self.hp["seq"])]
+            # fp compress's default distillation lr (1e-4): small, so the proxy's layers stay close to
+            # the LLM's they were copied from, which is what plugging deltas back in relies on
         self.r.run(args, f"compress {name}")
         return out
 
@@ -466,6 +474,9 @@ def main():
     ap.add_argument("--local-steps", type=int, default=0, help="local steps per round (default: the size's)")
     ap.add_argument("--alpha", type=float, default=0.5, help="Dirichlet alpha over domains")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--base-steps", type=int, default=0, help="pretraining steps (default: the size's; for tests)")
+    ap.add_argument("--distill-steps", type=int, default=0, help="proxy distillation steps (default: the size's)")
+    ap.add_argument("--client-bytes", type=int, default=0, help="text per client (default: the size's)")
     ap.add_argument("--lr", type=float, default=0, help="skip the valid-split search and use this learning rate")
     ap.add_argument("--out", default=None, help="output directory (default: experiments/<size>)")
     ap.add_argument("--fp", default=os.path.join(REPO, "build", "tools", "fp"))
