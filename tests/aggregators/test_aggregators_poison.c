@@ -50,52 +50,23 @@ static void on_report(void *ctx, const fp_fed_round_report *r)
     rp->rounds++;
 }
 
+/* Replaces client i's trainer with the malicious wrapper when ev[i].scale != 0. */
+static void wrap_evil(void *ctx, int i, fx_client *c)
+{
+    evil *ev = ctx;
+    if (ev && ev[i].scale != 0) {
+        ev[i].inner = c->tr;
+        c->cfg.trainer.ctx = &ev[i];
+        c->cfg.trainer.train = evil_train;
+        c->cfg.trainer.destroy = NULL;
+    }
+}
+
 /* fx_run with some clients' trainers wrapped (evil[i].scale != 0). */
 static int run_with(fx *f, evil *ev, reports *rp)
 {
-    fx_write_allowlist(f);
-    fp_fed_server *s = NULL;
-    int rc = fp_fed_server_create(&s, &f->sc, &f->sid, 0);
-    CHECK_OK(rc);
-    if (rc)
-        return rc;
-    if (rp)
-        fp_fed_server_set_report(s, on_report, rp);
-    char ep[256];
-    fp_fed_server_endpoint(s, ep, sizeof ep);
-    for (int i = 0; i < f->n; i++) {
-        fx_client *c = &f->c[i];
-        fp_standin_trainer(&c->tr, &c->data);
-        c->cfg.trainer = c->tr;
-        if (ev && ev[i].scale != 0) {
-            ev[i].inner = c->tr;
-            c->cfg.trainer.ctx = &ev[i];
-            c->cfg.trainer.train = evil_train;
-            c->cfg.trainer.destroy = NULL;
-        }
-        c->cfg.stop = &f->stop;
-        snprintf(c->cfg.endpoint, sizeof c->cfg.endpoint, "%s", ep);
-        pthread_create(&c->th, NULL, fx_client_main, c);
-    }
-    f->server_rc = fp_fed_server_run(s);
-    for (int t = 0; t < 3000; t += 10) {
-        int all = 1;
-        for (int i = 0; i < f->n; i++)
-            all &= f->c[i].done;
-        if (all)
-            break;
-        struct timespec ts = {0, 10000000};
-        nanosleep(&ts, NULL);
-    }
-    f->stop = 1;
-    for (int i = 0; i < f->n; i++) {
-        pthread_join(f->c[i].th, NULL);
-        f->c[i].tr.destroy(f->c[i].tr.ctx);
-    }
-    f->global = malloc(f->dim * sizeof(float));
-    fp_fed_server_global(s, f->global, f->dim, &f->completed);
-    fp_fed_server_destroy(s);
-    return f->server_rc;
+    fx_hooks h = {.report = rp ? on_report : NULL, .report_ctx = rp, .wrap = wrap_evil, .wrap_ctx = ev};
+    return fx_run_with(f, &h);
 }
 
 /* The honest clients' sample-weighted loss 0.5 * mean((g - target)^2). */

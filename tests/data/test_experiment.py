@@ -17,15 +17,10 @@ import sys
 import tempfile
 import xml.dom.minidom
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checklib import check, finish  # noqa: E402
+
 root, fp = sys.argv[1], sys.argv[2]
-fails = 0
-
-
-def check(cond, what):
-    global fails
-    if not cond:
-        fails += 1
-        print(f"FAIL: {what}", file=sys.stderr)
 
 
 tmp = tempfile.mkdtemp(prefix="fp-experiment-test-")
@@ -65,5 +60,4 @@ try:
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
 
-print("test_experiment: " + ("FAILED" if fails else "ok"))
-sys.exit(1 if fails else 0)
+finish("test_experiment")

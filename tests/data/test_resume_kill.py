@@ -22,16 +22,11 @@ import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checklib import check, finish  # noqa: E402
+
 FP = sys.argv[1]
-fails = 0
 N, K = 24, 4
-
-
-def check(cond, what):
-    global fails
-    if not cond:
-        fails += 1
-        print(f"FAIL: {what}", file=sys.stderr)
 
 
 def run(*args):
@@ -115,5 +110,4 @@ try:
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
 
-print("test_resume_kill: " + ("FAILED" if fails else "ok"))
-sys.exit(1 if fails else 0)
+finish("test_resume_kill")

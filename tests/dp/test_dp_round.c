@@ -29,44 +29,8 @@ static void on_report(void *ctx, const fp_fed_round_report *r)
 /* fx_run with a report callback (and resume). */
 static int run_logged(fx *f, rep_log *log, int resume)
 {
-    fx_write_allowlist(f);
-    fp_fed_server *s = NULL;
-    int rc = fp_fed_server_create(&s, &f->sc, &f->sid, resume);
-    CHECK_OK(rc);
-    if (rc)
-        return rc;
-    fp_fed_server_set_report(s, on_report, log);
-    char ep[256];
-    fp_fed_server_endpoint(s, ep, sizeof ep);
-    for (int i = 0; i < f->n; i++) {
-        fx_client *c = &f->c[i];
-        fp_standin_trainer(&c->tr, &c->data);
-        c->cfg.trainer = c->tr;
-        c->cfg.stop = &f->stop;
-        snprintf(c->cfg.endpoint, sizeof c->cfg.endpoint, "%s", ep);
-        pthread_create(&c->th, NULL, fx_client_main, c);
-    }
-    f->server_rc = fp_fed_server_run(s);
-    if (f->server_rc)
-        fprintf(stderr, "server: %s\n", fp_errmsg());
-    for (int t = 0; t < 3000; t += 10) {
-        int all = 1;
-        for (int i = 0; i < f->n; i++)
-            all &= f->c[i].done;
-        if (all)
-            break;
-        struct timespec ts = {0, 10000000};
-        nanosleep(&ts, NULL);
-    }
-    f->stop = 1;
-    for (int i = 0; i < f->n; i++) {
-        pthread_join(f->c[i].th, NULL);
-        f->c[i].tr.destroy(f->c[i].tr.ctx);
-    }
-    f->global = malloc(f->dim * sizeof(float));
-    fp_fed_server_global(s, f->global, f->dim, &f->completed);
-    fp_fed_server_destroy(s);
-    return f->server_rc;
+    fx_hooks h = {.resume = resume, .report = on_report, .report_ctx = log};
+    return fx_run_with(f, &h);
 }
 
 static void run_case(const char *tag, int secure, fp_dp_mode mode, int equal, uint32_t rounds)

@@ -109,21 +109,36 @@ static inline void fx_write_allowlist(fx *f)
     cJSON_Delete(o);
 }
 
-/* Runs the whole federation; returns the server's rc. */
-static inline int fx_run(fx *f)
+/* Optional parts of a run: resume from the state dir, a round-report
+ * callback, and a hook that may replace client i's trainer after the
+ * stand-in is installed (e.g. to wrap it in a malicious one). */
+typedef struct fx_hooks {
+    int resume;
+    fp_fed_report_fn report;
+    void *report_ctx;
+    void (*wrap)(void *ctx, int i, fx_client *c);
+    void *wrap_ctx;
+} fx_hooks;
+
+/* Runs the whole federation; returns the server's rc. h may be NULL. */
+static inline int fx_run_with(fx *f, const fx_hooks *h)
 {
     fx_write_allowlist(f);
     fp_fed_server *s = NULL;
-    int rc = fp_fed_server_create(&s, &f->sc, &f->sid, 0);
+    int rc = fp_fed_server_create(&s, &f->sc, &f->sid, h ? h->resume : 0);
     CHECK_OK(rc);
     if (rc)
         return rc;
+    if (h && h->report)
+        fp_fed_server_set_report(s, h->report, h->report_ctx);
     char ep[256];
     fp_fed_server_endpoint(s, ep, sizeof ep);
     for (int i = 0; i < f->n; i++) {
         fx_client *c = &f->c[i];
         fp_standin_trainer(&c->tr, &c->data);
         c->cfg.trainer = c->tr;
+        if (h && h->wrap)
+            h->wrap(h->wrap_ctx, i, c);
         c->cfg.stop = &f->stop;
         snprintf(c->cfg.endpoint, sizeof c->cfg.endpoint, "%s", ep);
         pthread_create(&c->th, NULL, fx_client_main, c);
@@ -152,6 +167,8 @@ static inline int fx_run(fx *f)
     fp_fed_server_destroy(s);
     return f->server_rc;
 }
+
+static inline int fx_run(fx *f) { return fx_run_with(f, NULL); }
 
 static inline void fx_free(fx *f)
 {
