@@ -220,75 +220,138 @@ static int dispatch_1d(fp_stream *s, const char *name, uint32_t wg, const fp_bin
     return fp_stream_dispatch(s, p, b, nb, push, psize, gx, gy, 1);
 }
 
-/* ---- weighted sum and ring sum (shared driver) ------------------------------------------ */
+/* ---- the chunked driver ---------------------------------------------------------------------- */
 
-/* One reduction over rows [k0, k0+nk) and columns [d0, d0+n) of X (row stride ld)
- * into out[d0..): vec4 body where every offset allows it, scalar tail. */
-typedef struct red_args {
-    const char *name; /* scalar shader; name + "_vec4" the vector one */
-    int ring;         /* ring_sum push layout (no weights) */
-    const fp_tensor *w;
-    uint32_t woff, flags;
-    float wscale;
-} red_args;
+/* Every streaming op below is one agg_job: a shader (and its "_vec4" sibling)
+ * over operands that are [K, D] matrices, [D] vectors, or small per-client
+ * tensors bound whole. job_run cuts the work into row groups and column
+ * chunks (plan), binds each operand's window, and dispatches a vec4 body plus
+ * a scalar tail where every window's offset allows it; the op only says how
+ * its push constants are laid out. */
+#define AGG_MAX_ARGS 4
 
-static int red_dispatch(fp_stream *s, const red_args *a, fp_tensor *out, const fp_tensor *X, int64_t ld, int64_t k0,
-                        int64_t nk, int64_t d0, int64_t n)
+enum { ARG_MAT, ARG_VEC, ARG_WHOLE };
+
+typedef struct agg_arg {
+    const fp_tensor *t;
+    int kind;  /* ARG_MAT: [K, D], windowed by rows and columns; ARG_VEC: [D], by columns; ARG_WHOLE: as is */
+    int write; /* bound FP_W (read-write) rather than FP_R */
+} agg_arg;
+
+/* One dispatch: rows [k0, k0 + nk), coordinates [col, col + cnt * unit). */
+typedef struct agg_tile {
+    int64_t k0, nk, col;
+    uint32_t cnt;               /* invocations: coordinates, or vec4s of them */
+    uint32_t unit;              /* 4 in the vec4 body, 1 in the scalar tail */
+    uint32_t ld;                /* row stride of ARG_MAT operands, in units */
+    uint32_t off[AGG_MAX_ARGS]; /* each windowed operand's first element, in units (0 for ARG_WHOLE) */
+    uint32_t acc;               /* 1: add to the output (a later row group, or the caller asked) */
+} agg_tile;
+
+/* Writes the shader's push constants for a tile into push (FP_PUSH_MAX bytes); returns their size. */
+typedef uint32_t (*agg_push_fn)(void *push, const agg_tile *t, const void *user);
+
+typedef struct agg_job {
+    const char *op;     /* for messages */
+    const char *shader; /* scalar variant; shader + "_vec4" too where has_vec4 */
+    int has_vec4;
+    int all_rows;       /* every client in one dispatch (order statistics) */
+    int accumulate;
+    uint32_t wg;
+    int64_t K, D;
+    int nargs;
+    agg_arg arg[AGG_MAX_ARGS];
+    agg_push_fn push;
+    const void *user;
+} agg_job;
+
+static int job_tile(fp_stream *s, const agg_job *j, int64_t k0, int64_t nk, int64_t d0, int64_t n)
 {
     fp_ctx *ctx = fp_stream_ctx(s);
-    win wx, wo;
-    int rc = win_open(&wx, X, k0 * ld + d0, (nk - 1) * ld + n);
-    if (rc)
-        return rc;
-    rc = win_open(&wo, out, d0, n);
-    if (rc) {
-        win_close(&wx);
-        return rc;
+    win w[AGG_MAX_ARGS];
+    int rc = 0, opened = 0;
+    for (; opened < j->nargs; opened++) {
+        const agg_arg *a = &j->arg[opened];
+        if (a->kind == ARG_WHOLE)
+            w[opened] = (win){a->t, NULL, 0};
+        else if (a->kind == ARG_MAT)
+            rc = win_open(&w[opened], a->t, k0 * j->D + d0, (nk - 1) * j->D + n);
+        else
+            rc = win_open(&w[opened], a->t, d0, n);
+        if (rc)
+            break;
     }
-    uint32_t wg = stream_wg(ctx);
-    int vec = use_vec4(ctx) && (nk == 1 || ld % 4 == 0) && wx.delta % 4 == 0 && wo.delta % 4 == 0;
+    /* vec4 body: every window starts on a vec4, and rows (if several) are whole vec4s apart */
+    int vec = !rc && j->has_vec4 && use_vec4(ctx) && (nk == 1 || j->D % 4 == 0);
+    for (int i = 0; i < opened && vec; i++)
+        if (j->arg[i].kind != ARG_WHOLE && w[i].delta % 4)
+            vec = 0;
     int64_t nv = vec ? n / 4 : 0;
     char vname[48];
-    snprintf(vname, sizeof vname, "%s_vec4", a->name);
+    snprintf(vname, sizeof vname, "%s_vec4", j->shader);
+    fp_binding b[AGG_MAX_ARGS];
+    for (int i = 0; i < opened; i++)
+        b[i] = j->arg[i].write ? FP_W(w[i].t) : FP_R(w[i].t);
     for (int pass = 0; pass < 2 && !rc; pass++) {
-        int64_t cnt = pass == 0 ? nv : n - nv * 4;
-        if (cnt == 0)
+        int64_t cnt = pass == 0 ? nv : n - 4 * nv;
+        if (!cnt)
             continue;
-        uint32_t div = pass == 0 ? 4 : 1;
-        uint32_t xoff = (wx.delta + (pass ? (uint32_t)nv * 4 : 0)) / div;
-        uint32_t ooff = (wo.delta + (pass ? (uint32_t)nv * 4 : 0)) / div;
-        uint32_t lds = (uint32_t)(ld / (nk == 1 ? 1 : div));
-        const char *nm = pass == 0 ? vname : a->name;
-        if (a->ring) {
-            uint32_t push[6] = {(uint32_t)cnt, (uint32_t)nk, lds, xoff, ooff, a->flags};
-            fp_binding b[2] = {FP_R(wx.t), FP_W(wo.t)};
-            rc = dispatch_1d(s, nm, wg, b, 2, push, sizeof push, (uint32_t)cnt);
-        } else {
-            struct { uint32_t n, nk, ld, xoff, ooff, woff, flags; float wscale; } push = {
-                (uint32_t)cnt, (uint32_t)nk, lds, xoff, ooff, a->woff + (uint32_t)k0, a->flags, a->wscale};
-            fp_binding b[3] = {FP_R(wx.t), FP_W(wo.t), FP_R(a->w)};
-            rc = dispatch_1d(s, nm, wg, b, a->w ? 3 : 2, &push, sizeof push, (uint32_t)cnt);
-        }
+        uint32_t unit = pass == 0 ? 4 : 1, skip = pass ? (uint32_t)nv * 4 : 0;
+        agg_tile t = {k0, nk, d0 + skip, (uint32_t)cnt, unit, (uint32_t)(nk > 1 ? j->D / unit : j->D), {0},
+                      (k0 > 0 || j->accumulate) ? 1u : 0u};
+        for (int i = 0; i < opened; i++)
+            t.off[i] = j->arg[i].kind == ARG_WHOLE ? 0 : (w[i].delta + skip) / unit;
+        _Alignas(8) unsigned char push[FP_PUSH_MAX];
+        uint32_t psize = j->push(push, &t, j->user);
+        rc = dispatch_1d(s, pass == 0 ? vname : j->shader, j->wg, b, (uint32_t)opened, push, psize, (uint32_t)cnt);
     }
-    win_close(&wx);
-    win_close(&wo);
+    if (!rc && nv)
+        snprintf(last_variant, sizeof last_variant, "%s", vname); /* the body; a tail is scalar */
+    for (int i = 0; i < opened; i++)
+        win_close(&w[i]);
     return rc;
 }
 
-/* Drives red_dispatch over row groups and column chunks; groups after the first accumulate. */
-static int red_run(fp_stream *s, const char *op, red_args a, fp_tensor *out, const fp_tensor *X, int64_t K,
-                   int64_t D, int accumulate)
+static int job_run(fp_stream *s, const agg_job *j)
 {
     int64_t g = 1, dc = 1;
-    int rc = plan(fp_stream_ctx(s), op, K, D, 0, &g, &dc);
-    uint32_t base = a.flags & ~1u;
-    for (int64_t k0 = 0; k0 < K && !rc; k0 += g) {
-        int64_t nk = K - k0 < g ? K - k0 : g;
-        a.flags = base | ((k0 > 0 || accumulate) ? 1u : 0u);
-        for (int64_t d0 = 0; d0 < D && !rc; d0 += dc)
-            rc = red_dispatch(s, &a, out, X, D, k0, nk, d0, D - d0 < dc ? D - d0 : dc);
-    }
-    return rc ? fp_adderr(rc, "%s", op) : 0;
+    int rc = plan(fp_stream_ctx(s), j->op, j->K, j->D, j->all_rows, &g, &dc);
+    for (int64_t k0 = 0; k0 < j->K && !rc; k0 += g)
+        for (int64_t d0 = 0; d0 < j->D && !rc; d0 += dc)
+            rc = job_tile(s, j, k0, j->K - k0 < g ? j->K - k0 : g, d0, j->D - d0 < dc ? j->D - d0 : dc);
+    return rc ? fp_adderr(rc, "%s", j->op) : 0;
+}
+
+#define PUSH_OUT(p, q) (memcpy((p), &(q), sizeof(q)), (uint32_t)sizeof(q))
+
+/* ---- weighted sum and ring sums ----------------------------------------------------------------- */
+
+typedef struct red_user {
+    uint32_t flags; /* wsum: 2 = weight from wscale; ring: 2 = subtract */
+    float wscale;
+} red_user;
+
+static uint32_t push_wsum(void *p, const agg_tile *t, const void *user)
+{
+    const red_user *u = user;
+    struct { uint32_t n, nk, ld, xoff, ooff, woff, flags; float wscale; } q = {
+        t->cnt, (uint32_t)t->nk, t->ld, t->off[0], t->off[1], (uint32_t)t->k0, u->flags | t->acc, u->wscale};
+    return PUSH_OUT(p, q);
+}
+
+static uint32_t push_ring(void *p, const agg_tile *t, const void *user)
+{
+    const red_user *u = user;
+    uint32_t q[6] = {t->cnt, (uint32_t)t->nk, t->ld, t->off[0], t->off[1], u->flags | t->acc};
+    return PUSH_OUT(p, q);
+}
+
+static int red_job(fp_stream *s, const char *op, int ring, const red_user *u, fp_tensor *out, const fp_tensor *X,
+                   const fp_tensor *w, int64_t K, int64_t D, int accumulate)
+{
+    agg_job j = {op, ring ? "agg_ring_sum" : "agg_wsum", 1, 0, accumulate, stream_wg(fp_stream_ctx(s)), K, D,
+                 w ? 3 : 2, {{X, ARG_MAT, 0}, {out, ARG_VEC, 1}, {w, ARG_WHOLE, 0}}, ring ? push_ring : push_wsum, u};
+    return job_run(s, &j);
 }
 
 int fp_agg_wsum(fp_stream *s, fp_tensor *out, const fp_tensor *X, const fp_tensor *w, int accumulate)
@@ -306,8 +369,8 @@ int fp_agg_wsum(fp_stream *s, fp_tensor *out, const fp_tensor *X, const fp_tenso
         rc = fp_seterr(FP_EUNSUPPORTED, "%s: %lld weights exceed one binding", op, (long long)K);
     if (rc)
         return rc;
-    red_args a = {"agg_wsum", 0, w, 0, 0, 0.0f};
-    return red_run(s, op, a, out, X, K, D, accumulate);
+    red_user u = {0, 0.0f};
+    return red_job(s, op, 0, &u, out, X, w, K, D, accumulate);
 }
 
 int fp_agg_axpy(fp_stream *s, fp_tensor *out, const fp_tensor *x, float w)
@@ -321,8 +384,8 @@ int fp_agg_axpy(fp_stream *s, fp_tensor *out, const fp_tensor *x, float w)
         rc = check_vec(op, "out", out, FP_F32, D);
     if (rc)
         return rc;
-    red_args a = {"agg_wsum", 0, NULL, 0, 2u, w};
-    return red_run(s, op, a, out, x, 1, D, 1);
+    red_user u = {2u, w};
+    return red_job(s, op, 0, &u, out, x, NULL, 1, D, 1);
 }
 
 int fp_agg_ring_sum(fp_stream *s, fp_tensor *out, const fp_tensor *Q, int accumulate)
@@ -336,8 +399,8 @@ int fp_agg_ring_sum(fp_stream *s, fp_tensor *out, const fp_tensor *Q, int accumu
         rc = check_vec(op, "out", out, FP_U32, D);
     if (rc)
         return rc;
-    red_args a = {"agg_ring_sum", 1, NULL, 0, 0, 0.0f};
-    return red_run(s, op, a, out, Q, K, D, accumulate);
+    red_user u = {0, 0.0f};
+    return red_job(s, op, 1, &u, out, Q, NULL, K, D, accumulate);
 }
 
 static int ring_addsub(fp_stream *s, fp_tensor *acc, const fp_tensor *x, int sub)
@@ -351,22 +414,14 @@ static int ring_addsub(fp_stream *s, fp_tensor *acc, const fp_tensor *x, int sub
         rc = check_vec(op, "acc", acc, FP_U32, D);
     if (rc)
         return rc;
-    red_args a = {"agg_ring_sum", 1, NULL, 0, sub ? 2u : 0u, 0.0f};
-    return red_run(s, op, a, acc, x, 1, D, 1);
+    red_user u = {sub ? 2u : 0u, 0.0f};
+    return red_job(s, op, 1, &u, acc, x, NULL, 1, D, 1);
 }
 
 int fp_agg_ring_add(fp_stream *s, fp_tensor *acc, const fp_tensor *x) { return ring_addsub(s, acc, x, 0); }
 int fp_agg_ring_sub(fp_stream *s, fp_tensor *acc, const fp_tensor *x) { return ring_addsub(s, acc, x, 1); }
 
 /* ---- elementwise vector ops (quantise, dequantise, TIES mean) ----------------------------- */
-
-/* Column chunks for vector ops: each window of n elements fits one binding. */
-static int64_t vec_chunk(const fp_ctx *ctx, int64_t D)
-{
-    int64_t R = range_elems(ctx);
-    R -= R % 64;
-    return D < R ? D : R;
-}
 
 int fp_agg_qparams_check(const fp_agg_qparams *p, uint32_t n_clients)
 {
@@ -388,6 +443,15 @@ int fp_agg_qparams_check(const fp_agg_qparams *p, uint32_t n_clients)
     return 0;
 }
 
+static uint32_t push_quant(void *p, const agg_tile *t, const void *user)
+{
+    const fp_agg_qparams *qp = user;
+    struct { uint32_t n, xoff, qoff, idx0, lo, hi; float clip, scale; } q = {
+        t->cnt, t->off[0], t->off[1], qp->index0 + (uint32_t)t->col, (uint32_t)qp->seed, (uint32_t)(qp->seed >> 32),
+        qp->clip, ldexpf(1.0f, (int)qp->scale_bits)};
+    return PUSH_OUT(p, q);
+}
+
 int fp_agg_quantize(fp_stream *s, fp_tensor *q, const fp_tensor *x, const fp_agg_qparams *p)
 {
     const char *op = "aggregate quantize";
@@ -401,37 +465,20 @@ int fp_agg_quantize(fp_stream *s, fp_tensor *q, const fp_tensor *x, const fp_agg
         rc = check_vec(op, "q", q, FP_U32, D);
     if (rc)
         return rc;
-    fp_ctx *ctx = fp_stream_ctx(s);
-    uint32_t wg = stream_wg(ctx);
-    int64_t dc = vec_chunk(ctx, D);
-    for (int64_t d0 = 0; d0 < D && !rc; d0 += dc) {
-        int64_t n = D - d0 < dc ? D - d0 : dc;
-        win wx, wq;
-        if ((rc = win_open(&wx, x, d0, n)))
-            break;
-        if ((rc = win_open(&wq, q, d0, n))) {
-            win_close(&wx);
-            break;
-        }
-        int vec = use_vec4(ctx) && wx.delta % 4 == 0 && wq.delta % 4 == 0;
-        int64_t nv = vec ? n / 4 : 0;
-        fp_binding b[2] = {FP_R(wx.t), FP_W(wq.t)};
-        for (int pass = 0; pass < 2 && !rc; pass++) {
-            int64_t cnt = pass == 0 ? nv : n - 4 * nv;
-            if (!cnt)
-                continue;
-            uint32_t div = pass == 0 ? 4 : 1, sk = pass ? (uint32_t)nv * 4 : 0;
-            struct { uint32_t n, xoff, qoff, idx0, lo, hi; float clip, scale; } push = {
-                (uint32_t)cnt, (wx.delta + sk) / div, (wq.delta + sk) / div,
-                p->index0 + (uint32_t)d0 + sk, (uint32_t)p->seed, (uint32_t)(p->seed >> 32), p->clip,
-                ldexpf(1.0f, (int)p->scale_bits)};
-            rc = dispatch_1d(s, pass == 0 ? "agg_quant_vec4" : "agg_quant", wg, b, 2, &push, sizeof push,
-                             (uint32_t)cnt);
-        }
-        win_close(&wx);
-        win_close(&wq);
-    }
-    return rc ? fp_adderr(rc, "%s", op) : 0;
+    agg_job j = {op, "agg_quant", 1, 0, 0, stream_wg(fp_stream_ctx(s)), 1, D, 2,
+                 {{x, ARG_VEC, 0}, {q, ARG_VEC, 1}}, push_quant, p};
+    return job_run(s, &j);
+}
+
+typedef struct dequant_user {
+    float step, post;
+} dequant_user;
+
+static uint32_t push_dequant(void *p, const agg_tile *t, const void *user)
+{
+    const dequant_user *u = user;
+    struct { uint32_t n, qoff, ooff; float step, post; } q = {t->cnt, t->off[0], t->off[1], u->step, u->post};
+    return PUSH_OUT(p, q);
 }
 
 int fp_agg_dequantize(fp_stream *s, fp_tensor *out, const fp_tensor *sum, uint32_t scale_bits, float post)
@@ -447,35 +494,17 @@ int fp_agg_dequantize(fp_stream *s, fp_tensor *out, const fp_tensor *sum, uint32
         rc = check_vec(op, "out", out, FP_F32, D);
     if (rc)
         return rc;
-    fp_ctx *ctx = fp_stream_ctx(s);
-    uint32_t wg = stream_wg(ctx);
-    int64_t dc = vec_chunk(ctx, D);
-    for (int64_t d0 = 0; d0 < D && !rc; d0 += dc) {
-        int64_t n = D - d0 < dc ? D - d0 : dc;
-        win wq, wo;
-        if ((rc = win_open(&wq, sum, d0, n)))
-            break;
-        if ((rc = win_open(&wo, out, d0, n))) {
-            win_close(&wq);
-            break;
-        }
-        int vec = use_vec4(ctx) && wq.delta % 4 == 0 && wo.delta % 4 == 0;
-        int64_t nv = vec ? n / 4 : 0;
-        fp_binding b[2] = {FP_R(wq.t), FP_W(wo.t)};
-        for (int pass = 0; pass < 2 && !rc; pass++) {
-            int64_t cnt = pass == 0 ? nv : n - 4 * nv;
-            if (!cnt)
-                continue;
-            uint32_t div = pass == 0 ? 4 : 1, sk = pass ? (uint32_t)nv * 4 : 0;
-            struct { uint32_t n, qoff, ooff; float step, post; } push = {
-                (uint32_t)cnt, (wq.delta + sk) / div, (wo.delta + sk) / div, ldexpf(1.0f, -(int)scale_bits), post};
-            rc = dispatch_1d(s, pass == 0 ? "agg_dequant_vec4" : "agg_dequant", wg, b, 2, &push, sizeof push,
-                             (uint32_t)cnt);
-        }
-        win_close(&wq);
-        win_close(&wo);
-    }
-    return rc ? fp_adderr(rc, "%s", op) : 0;
+    dequant_user u = {ldexpf(1.0f, -(int)scale_bits), post};
+    agg_job j = {op, "agg_dequant", 1, 0, 0, stream_wg(fp_stream_ctx(s)), 1, D, 2,
+                 {{sum, ARG_VEC, 0}, {out, ARG_VEC, 1}}, push_dequant, &u};
+    return job_run(s, &j);
+}
+
+static uint32_t push_offsets(void *p, const agg_tile *t, const void *user)
+{
+    (void)user;
+    uint32_t q[4] = {t->cnt, t->off[0], t->off[1], t->off[2]};
+    return PUSH_OUT(p, q);
 }
 
 int fp_agg_ties_mean(fp_stream *s, fp_tensor *out, const fp_tensor *msum, const fp_tensor *count)
@@ -491,34 +520,19 @@ int fp_agg_ties_mean(fp_stream *s, fp_tensor *out, const fp_tensor *msum, const 
         rc = check_vec(op, "out", out, FP_F32, D);
     if (rc)
         return rc;
-    fp_ctx *ctx = fp_stream_ctx(s);
-    uint32_t wg = stream_wg(ctx);
-    int64_t dc = vec_chunk(ctx, D);
-    for (int64_t d0 = 0; d0 < D && !rc; d0 += dc) {
-        int64_t n = D - d0 < dc ? D - d0 : dc;
-        win ws, wc, wo;
-        if ((rc = win_open(&ws, msum, d0, n)))
-            break;
-        if ((rc = win_open(&wc, count, d0, n))) {
-            win_close(&ws);
-            break;
-        }
-        if ((rc = win_open(&wo, out, d0, n))) {
-            win_close(&ws);
-            win_close(&wc);
-            break;
-        }
-        uint32_t push[4] = {(uint32_t)n, ws.delta, wc.delta, wo.delta};
-        fp_binding b[3] = {FP_R(ws.t), FP_R(wc.t), FP_W(wo.t)};
-        rc = dispatch_1d(s, "agg_ties_mean", wg, b, 3, push, sizeof push, (uint32_t)n);
-        win_close(&ws);
-        win_close(&wc);
-        win_close(&wo);
-    }
-    return rc ? fp_adderr(rc, "%s", op) : 0;
+    agg_job j = {op, "agg_ties_mean", 1, 0, 0, stream_wg(fp_stream_ctx(s)), 1, D, 3,
+                 {{msum, ARG_VEC, 0}, {count, ARG_VEC, 0}, {out, ARG_VEC, 1}}, push_offsets, NULL};
+    return job_run(s, &j);
 }
 
 /* ---- per-client row ops (clip, TIES trim) ---------------------------------------------------- */
+
+static uint32_t push_rowop(void *p, const agg_tile *t, const void *user)
+{
+    struct { uint32_t n, nk, ld, xoff, voff; float c; } q = {t->cnt, (uint32_t)t->nk, t->ld, t->off[0],
+                                                               (uint32_t)t->k0, *(const float *)user};
+    return PUSH_OUT(p, q);
+}
 
 static int rowop(fp_stream *s, const char *op, const char *shader, fp_tensor *X, const fp_tensor *v, float c)
 {
@@ -530,26 +544,9 @@ static int rowop(fp_stream *s, const char *op, const char *shader, fp_tensor *X,
         rc = check_vec(op, shader[4] == 'c' ? "norms" : "thresholds", v, FP_F32, K);
     if (rc)
         return rc;
-    fp_ctx *ctx = fp_stream_ctx(s);
-    int64_t g = 1, dc = 1;
-    if ((rc = plan(ctx, op, K, D, 0, &g, &dc)))
-        return rc;
-    uint32_t wg = stream_wg(ctx);
-    for (int64_t k0 = 0; k0 < K && !rc; k0 += g) {
-        int64_t nk = K - k0 < g ? K - k0 : g;
-        for (int64_t d0 = 0; d0 < D && !rc; d0 += dc) {
-            int64_t n = D - d0 < dc ? D - d0 : dc;
-            win wx;
-            if ((rc = win_open(&wx, X, k0 * D + d0, (nk - 1) * D + n)))
-                break;
-            struct { uint32_t n, nk, ld, xoff, voff; float c; } push = {
-                (uint32_t)n, (uint32_t)nk, (uint32_t)D, wx.delta, (uint32_t)k0, c};
-            fp_binding b[2] = {FP_W(wx.t), FP_R(v)};
-            rc = dispatch_1d(s, shader, wg, b, 2, &push, sizeof push, (uint32_t)n);
-            win_close(&wx);
-        }
-    }
-    return rc ? fp_adderr(rc, "%s", op) : 0;
+    agg_job j = {op, shader, 1, 0, 0, stream_wg(fp_stream_ctx(s)), K, D, 2,
+                 {{X, ARG_MAT, 1}, {v, ARG_WHOLE, 0}}, push_rowop, &c};
+    return job_run(s, &j);
 }
 
 int fp_agg_clip(fp_stream *s, fp_tensor *X, const fp_tensor *norms, float c)
@@ -563,7 +560,6 @@ int fp_agg_ties_trim(fp_stream *s, fp_tensor *X, const fp_tensor *thr)
 {
     return rowop(s, "aggregate ties_trim", "agg_trim", X, thr, 0.0f);
 }
-
 /* ---- norms ----------------------------------------------------------------------------------- */
 
 #define NORM_SLICE 4096 /* coordinates per stage-1 workgroup (at most NORM_MAXP of them per chunk) */
@@ -616,25 +612,30 @@ int fp_agg_norms(fp_stream *s, fp_tensor *norms, const fp_tensor *X, fp_tensor *
     uint32_t wg = reduce_wg(ctx);
     if (sg && wg / (pr->subgroup_min ? pr->subgroup_min : 1) > 128)
         sg = 0;
-    fp_pipeline *p1, *p2;
-    if ((rc = get_pipe(&p2, s, "agg_norm_finish", stream_wg(ctx))))
-        return rc;
-    if ((rc = get_pipe(&p1, s, sg ? "agg_sumsq_sg" : "agg_sumsq", wg)))
+    fp_pipeline *p1, *p1v, *p2;
+    const char *n1 = sg ? "agg_sumsq_sg" : "agg_sumsq";
+    char n1v[32];
+    snprintf(n1v, sizeof n1v, "%s_vec4", n1);
+    if ((rc = get_pipe(&p2, s, "agg_norm_finish", stream_wg(ctx))) || (rc = get_pipe(&p1v, s, n1v, wg)) ||
+        (rc = get_pipe(&p1, s, n1, wg)))
         return rc;
     int64_t pstride = nch * P;
     for (int64_t k0 = 0; k0 < K && !rc; k0 += g) {
         int64_t nk = K - k0 < g ? K - k0 : g;
         for (int64_t c = 0; c < nch && !rc; c++) {
             int64_t d0 = c * dc, n = D - d0 < dc ? D - d0 : dc;
-            /* all P groups run (empty slices write 0), so every slot of work is defined */
-            uint32_t sl = (uint32_t)((n + P - 1) / P);
             win wx;
             if ((rc = win_open(&wx, X, k0 * D + d0, (nk - 1) * D + n)))
                 break;
-            uint32_t push[6] = {(uint32_t)n, (uint32_t)D, wx.delta, sl, (uint32_t)(k0 * pstride + c * P),
-                                (uint32_t)pstride};
+            /* vec4 loads where the chunk and every row start on a vec4 (no tail to handle) */
+            uint32_t u = use_vec4(ctx) && n % 4 == 0 && (nk == 1 || D % 4 == 0) && wx.delta % 4 == 0 ? 4 : 1;
+            /* all P groups run (empty slices write 0), so every slot of work is defined */
+            uint32_t sl = (uint32_t)((n / u + P - 1) / P);
+            uint32_t push[6] = {(uint32_t)(n / u), (uint32_t)(D / u), wx.delta / u, sl,
+                                (uint32_t)(k0 * pstride + c * P), (uint32_t)pstride};
             fp_binding b[2] = {FP_R(wx.t), FP_W(work)};
-            rc = fp_stream_dispatch(s, p1, b, 2, push, sizeof push, (uint32_t)P, (uint32_t)nk, 1);
+            rc = fp_stream_dispatch(s, u == 4 ? p1v : p1, b, 2, push, sizeof push, (uint32_t)P, (uint32_t)nk, 1);
+            snprintf(last_variant, sizeof last_variant, "%s", u == 4 ? n1v : n1);
             win_close(&wx);
         }
     }
@@ -650,7 +651,20 @@ int fp_agg_norms(fp_stream *s, fp_tensor *norms, const fp_tensor *X, fp_tensor *
 
 /* ---- order statistics -------------------------------------------------------------------------- */
 
-#define ORDER_NET_MAX_K 32
+#define ORDER_VEC4_MAX_K 16 /* vec4 networks (4 coordinates per invocation) up to here: registers */
+
+/* Most clients a sorting network takes; radix select beyond. A network of 128
+ * needs about a tenth of radix select's compares but 128 live values per
+ * invocation: on CPU devices the overflow is L1 traffic, on GPUs it would be
+ * scratch memory, so GPUs stop at 32. fp-probe may tune it
+ * ("aggregate.order_net": 32, 64 or 128). */
+static int64_t order_net_max(const fp_ctx *ctx)
+{
+    const char *t = fp_measured_tune_get(fp_ctx_measured(ctx), "aggregate.order_net");
+    if (t && (!strcmp(t, "32") || !strcmp(t, "64") || !strcmp(t, "128")))
+        return atoi(t);
+    return fp_ctx_profile(ctx)->type == FP_DEVICE_CPU ? 128 : 32;
+}
 
 /* Column slab width for the gathered path: K * dc elements fit one binding. */
 static int64_t order_slab(const fp_ctx *ctx, int64_t K, int64_t D)
@@ -670,19 +684,11 @@ int64_t fp_agg_order_worksize(const fp_ctx *ctx, int64_t K, int64_t D)
     return K * order_slab(ctx, K, D);
 }
 
-/* One dispatch over n coordinates: values of client k at src[xoff + k*ld + j]. */
-static int order_dispatch(fp_stream *s, const char *name, uint32_t wg, const fp_tensor *src, uint32_t xoff,
-                          int64_t ld, int64_t K, int64_t n, fp_tensor *out, int64_t d0, uint32_t b)
+static uint32_t push_order(void *p, const agg_tile *t, const void *user)
 {
-    win wo;
-    int rc = win_open(&wo, out, d0, n);
-    if (rc)
-        return rc;
-    uint32_t push[7] = {(uint32_t)n, (uint32_t)K, (uint32_t)ld, xoff, wo.delta, b, (uint32_t)(K - 1 - b)};
-    fp_binding bd[2] = {FP_R(src), FP_W(wo.t)};
-    rc = dispatch_1d(s, name, wg, bd, 2, push, sizeof push, (uint32_t)n);
-    win_close(&wo);
-    return rc;
+    const uint32_t *lohi = user;
+    uint32_t q[7] = {t->cnt, (uint32_t)t->nk, t->ld, t->off[0], t->off[1], lohi[0], lohi[1]};
+    return PUSH_OUT(p, q);
 }
 
 static int order_stat(fp_stream *s, const char *op, fp_tensor *out, const fp_tensor *X, int median, uint32_t b,
@@ -701,32 +707,24 @@ static int order_stat(fp_stream *s, const char *op, fp_tensor *out, const fp_ten
     if (2 * (int64_t)b >= K)
         return fp_seterr(FP_EINVAL, "%s: trimming %u from each end of %lld clients leaves nothing", op, b,
                          (long long)K);
-    /* K <= 32: sorting network in registers; beyond: radix select (any K) */
+    /* small K: sorting network in registers (vec4 up to 16); beyond: radix select (any K) */
+    fp_ctx *ctx = fp_stream_ctx(s);
     char name[32] = "agg_order_radix";
-    if (K <= ORDER_NET_MAX_K) {
+    int vec4 = 1;
+    if (K <= order_net_max(ctx)) {
         uint32_t kp = 4;
         while (kp < K)
             kp <<= 1;
         snprintf(name, sizeof name, "agg_order_k%u", kp);
+        vec4 = kp <= ORDER_VEC4_MAX_K;
     }
-    fp_ctx *ctx = fp_stream_ctx(s);
+    uint32_t lohi[2] = {b, (uint32_t)(K - 1 - b)};
     /* register-heavy networks and long per-thread loops: small groups (64) */
-    uint32_t wg = reduce_wg(ctx);
+    agg_job j = {op, name, vec4, 1, 0, reduce_wg(ctx), K, D, 2, {{X, ARG_MAT, 0}, {out, ARG_VEC, 1}},
+                 push_order, lohi};
     int64_t need = fp_agg_order_worksize(ctx, K, D);
-    if (need == 0) {
-        int64_t g = 1, dc = 1;
-        if ((rc = plan(ctx, op, K, D, 1, &g, &dc)))
-            return rc;
-        for (int64_t d0 = 0; d0 < D && !rc; d0 += dc) {
-            int64_t n = D - d0 < dc ? D - d0 : dc;
-            win wx;
-            if ((rc = win_open(&wx, X, d0, (K - 1) * D + n)))
-                break;
-            rc = order_dispatch(s, name, wg, wx.t, wx.delta, D, K, n, out, d0, b);
-            win_close(&wx);
-        }
-        return rc ? fp_adderr(rc, "%s", op) : 0;
-    }
+    if (need == 0)
+        return job_run(s, &j);
     /* too big for one binding: gather column slabs [K, dc] into work (transfer copies) */
     if (!work || work->dtype != FP_F32 || fp_tensor_numel(work) < need)
         return fp_seterr(FP_EUNSUPPORTED,
@@ -749,16 +747,25 @@ static int order_stat(fp_stream *s, const char *op, fp_tensor *out, const fp_ten
             fp_tensor_free(src);
             fp_tensor_free(dst);
         }
+        if (rc)
+            break;
+        /* the slab is a [K, n] matrix of its own; out's columns [d0, d0 + n) a vector */
+        int64_t shp[2] = {K, n};
+        fp_tensor *slab = NULL, *ov = NULL;
+        rc = fp_tensor_view(&slab, work, 0, FP_F32, 2, shp);
+        if (!rc)
+            rc = fp_tensor_view(&ov, out, d0, FP_F32, 1, &n);
         if (!rc) {
-            int64_t kn = K * n;
-            fp_tensor *slab = NULL;
-            rc = fp_tensor_view(&slab, work, 0, FP_F32, 1, &kn);
-            if (!rc)
-                rc = order_dispatch(s, name, wg, slab, 0, n, K, n, out, d0, b);
-            fp_tensor_free(slab);
+            agg_job js = j;
+            js.D = n;
+            js.arg[0].t = slab;
+            js.arg[1].t = ov;
+            rc = job_run(s, &js);
         }
+        fp_tensor_free(slab);
+        fp_tensor_free(ov);
     }
-    return rc ? fp_adderr(rc, "%s (gathered)", op) : 0;
+    return rc ? fp_adderr(rc, "%s (gathered column slabs)", op) : 0;
 }
 
 int fp_agg_trimmed_mean(fp_stream *s, fp_tensor *out, const fp_tensor *X, uint32_t b, fp_tensor *work)
@@ -772,6 +779,13 @@ int fp_agg_median(fp_stream *s, fp_tensor *out, const fp_tensor *X, fp_tensor *w
 }
 
 /* ---- TIES masked sums ------------------------------------------------------------------------------ */
+
+static uint32_t push_masked(void *p, const agg_tile *t, const void *user)
+{
+    (void)user;
+    uint32_t q[8] = {t->cnt, (uint32_t)t->nk, t->ld, t->off[0], t->off[1], t->off[2], t->off[3], t->acc};
+    return PUSH_OUT(p, q);
+}
 
 int fp_agg_ties_masked(fp_stream *s, fp_tensor *msum, fp_tensor *count, const fp_tensor *X,
                        const fp_tensor *total, int accumulate)
@@ -789,35 +803,9 @@ int fp_agg_ties_masked(fp_stream *s, fp_tensor *msum, fp_tensor *count, const fp
         rc = check_vec(op, "count", count, FP_F32, D);
     if (rc)
         return rc;
-    fp_ctx *ctx = fp_stream_ctx(s);
-    int64_t g = 1, dc = 1;
-    if ((rc = plan(ctx, op, K, D, 0, &g, &dc)))
-        return rc;
-    uint32_t wg = stream_wg(ctx);
-    for (int64_t k0 = 0; k0 < K && !rc; k0 += g) {
-        int64_t nk = K - k0 < g ? K - k0 : g;
-        uint32_t flags = (k0 > 0 || accumulate) ? 1u : 0u;
-        for (int64_t d0 = 0; d0 < D && !rc; d0 += dc) {
-            int64_t n = D - d0 < dc ? D - d0 : dc;
-            win w[4];
-            const fp_tensor *ts[4] = {X, total, msum, count};
-            int opened = 0;
-            for (; opened < 4 && !rc; opened++)
-                rc = win_open(&w[opened], ts[opened], opened == 0 ? k0 * D + d0 : d0,
-                              opened == 0 ? (nk - 1) * D + n : n);
-            if (rc)
-                opened--;
-            if (!rc) {
-                uint32_t push[8] = {(uint32_t)n, (uint32_t)nk, (uint32_t)D, w[0].delta, w[1].delta, w[2].delta,
-                                    w[3].delta, flags};
-                fp_binding b[4] = {FP_R(w[0].t), FP_R(w[1].t), FP_W(w[2].t), FP_W(w[3].t)};
-                rc = dispatch_1d(s, "agg_ties_masked", wg, b, 4, push, sizeof push, (uint32_t)n);
-            }
-            for (int i = 0; i < opened; i++)
-                win_close(&w[i]);
-        }
-    }
-    return rc ? fp_adderr(rc, "%s", op) : 0;
+    agg_job j = {op, "agg_ties_masked", 1, 0, accumulate, stream_wg(fp_stream_ctx(s)), K, D, 4,
+                 {{X, ARG_MAT, 0}, {total, ARG_VEC, 0}, {msum, ARG_VEC, 1}, {count, ARG_VEC, 1}}, push_masked, NULL};
+    return job_run(s, &j);
 }
 
 /* ---- benchmark ---------------------------------------------------------------------------------- */
