@@ -4,10 +4,8 @@
  * Every op works on windows: a binding covers at most the device's storage
  * range, so [K, D] inputs are cut into row groups (reductions over clients are
  * accumulated group after group, in client order) and, when one row is larger
- * than a binding, column chunks. A window is the whole tensor when it fits
- * (offset passed in push constants), else a view aligned down to the storage
- * alignment plus a small element offset. Views are freed right after their
- * dispatch is recorded (the stream keeps only the Vulkan buffer and range). */
+ * than a binding, column chunks, each bound through a window (ops/bind_window.h).
+ * job_run below drives that for every streaming op. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +14,7 @@
 #include "error_internal.h"
 #include "fedproxy/ops_aggregate.h"
 #include "fedproxy/ops_basic.h"
+#include "ops/bind_window.h"
 
 static _Thread_local char last_variant[48];
 
@@ -73,78 +72,11 @@ static int use_vec4(const fp_ctx *ctx)
     return !(t && !strcmp(t, "0"));
 }
 
-/* ---- windows ------------------------------------------------------------------ */
-
-typedef struct win {
-    const fp_tensor *t; /* what gets bound */
-    fp_tensor *view;    /* owned view, or NULL when t is the caller's tensor */
-    uint32_t delta;     /* element offset of the window's first element in t */
-} win;
-
-static uint64_t bind_align(const fp_ctx *ctx)
-{
-    uint64_t a = fp_ctx_profile(ctx)->min_storage_align;
-    return a > 16 ? a : 16;
-}
-
-/* Elements (4-byte) one window may span, leaving room for the alignment slack. */
-static int64_t range_elems(const fp_ctx *ctx)
-{
-    uint64_t r = fp_ctx_profile(ctx)->storage_range;
-    if (r > ((uint64_t)1 << 32) - 4)
-        r = ((uint64_t)1 << 32) - 4; /* element offsets are u32 in the shaders */
-    return (int64_t)((r - bind_align(ctx)) / 4);
-}
-
-/* Binds elements [e0, e0 + n) of t (4-byte elements). */
-static int win_open(win *w, const fp_tensor *t, int64_t e0, int64_t n)
-{
-    fp_ctx *ctx = t->ctx;
-    const fp_profile *p = fp_ctx_profile(ctx);
-    w->view = NULL;
-    if (t->offset % 4)
-        return fp_seterr(FP_EINVAL, "aggregate: tensor at byte offset %llu is not 4-byte aligned",
-                         (unsigned long long)t->offset);
-    if (t->nbytes <= p->storage_range && t->offset % p->min_storage_align == 0 &&
-        (uint64_t)(e0 + n) <= 0xffffffffull) {
-        w->t = t;
-        w->delta = (uint32_t)e0;
-        return 0;
-    }
-    /* a window aligned down to the storage alignment; it may start before t
-     * (t a misaligned view, e.g. a row of [K, D] with D % 4 != 0): the bytes in
-     * between belong to the same buffer and are never touched by the kernel */
-    uint64_t A = bind_align(ctx);
-    uint64_t abs0 = t->offset + (uint64_t)e0 * 4;
-    uint64_t start = abs0 - abs0 % A;
-    fp_tensor *v = malloc(sizeof *v);
-    if (!v)
-        return fp_seterr(FP_ENOMEM, "aggregate: out of memory");
-    *v = *t;
-    v->offset = start;
-    v->ndim = 1;
-    v->shape[0] = (int64_t)((abs0 - start) / 4) + n;
-    v->shape[1] = v->shape[2] = v->shape[3] = 0;
-    v->nbytes = (uint64_t)v->shape[0] * 4;
-    v->alloc_size = 0;
-    v->is_view = 1;
-    w->view = v;
-    w->t = v;
-    w->delta = (uint32_t)((abs0 - start) / 4);
-    return 0;
-}
-
-static void win_close(win *w)
-{
-    fp_tensor_free(w->view);
-    w->view = NULL;
-}
-
 /* Row groups of g rows and column chunks of dc columns such that a window of
  * X ((g-1)*D + dc elements) fits one binding. all_rows: g must be K. */
 static int plan(const fp_ctx *ctx, const char *op, int64_t K, int64_t D, int all_rows, int64_t *g, int64_t *dc)
 {
-    int64_t R = range_elems(ctx);
+    int64_t R = fp_win_max_elems(ctx);
     if (all_rows) {
         if ((K - 1) * D + 1 > R)
             return fp_seterr(FP_EUNSUPPORTED,
@@ -268,16 +200,16 @@ typedef struct agg_job {
 static int job_tile(fp_stream *s, const agg_job *j, int64_t k0, int64_t nk, int64_t d0, int64_t n)
 {
     fp_ctx *ctx = fp_stream_ctx(s);
-    win w[AGG_MAX_ARGS];
+    fp_win w[AGG_MAX_ARGS];
     int rc = 0, opened = 0;
     for (; opened < j->nargs; opened++) {
         const agg_arg *a = &j->arg[opened];
         if (a->kind == ARG_WHOLE)
-            w[opened] = (win){a->t, NULL, 0};
+            w[opened] = (fp_win){a->t, NULL, 0};
         else if (a->kind == ARG_MAT)
-            rc = win_open(&w[opened], a->t, k0 * j->D + d0, (nk - 1) * j->D + n);
+            rc = fp_win_open(&w[opened], a->t, k0 * j->D + d0, (nk - 1) * j->D + n);
         else
-            rc = win_open(&w[opened], a->t, d0, n);
+            rc = fp_win_open(&w[opened], a->t, d0, n);
         if (rc)
             break;
     }
@@ -308,7 +240,7 @@ static int job_tile(fp_stream *s, const agg_job *j, int64_t k0, int64_t nk, int6
     if (!rc && nv)
         snprintf(last_variant, sizeof last_variant, "%s", vname); /* the body; a tail is scalar */
     for (int i = 0; i < opened; i++)
-        win_close(&w[i]);
+        fp_win_close(&w[i]);
     return rc;
 }
 
@@ -568,7 +500,7 @@ int fp_agg_ties_trim(fp_stream *s, fp_tensor *X, const fp_tensor *thr)
 /* Stage-1 workgroups per column chunk of dc coordinates, and the chunk size. */
 static void norm_geom(const fp_ctx *ctx, int64_t D, int64_t *dc, int64_t *nchunks, int64_t *P)
 {
-    int64_t R = range_elems(ctx);
+    int64_t R = fp_win_max_elems(ctx);
     *dc = D <= R ? D : R - R % 64;
     *nchunks = (D + *dc - 1) / *dc;
     int64_t p = (*dc + NORM_SLICE - 1) / NORM_SLICE;
@@ -624,8 +556,8 @@ int fp_agg_norms(fp_stream *s, fp_tensor *norms, const fp_tensor *X, fp_tensor *
         int64_t nk = K - k0 < g ? K - k0 : g;
         for (int64_t c = 0; c < nch && !rc; c++) {
             int64_t d0 = c * dc, n = D - d0 < dc ? D - d0 : dc;
-            win wx;
-            if ((rc = win_open(&wx, X, k0 * D + d0, (nk - 1) * D + n)))
+            fp_win wx;
+            if ((rc = fp_win_open(&wx, X, k0 * D + d0, (nk - 1) * D + n)))
                 break;
             /* vec4 loads where the chunk and every row start on a vec4 (no tail to handle) */
             uint32_t u = use_vec4(ctx) && n % 4 == 0 && (nk == 1 || D % 4 == 0) && wx.delta % 4 == 0 ? 4 : 1;
@@ -636,7 +568,7 @@ int fp_agg_norms(fp_stream *s, fp_tensor *norms, const fp_tensor *X, fp_tensor *
             fp_binding b[2] = {FP_R(wx.t), FP_W(work)};
             rc = fp_stream_dispatch(s, u == 4 ? p1v : p1, b, 2, push, sizeof push, (uint32_t)P, (uint32_t)nk, 1);
             snprintf(last_variant, sizeof last_variant, "%s", u == 4 ? n1v : n1);
-            win_close(&wx);
+            fp_win_close(&wx);
         }
     }
     if (!rc) {
@@ -669,7 +601,7 @@ static int64_t order_net_max(const fp_ctx *ctx)
 /* Column slab width for the gathered path: K * dc elements fit one binding. */
 static int64_t order_slab(const fp_ctx *ctx, int64_t K, int64_t D)
 {
-    int64_t dc = range_elems(ctx) / K;
+    int64_t dc = fp_win_max_elems(ctx) / K;
     if (dc > 64)
         dc -= dc % 64;
     return dc < D ? dc : D;
@@ -679,7 +611,7 @@ int64_t fp_agg_order_worksize(const fp_ctx *ctx, int64_t K, int64_t D)
 {
     if (!ctx || K < 1 || D < 1)
         return 0;
-    if ((K - 1) * D + 1 <= range_elems(ctx))
+    if ((K - 1) * D + 1 <= fp_win_max_elems(ctx))
         return 0; /* X binds directly */
     return K * order_slab(ctx, K, D);
 }
