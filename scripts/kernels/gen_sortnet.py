@@ -45,6 +45,16 @@ def check(n, net):
     for _ in range(2000):
         v = [rng.random() for _ in range(n)]
         assert run(v) == sorted(v), n
+    # pruned to its first m inputs (the shader's SORTNET_N): still sorts them
+    for m in range(1, n + 1):
+        pruned = [(a, b) for a, b in net if b < m]
+        for _ in range(20):
+            v = [rng.random() for _ in range(m)]
+            w = list(v)
+            for a, b in pruned:
+                if w[a] > w[b]:
+                    w[a], w[b] = w[b], w[a]
+            assert w == sorted(v), (n, m)
 
 
 def main():
@@ -53,8 +63,13 @@ def main():
       "// order_stat.comp: SORTNET_KP() sorts v[0..KP) ascending with compare-exchanges\n"
       "// at constant indices, so v stays in registers. CE(i, j): min to v[i], max to\n"
       "// v[j]; T is the element type of v (float, or vec4 for four columns at once).\n"
+      "// SORTNET_N (default: no limit) prunes the network to its first SORTNET_N\n"
+      "// inputs: with +Inf in the others, every compare-exchange that touches one of\n"
+      "// them leaves it in place, so only CE(i, j) with j < SORTNET_N do any work (a\n"
+      "// specialization constant there lets the compiler drop the rest).\n"
       "#ifndef FP_AGG_SORTNET_GLSL\n#define FP_AGG_SORTNET_GLSL\n"
-      "#define CE(i, j) { T a_ = v[i], b_ = v[j]; v[i] = min(a_, b_); v[j] = max(a_, b_); }\n")
+      "#ifndef SORTNET_N\n#define SORTNET_N 0xffffffffu\n#endif\n"
+      "#define CE(i, j) if ((j) < SORTNET_N) { T a_ = v[i], b_ = v[j]; v[i] = min(a_, b_); v[j] = max(a_, b_); }\n")
     for n in SIZES:
         net = network(n)
         check(n, net)

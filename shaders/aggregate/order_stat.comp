@@ -9,10 +9,14 @@
 // VEC4: four coordinates per thread (n, ld and offsets in vec4 units); min and
 // max act lane by lane, so the same network sorts four columns at once.
 #include "common.glsl"
-#include "sortnet.glsl"
 #ifndef KP
 #define KP 8
 #endif
+// The number of clients, as a specialization constant: the network is pruned
+// to it (see sortnet.glsl) and the padding loads fold away.
+layout(constant_id = 3) const uint NK = KP;
+#define SORTNET_N NK
+#include "sortnet.glsl"
 #ifdef VEC4
 #define T vec4
 #else
@@ -22,8 +26,8 @@ layout(std430, binding = 0) readonly buffer XB { T x[]; };
 layout(std430, binding = 1) writeonly buffer OB { T o[]; };
 layout(push_constant) uniform P { uint n, nk, ld, xoff, ooff, lo, hi; } pc;
 
-#define LD(k) v[k] = (k) < pc.nk ? x[base + (k) * pc.ld] : T(inf);
-#define SM(k) if ((k) >= pc.lo && (k) <= pc.hi) s += v[k];
+#define LD(k) v[k] = (k) < NK ? x[base + (k) * pc.ld] : T(inf);
+#define SM(k) if ((k) < NK && (k) >= pc.lo && (k) <= pc.hi) s += v[k];
 #define REP4(M, b) M(b) M((b) + 1) M((b) + 2) M((b) + 3)
 #define REP16(M, b) REP4(M, b) REP4(M, (b) + 4) REP4(M, (b) + 8) REP4(M, (b) + 12)
 #define REP64(M, b) REP16(M, b) REP16(M, (b) + 16) REP16(M, (b) + 32) REP16(M, (b) + 48)

@@ -2,9 +2,16 @@
 // order_stat.comp: SORTNET_KP() sorts v[0..KP) ascending with compare-exchanges
 // at constant indices, so v stays in registers. CE(i, j): min to v[i], max to
 // v[j]; T is the element type of v (float, or vec4 for four columns at once).
+// SORTNET_N (default: no limit) prunes the network to its first SORTNET_N
+// inputs: with +Inf in the others, every compare-exchange that touches one of
+// them leaves it in place, so only CE(i, j) with j < SORTNET_N do any work (a
+// specialization constant there lets the compiler drop the rest).
 #ifndef FP_AGG_SORTNET_GLSL
 #define FP_AGG_SORTNET_GLSL
-#define CE(i, j) { T a_ = v[i], b_ = v[j]; v[i] = min(a_, b_); v[j] = max(a_, b_); }
+#ifndef SORTNET_N
+#define SORTNET_N 0xffffffffu
+#endif
+#define CE(i, j) if ((j) < SORTNET_N) { T a_ = v[i], b_ = v[j]; v[i] = min(a_, b_); v[j] = max(a_, b_); }
 // 5 compare-exchanges
 #define SORTNET_4() \
 CE(0, 1) CE(2, 3) CE(0, 2) CE(1, 3) CE(1, 2) \

@@ -131,20 +131,21 @@ static int check_vec(const char *op, const char *name, const fp_tensor *v, fp_dt
     return 0;
 }
 
-static int get_pipe(fp_pipeline **p, fp_stream *s, const char *name, uint32_t wg)
+/* spec3: the shader's own specialization constant 3, or 0 for none */
+static int get_pipe(fp_pipeline **p, fp_stream *s, const char *name, uint32_t wg, uint32_t spec3)
 {
-    uint32_t spec[3] = {wg, 1, 1};
-    int rc = fp_pipeline_get(p, fp_stream_ctx(s), name, spec, 3);
+    uint32_t spec[4] = {wg, 1, 1, spec3};
+    int rc = fp_pipeline_get(p, fp_stream_ctx(s), name, spec, spec3 ? 4 : 3);
     if (!rc)
         snprintf(last_variant, sizeof last_variant, "%s", name);
     return rc;
 }
 
-static int dispatch_1d(fp_stream *s, const char *name, uint32_t wg, const fp_binding *b, uint32_t nb,
-                       const void *push, uint32_t psize, uint32_t n)
+static int dispatch_1d(fp_stream *s, const char *name, uint32_t wg, uint32_t spec3, const fp_binding *b,
+                       uint32_t nb, const void *push, uint32_t psize, uint32_t n)
 {
     fp_pipeline *p;
-    int rc = get_pipe(&p, s, name, wg);
+    int rc = get_pipe(&p, s, name, wg, spec3);
     if (rc)
         return rc;
     uint32_t gx, gy;
@@ -190,6 +191,7 @@ typedef struct agg_job {
     int all_rows;       /* every client in one dispatch (order statistics) */
     int accumulate;
     uint32_t wg;
+    uint32_t spec3; /* specialization constant 3 (0: none) */
     int64_t K, D;
     int nargs;
     agg_arg arg[AGG_MAX_ARGS];
@@ -235,7 +237,8 @@ static int job_tile(fp_stream *s, const agg_job *j, int64_t k0, int64_t nk, int6
             t.off[i] = j->arg[i].kind == ARG_WHOLE ? 0 : (w[i].delta + skip) / unit;
         _Alignas(8) unsigned char push[FP_PUSH_MAX];
         uint32_t psize = j->push(push, &t, j->user);
-        rc = dispatch_1d(s, pass == 0 ? vname : j->shader, j->wg, b, (uint32_t)opened, push, psize, (uint32_t)cnt);
+        rc = dispatch_1d(s, pass == 0 ? vname : j->shader, j->wg, j->spec3, b, (uint32_t)opened, push, psize,
+                         (uint32_t)cnt);
     }
     if (!rc && nv)
         snprintf(last_variant, sizeof last_variant, "%s", vname); /* the body; a tail is scalar */
@@ -281,8 +284,10 @@ static uint32_t push_ring(void *p, const agg_tile *t, const void *user)
 static int red_job(fp_stream *s, const char *op, int ring, const red_user *u, fp_tensor *out, const fp_tensor *X,
                    const fp_tensor *w, int64_t K, int64_t D, int accumulate)
 {
-    agg_job j = {op, ring ? "agg_ring_sum" : "agg_wsum", 1, 0, accumulate, stream_wg(fp_stream_ctx(s)), K, D,
-                 w ? 3 : 2, {{X, ARG_MAT, 0}, {out, ARG_VEC, 1}, {w, ARG_WHOLE, 0}}, ring ? push_ring : push_wsum, u};
+    agg_job j = {.op = op, .shader = ring ? "agg_ring_sum" : "agg_wsum", .has_vec4 = 1, .accumulate = accumulate,
+                 .wg = stream_wg(fp_stream_ctx(s)), .K = K, .D = D, .nargs = w ? 3 : 2,
+                 .arg = {{X, ARG_MAT, 0}, {out, ARG_VEC, 1}, {w, ARG_WHOLE, 0}},
+                 .push = ring ? push_ring : push_wsum, .user = u};
     return job_run(s, &j);
 }
 
@@ -397,8 +402,8 @@ int fp_agg_quantize(fp_stream *s, fp_tensor *q, const fp_tensor *x, const fp_agg
         rc = check_vec(op, "q", q, FP_U32, D);
     if (rc)
         return rc;
-    agg_job j = {op, "agg_quant", 1, 0, 0, stream_wg(fp_stream_ctx(s)), 1, D, 2,
-                 {{x, ARG_VEC, 0}, {q, ARG_VEC, 1}}, push_quant, p};
+    agg_job j = {.op = op, .shader = "agg_quant", .has_vec4 = 1, .wg = stream_wg(fp_stream_ctx(s)), .K = 1, .D = D,
+                 .nargs = 2, .arg = {{x, ARG_VEC, 0}, {q, ARG_VEC, 1}}, .push = push_quant, .user = p};
     return job_run(s, &j);
 }
 
@@ -427,8 +432,8 @@ int fp_agg_dequantize(fp_stream *s, fp_tensor *out, const fp_tensor *sum, uint32
     if (rc)
         return rc;
     dequant_user u = {ldexpf(1.0f, -(int)scale_bits), post};
-    agg_job j = {op, "agg_dequant", 1, 0, 0, stream_wg(fp_stream_ctx(s)), 1, D, 2,
-                 {{sum, ARG_VEC, 0}, {out, ARG_VEC, 1}}, push_dequant, &u};
+    agg_job j = {.op = op, .shader = "agg_dequant", .has_vec4 = 1, .wg = stream_wg(fp_stream_ctx(s)), .K = 1, .D = D,
+                 .nargs = 2, .arg = {{sum, ARG_VEC, 0}, {out, ARG_VEC, 1}}, .push = push_dequant, .user = &u};
     return job_run(s, &j);
 }
 
@@ -452,8 +457,9 @@ int fp_agg_ties_mean(fp_stream *s, fp_tensor *out, const fp_tensor *msum, const 
         rc = check_vec(op, "out", out, FP_F32, D);
     if (rc)
         return rc;
-    agg_job j = {op, "agg_ties_mean", 1, 0, 0, stream_wg(fp_stream_ctx(s)), 1, D, 3,
-                 {{msum, ARG_VEC, 0}, {count, ARG_VEC, 0}, {out, ARG_VEC, 1}}, push_offsets, NULL};
+    agg_job j = {.op = op, .shader = "agg_ties_mean", .has_vec4 = 1, .wg = stream_wg(fp_stream_ctx(s)), .K = 1,
+                 .D = D, .nargs = 3, .arg = {{msum, ARG_VEC, 0}, {count, ARG_VEC, 0}, {out, ARG_VEC, 1}},
+                 .push = push_offsets};
     return job_run(s, &j);
 }
 
@@ -476,8 +482,8 @@ static int rowop(fp_stream *s, const char *op, const char *shader, fp_tensor *X,
         rc = check_vec(op, shader[4] == 'c' ? "norms" : "thresholds", v, FP_F32, K);
     if (rc)
         return rc;
-    agg_job j = {op, shader, 1, 0, 0, stream_wg(fp_stream_ctx(s)), K, D, 2,
-                 {{X, ARG_MAT, 1}, {v, ARG_WHOLE, 0}}, push_rowop, &c};
+    agg_job j = {.op = op, .shader = shader, .has_vec4 = 1, .wg = stream_wg(fp_stream_ctx(s)), .K = K, .D = D,
+                 .nargs = 2, .arg = {{X, ARG_MAT, 1}, {v, ARG_WHOLE, 0}}, .push = push_rowop, .user = &c};
     return job_run(s, &j);
 }
 
@@ -548,8 +554,8 @@ int fp_agg_norms(fp_stream *s, fp_tensor *norms, const fp_tensor *X, fp_tensor *
     const char *n1 = sg ? "agg_sumsq_sg" : "agg_sumsq";
     char n1v[32];
     snprintf(n1v, sizeof n1v, "%s_vec4", n1);
-    if ((rc = get_pipe(&p2, s, "agg_norm_finish", stream_wg(ctx))) || (rc = get_pipe(&p1v, s, n1v, wg)) ||
-        (rc = get_pipe(&p1, s, n1, wg)))
+    if ((rc = get_pipe(&p2, s, "agg_norm_finish", stream_wg(ctx), 0)) || (rc = get_pipe(&p1v, s, n1v, wg, 0)) ||
+        (rc = get_pipe(&p1, s, n1, wg, 0)))
         return rc;
     int64_t pstride = nch * P;
     for (int64_t k0 = 0; k0 < K && !rc; k0 += g) {
@@ -643,7 +649,9 @@ static int order_stat(fp_stream *s, const char *op, fp_tensor *out, const fp_ten
     fp_ctx *ctx = fp_stream_ctx(s);
     char name[32] = "agg_order_radix";
     int vec4 = 1;
+    uint32_t nk_spec = 0; /* networks: pruned to K inputs at pipeline creation */
     if (K <= order_net_max(ctx)) {
+        nk_spec = (uint32_t)K;
         uint32_t kp = 4;
         while (kp < K)
             kp <<= 1;
@@ -652,8 +660,9 @@ static int order_stat(fp_stream *s, const char *op, fp_tensor *out, const fp_ten
     }
     uint32_t lohi[2] = {b, (uint32_t)(K - 1 - b)};
     /* register-heavy networks and long per-thread loops: small groups (64) */
-    agg_job j = {op, name, vec4, 1, 0, reduce_wg(ctx), K, D, 2, {{X, ARG_MAT, 0}, {out, ARG_VEC, 1}},
-                 push_order, lohi};
+    agg_job j = {.op = op, .shader = name, .has_vec4 = vec4, .all_rows = 1, .wg = reduce_wg(ctx), .spec3 = nk_spec,
+                 .K = K, .D = D, .nargs = 2, .arg = {{X, ARG_MAT, 0}, {out, ARG_VEC, 1}}, .push = push_order,
+                 .user = lohi};
     int64_t need = fp_agg_order_worksize(ctx, K, D);
     if (need == 0)
         return job_run(s, &j);
@@ -735,8 +744,10 @@ int fp_agg_ties_masked(fp_stream *s, fp_tensor *msum, fp_tensor *count, const fp
         rc = check_vec(op, "count", count, FP_F32, D);
     if (rc)
         return rc;
-    agg_job j = {op, "agg_ties_masked", 1, 0, accumulate, stream_wg(fp_stream_ctx(s)), K, D, 4,
-                 {{X, ARG_MAT, 0}, {total, ARG_VEC, 0}, {msum, ARG_VEC, 1}, {count, ARG_VEC, 1}}, push_masked, NULL};
+    agg_job j = {.op = op, .shader = "agg_ties_masked", .has_vec4 = 1, .accumulate = accumulate,
+                 .wg = stream_wg(fp_stream_ctx(s)), .K = K, .D = D, .nargs = 4,
+                 .arg = {{X, ARG_MAT, 0}, {total, ARG_VEC, 0}, {msum, ARG_VEC, 1}, {count, ARG_VEC, 1}},
+                 .push = push_masked};
     return job_run(s, &j);
 }
 
