@@ -610,6 +610,12 @@ static uint32_t norm_groups(int64_t n, uint32_t wg)
 
 static uint32_t norm_wg(fp_ctx *ctx) { return red_wg(ctx, 1 << 20); }
 
+/* Partials one tensor of n elements contributes: the vec4 body's groups, plus one for a scalar tail. */
+static uint32_t norm_parts(int64_t n, uint32_t wg)
+{
+    return (n / 4 ? norm_groups(n / 4, wg) : 0) + (n % 4 ? 1u : 0u);
+}
+
 int64_t fp_grad_norm_work_size(fp_ctx *ctx, const fp_tensor *const *grads, int count)
 {
     if (!ctx || !grads)
@@ -618,7 +624,7 @@ int64_t fp_grad_norm_work_size(fp_ctx *ctx, const fp_tensor *const *grads, int c
     int64_t tot = 0;
     for (int i = 0; i < count; i++)
         if (grads[i])
-            tot += norm_groups(fp_tensor_numel(grads[i]), wg);
+            tot += norm_parts(fp_tensor_numel(grads[i]), wg);
     return tot ? tot : 1;
 }
 
@@ -644,25 +650,34 @@ int fp_grad_norm(fp_stream *s, fp_tensor *out, fp_tensor *work, const fp_tensor 
         return fp_seterr(FP_ESHAPE, "%s: work has %lld elements, needs %lld (fp_grad_norm_work_size)", op,
                          (long long)fp_tensor_numel(work), (long long)need);
     uint32_t wg = norm_wg(ctx);
-    fp_pipeline *p;
+    fp_pipeline *p, *pv;
     uint32_t off = 0;
     if (count > 0) {
-        if ((rc = get_red(&p, ctx, "gradnorm_sumsq", wg)))
+        if ((rc = get_red(&pv, ctx, "gradnorm_sumsq_vec4", wg)) || (rc = get_red(&p, ctx, "gradnorm_sumsq", wg)))
             return rc;
         for (int i = 0; i < count; i++) {
-            int64_t n = fp_tensor_numel(grads[i]);
-            uint32_t groups = norm_groups(n, wg);
-            struct { uint32_t n, off; float max_norm; } push = {(uint32_t)n, off, max_norm};
+            int64_t n = fp_tensor_numel(grads[i]), nv = n / 4;
             fp_binding b[2] = {FP_R(grads[i]), FP_W(work)};
-            if ((rc = fp_stream_dispatch(s, p, b, 2, &push, sizeof push, groups, 1, 1)))
-                return rc;
-            off += groups;
+            if (nv) { /* vec4 body */
+                uint32_t groups = norm_groups(nv, wg);
+                struct { uint32_t n, off; float max_norm; uint32_t xoff; } push = {(uint32_t)nv, off, max_norm, 0};
+                if ((rc = fp_stream_dispatch(s, pv, b, 2, &push, sizeof push, groups, 1, 1)))
+                    return rc;
+                off += groups;
+            }
+            if (n % 4) { /* scalar tail: one more partial */
+                struct { uint32_t n, off; float max_norm; uint32_t xoff; } push = {(uint32_t)(n % 4), off, max_norm,
+                                                                                   (uint32_t)(nv * 4)};
+                if ((rc = fp_stream_dispatch(s, p, b, 2, &push, sizeof push, 1, 1, 1)))
+                    return rc;
+                off += 1;
+            }
         }
     }
     if ((rc = get_red(&p, ctx, "gradnorm_final", wg)))
         return rc;
     /* no tensors: n = 0 partials sum to a norm of 0 */
-    struct { uint32_t n, off; float max_norm; } push = {off, 0, max_norm};
+    struct { uint32_t n, off; float max_norm; uint32_t xoff; } push = {off, 0, max_norm, 0};
     fp_binding b[2] = {FP_R(work), FP_W(out)};
     return fp_stream_dispatch(s, p, b, 2, &push, sizeof push, 1, 1, 1);
 }
@@ -681,9 +696,9 @@ int fp_grad_clip(fp_stream *s, fp_tensor *const *grads, int count, const fp_tens
         if ((rc = need_f32(op, what, grads[i])) || (rc = too_big(op, fp_tensor_numel(grads[i]))))
             return rc;
         int64_t n = fp_tensor_numel(grads[i]);
-        struct { uint32_t n, off; float max_norm; } push = {(uint32_t)n, 0, 0.0f};
+        struct { uint32_t n, off; float max_norm; uint32_t xoff; } push = {0, 0, 0.0f, 0};
         fp_binding b[2] = {FP_W(grads[i]), FP_R(norm_out)};
-        if ((rc = ew_dispatch(s, "gradnorm_clip", b, 2, &push, sizeof push, n)))
+        if ((rc = ew_split(s, "gradnorm_clip", b, 2, &push, sizeof push, n)))
             return rc;
     }
     return 0;
