@@ -568,28 +568,35 @@ int fp_softmax_ce_bwd(fp_stream *s, fp_tensor *dlogits, const fp_tensor *logits,
     if ((rc = ce_chunk_rows(op, ctx, R, V, &chunk)))
         return rc;
     int inplace = dlogits == logits;
-    fp_pipeline *p;
-    if ((rc = get_plain(&p, ctx, inplace ? "softmax_ce_bwd_inplace" : "softmax_ce_bwd", EW_WG)))
+    fp_pipeline *p, *pv = NULL;
+    const char *name = inplace ? "softmax_ce_bwd_inplace" : "softmax_ce_bwd";
+    char vname[40];
+    snprintf(vname, sizeof vname, "%s_vec4", name);
+    if ((rc = get_plain(&p, ctx, name, EW_WG)) || (V % 4 == 0 && (rc = get_plain(&pv, ctx, vname, EW_WG))))
         return rc;
     for (int64_t r0 = 0; r0 < R && !rc; r0 += chunk) {
         int64_t n = R - r0 < chunk ? R - r0 : chunk;
-        uint32_t g[3];
-        grid_rows_cols(n, V, EW_WG, g);
         fp_win w[4];
         const fp_tensor *ts[4] = {logits, targets, lse, dlogits};
         const int64_t len[4] = {V, 1, 1, V};
         int nw = inplace ? 3 : 4;
         if ((rc = ce_windows(w, ts, len, nw, r0, n)))
             return fp_adderr(rc, "%s", op);
+        uint32_t doff = inplace ? w[0].delta : w[3].delta;
+        /* four columns per invocation where rows and both windows start on vec4s */
+        uint32_t u = pv && w[0].delta % 4 == 0 && doff % 4 == 0 ? 4 : 1;
+        uint32_t g[3];
+        grid_rows_cols(n, V / u, EW_WG, g);
         struct { uint32_t rows, V; int32_t ignore; float dloss; uint32_t ystride, loff, toff, soff, doff; } push = {
-            (uint32_t)n, (uint32_t)V, FP_IGNORE_INDEX, dloss, g[1], w[0].delta, w[1].delta, w[2].delta,
-            inplace ? w[0].delta : w[3].delta};
+            (uint32_t)n, (uint32_t)V, FP_IGNORE_INDEX, dloss, g[1], w[0].delta / u, w[1].delta, w[2].delta, doff / u};
+        fp_pipeline *pp = u == 4 ? pv : p;
+        note(pp);
         if (inplace) {
             fp_binding b[4] = {FP_W(w[0].t), FP_R(w[1].t), FP_R(w[2].t), FP_R(stats)};
-            rc = fp_stream_dispatch(s, p, b, 4, &push, sizeof push, g[0], g[1], g[2]);
+            rc = fp_stream_dispatch(s, pp, b, 4, &push, sizeof push, g[0], g[1], g[2]);
         } else {
             fp_binding b[5] = {FP_R(w[0].t), FP_R(w[1].t), FP_R(w[2].t), FP_R(stats), FP_W(w[3].t)};
-            rc = fp_stream_dispatch(s, p, b, 5, &push, sizeof push, g[0], g[1], g[2]);
+            rc = fp_stream_dispatch(s, pp, b, 5, &push, sizeof push, g[0], g[1], g[2]);
         }
         ce_close(w, nw);
     }

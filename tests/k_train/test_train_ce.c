@@ -147,6 +147,8 @@ static void chunked(void)
     }
     CHECK_OK(fp_train_force_reduce(NULL));
     ce_case(ctx, s, 17, 4095, 8, 0); /* 4 rows per chunk; a row is 4 bytes short of 16-byte aligned */
+    ce_case(ctx, s, 40, 1000, 5, 0); /* 16 rows per chunk, vec4 backward in every chunk */
+    ce_case(ctx, s, 40, 1000, 5, 1);
     /* one row of 20000 logits (80000 bytes) cannot be bound at all */
     int64_t rows = 2, V = 20000;
     fp_tensor *tl = tc_f32(ctx, rows, V, NULL), *tt = tc_i32(ctx, rows, NULL), *tloss = tc_f32_1d(ctx, rows, NULL);
@@ -178,8 +180,10 @@ int main(void)
             ce_case(ctx, s, 1, 1, 3, 0);
             ce_case(ctx, s, 5, 7, 3, 1);
             ce_case(ctx, s, 7, 1001, 5, 0);
-            if (m == 0)
+            if (m == 0) {
                 ce_case(ctx, s, 3, 8192, 60, 1); /* large logits: needs the max shift */
+                ce_case(ctx, s, 6, 1000, 5, 0);  /* V % 4 == 0: the vec4 backward, separate output */
+            }
         }
         CHECK_OK(fp_train_force_reduce(NULL));
         if (pi == 0) {
