@@ -6,6 +6,11 @@
  * with numel D). Weights, thresholds and norms are f32 tensors of K elements.
  * Every argument's dtype and size is checked (FP_ESHAPE with the shapes).
  *
+ * Streaming kernels read and write vec4s (four coordinates per invocation)
+ * where the layout allows (D % 4 == 0 for [K, D] inputs, windows on 16-byte
+ * boundaries), with a scalar tail; tuned key "aggregate.vec4" = "0" turns
+ * that off.
+ *
  * Device ops record into a stream; nothing runs until fp_stream_run. Tensors
  * bound to a kernel must stay alive until the stream has run; the views these
  * wrappers create internally are their own business. Threading: a stream is
@@ -24,9 +29,11 @@
  *  - weighted sums, TIES sums, ring ops: summed in client order k = 0..K-1,
  *    one coordinate at a time, exactly as the references (f32 results may
  *    differ from them by FMA contraction only; ring results are bit-exact).
- *  - median / trimmed mean: exact selection, deterministic. K <= 32: the K
- *    values are sorted by an odd-even merge network in registers and the kept ranks
- *    summed in ascending order (as the reference). K > 32 (any K): the two
+ *  - median / trimmed mean: exact selection, deterministic. K <= 32 (K <= 128
+ *    on CPU devices, where registers spill to L1; tuned key
+ *    "aggregate.order_net" = 32 | 64 | 128): the K values are sorted by an
+ *    odd-even merge network pruned to K inputs and the kept ranks summed in
+ *    ascending order (as the reference). Beyond (any K): the two
  *    boundary ranks are found exactly by a 16-pass (2 bits each) search on
  *    order-preserving keys; the values strictly between are summed in client
  *    order plus the boundary values times their kept multiplicity (so a

@@ -28,7 +28,8 @@
  *                rows; needs subgroup ops, subgroup size >= 8 and D % 4 == 0;
  *                default on CPU devices (lavapipe turns every non-uniform load
  *                into a loop over lanes, so loads are what it must save)
- * $FP_ATTN_VARIANT (tiled|direct|sg) or the tuned key "attention.variant"
+ * $FP_ATTN_VARIANT (tiled|direct|sg) or the tuned key "attention.variant" (written
+ * by fp_attention_autotune through fp-probe --tune; an unknown value is ignored)
  * override the default; every variant runs under "minimal" except sg, which
  * falls back to direct there. Workgroups are 64 invocations (8 for tiny row
  * counts such as decode).
@@ -100,6 +101,25 @@ int64_t fp_attention_decode_workspace(int64_t B, int64_t Tq, int64_t Hq, int64_t
  * "attn_direct" or "attn_sg"; a head dim the sg variant cannot take falls
  * back to direct/tiled), for logs and tests. Static string. */
 const char *fp_attention_variant(fp_ctx *ctx);
+
+/* Forces this thread's attention ops to prefer variant "tiled", "direct" or
+ * "sg" (ahead of $FP_ATTN_VARIANT and the tuned key; the profile's limits and
+ * the fallbacks still apply); NULL or "" clears it. FP_EINVAL for other names.
+ * For the autotuner and tests. */
+int fp_attention_force_variant(const char *name);
+
+/* The pipeline the last attention op recorded on this thread ran with
+ * (e.g. "attn_fwd_sg", "attn_bwd_dkv_direct"); "" before any. */
+const char *fp_attention_last_pipeline(void);
+
+/* Autotuner (fp-probe --tune): checks every variant the profile allows against
+ * the C reference (forward and backward, NMSE <= 5e-4, on a small odd shape),
+ * times forward + backward on the benchmark's head layout (B 1, Hq 8, Hkv 2,
+ * D 64; T 256, quick: 64), and stores the fastest correct one as
+ * fp_measured_tune_set(m, "attention.variant", "tiled" | "direct" | "sg").
+ * Variants that fail the check, or that fall back to another pipeline, are
+ * skipped with a line on stderr. Leaves the thread's forced variant cleared. */
+int fp_attention_autotune(fp_ctx *ctx, fp_measured *m, int quick);
 
 /* ---- C references (naive; double accumulation; T x T materialised) -------- */
 

@@ -9,6 +9,8 @@
  * Reductions are deterministic: the same inputs on the same device and variant
  * give bit-identical results (no floating-point atomics anywhere).
  * Threading: as for streams (one thread per stream at a time).
+ * Elementwise ops, the optimizers, conversions and RMSNorm (rows of whole
+ * vec4s) read and write vec4s, with a scalar pass for the last n % 4 elements.
  *
  * fp_ref_* are plain-C references of every op (tests and CPU fallbacks), in
  * f32 storage with double accumulation.
@@ -74,7 +76,10 @@ int fp_scale(fp_stream *s, fp_tensor *y, float alpha);
  * losses[row] = logsumexp(logits[row]) - logits[row, t], or 0 when t is
  * FP_IGNORE_INDEX (or outside [0, V)); lse[row] = logsumexp (saved for the
  * backward); stats f32 [2] = {mean loss over valid rows (0 if none), n_valid}.
- * Numerically stable (online max/sum). losses, lse: f32 [rows]. */
+ * Numerically stable (online max/sum). losses, lse: f32 [rows].
+ * Logits larger than the device's storage range are bound in chunks of whole
+ * rows (DESIGN.md section 4); a single row larger than it is FP_EUNSUPPORTED
+ * (as in the backward). */
 int fp_softmax_ce_fwd(fp_stream *s, fp_tensor *losses, fp_tensor *lse, fp_tensor *stats, const fp_tensor *logits,
                       const fp_tensor *targets);
 

@@ -1,9 +1,16 @@
 #version 450
-// In-place per-client row ops on X[k0 + k, i], one coordinate per thread, loop over rows:
+// In-place per-client row ops on X[k0 + k, i], one coordinate (VEC4: four) per
+// thread, looping over the nk rows of its group:
 //  CLIP: x *= (nrm > c ? c / nrm : 1) with nrm = v[voff + k]  (norm clipping)
 //  TRIM: x = abs(x) >= v[voff + k] ? x : 0                    (TIES trim, v = thresholds)
+// With VEC4, n, ld and xoff are in vec4 units.
 #include "common.glsl"
-layout(std430, binding = 0) buffer XB { float x[]; };
+#ifdef VEC4
+#define T vec4
+#else
+#define T float
+#endif
+layout(std430, binding = 0) buffer XB { T x[]; };
 layout(std430, binding = 1) readonly buffer VB { float v[]; };
 layout(push_constant) uniform P { uint n, nk, ld, xoff, voff; float c; } pc;
 
@@ -19,8 +26,12 @@ void main()
         float f = t > pc.c ? pc.c / t : 1.0;
         x[xi] *= f;
 #else
-        float a = x[xi];
+        T a = x[xi];
+#ifdef VEC4
+        x[xi] = mix(vec4(0.0), a, greaterThanEqual(abs(a), vec4(t)));
+#else
         x[xi] = abs(a) >= t ? a : 0.0;
+#endif
 #endif
     }
 }

@@ -3,12 +3,17 @@
 // [p*chunk, min((p+1)*chunk, n)) of row k and writes partial[poff + k*pstride + p].
 // Reduction in the workgroup: subgroupAdd + a short serial pass over subgroups
 // (SUBGROUP), or a shared-memory tree (the portable path; WG <= 64 invocations).
+// VEC4: n, ld, xoff and chunk in vec4 units (the host keeps rows whole vec4s).
 #include "common.glsl"
 #ifdef SUBGROUP
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
 #endif
+#ifdef VEC4
+layout(std430, binding = 0) readonly buffer XB { vec4 x[]; };
+#else
 layout(std430, binding = 0) readonly buffer XB { float x[]; };
+#endif
 layout(std430, binding = 1) writeonly buffer PB { float part[]; };
 layout(push_constant) uniform P { uint n, ld, xoff, chunk, poff, pstride; } pc;
 
@@ -26,8 +31,13 @@ void main()
     uint base = pc.xoff + k * pc.ld;
     float acc = 0.0;
     for (uint d = b + lid; d < e; d += gl_WorkGroupSize.x) {
+#ifdef VEC4
+        vec4 t = x[base + d];
+        acc += dot(t, t);
+#else
         float t = x[base + d];
         acc += t * t;
+#endif
     }
 #ifdef SUBGROUP
     float r = subgroupAdd(acc);

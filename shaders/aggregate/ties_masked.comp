@@ -1,11 +1,18 @@
 #version 450
 // TIES masked sums: e = sign(total[i]);
 //   msum += sum_k x_k * [x_k != 0 && sign(x_k) == e],  cnt += sum_k [x_k != 0 && sign(x_k) == e]
+// Clients in order k = 0..nk-1, as the C reference. VEC4: four coordinates per
+// thread (n, ld and offsets in vec4 units), selected lane by lane.
 #include "common.glsl"
-layout(std430, binding = 0) readonly buffer XB { float x[]; };
-layout(std430, binding = 1) readonly buffer TB { float tot[]; };
-layout(std430, binding = 2) buffer SB { float msum[]; };
-layout(std430, binding = 3) buffer CB { float cnt[]; };
+#ifdef VEC4
+#define T vec4
+#else
+#define T float
+#endif
+layout(std430, binding = 0) readonly buffer XB { T x[]; };
+layout(std430, binding = 1) readonly buffer TB { T tot[]; };
+layout(std430, binding = 2) buffer SB { T msum[]; };
+layout(std430, binding = 3) buffer CB { T cnt[]; };
 layout(push_constant) uniform P { uint n, nk, ld, xoff, toff, soff, coff, flags; } pc;
 
 void main()
@@ -14,16 +21,22 @@ void main()
     if (i >= pc.n)
         return;
     bool acc = (pc.flags & 1u) != 0u;
-    float s = acc ? msum[pc.soff + i] : 0.0;
-    float c = acc ? cnt[pc.coff + i] : 0.0;
-    float e = sign(tot[pc.toff + i]);
+    T s = acc ? msum[pc.soff + i] : T(0.0);
+    T c = acc ? cnt[pc.coff + i] : T(0.0);
+    T e = sign(tot[pc.toff + i]);
     uint xi = pc.xoff + i;
     for (uint k = 0u; k < pc.nk; k++, xi += pc.ld) {
-        float a = x[xi];
+        T a = x[xi];
+#ifdef VEC4
+        bvec4 m = bvec4(uvec4(notEqual(a, vec4(0.0))) & uvec4(equal(sign(a), e)));
+        s = mix(s, s + a, m);
+        c = mix(c, c + 1.0, m);
+#else
         if (a != 0.0 && sign(a) == e) {
             s += a;
             c += 1.0;
         }
+#endif
     }
     msum[pc.soff + i] = s;
     cnt[pc.coff + i] = c;

@@ -1,10 +1,15 @@
 #version 450
 // TIES disjoint mean: o = msum / max(cnt, 1). o may be the same memory as msum
-// (each thread reads its element before writing it).
+// (each thread reads its element before writing it). VEC4: n and offsets in vec4 units.
 #include "common.glsl"
-layout(std430, binding = 0) readonly buffer SB { float msum[]; };
-layout(std430, binding = 1) readonly buffer CB { float cnt[]; };
-layout(std430, binding = 2) writeonly buffer OB { float o[]; };
+#ifdef VEC4
+#define T vec4
+#else
+#define T float
+#endif
+layout(std430, binding = 0) readonly buffer SB { T msum[]; };
+layout(std430, binding = 1) readonly buffer CB { T cnt[]; };
+layout(std430, binding = 2) writeonly buffer OB { T o[]; };
 layout(push_constant) uniform P { uint n, soff, coff, ooff; } pc;
 
 void main()
@@ -12,5 +17,5 @@ void main()
     uint i = fp_gid();
     if (i >= pc.n)
         return;
-    o[pc.ooff + i] = msum[pc.soff + i] / max(cnt[pc.coff + i], 1.0);
+    o[pc.ooff + i] = msum[pc.soff + i] / max(cnt[pc.coff + i], T(1.0));
 }

@@ -1,22 +1,32 @@
 #version 450
-// dtype conversion between f32, f16 and bf16 on n elements, two per invocation
-// (one 32-bit word of 16-bit data). 16-bit data is read and written as packed
-// uint words, so no 16-bit storage or fp16 arithmetic feature is needed.
-// f16: packHalf2x16/unpackHalf2x16. bf16: the top 16 bits of the f32, rounded
-// to nearest even (NaN stays a quiet NaN). With an odd n, the last word's high
-// half is preserved (read-modify-write), so views next to other data are safe.
-// SRC_* / DST_* in {F32, F16, BF16}.
+// dtype conversion between f32, f16 and bf16. 16-bit data is read and written
+// as packed uint words, so no 16-bit storage or fp16 arithmetic feature is
+// needed. f16: packHalf2x16/unpackHalf2x16. bf16: the top 16 bits of the f32,
+// rounded to nearest even (NaN stays a quiet NaN). SRC_* / DST_* in {F32, F16, BF16}.
+// Scalar variant: elements [2*(off + k), +2) for invocation k, up to element n.
+// With an odd n, the last word's high half is preserved (read-modify-write), so
+// views next to other data are safe.
+// VEC4 variant: four elements (one vec4 of f32, two words of 16-bit data) per
+// invocation, n groups of four from group off; the host runs it on the
+// multiple-of-4 prefix and the scalar one on the rest.
 #include "common.glsl"
-layout(push_constant) uniform P { uint n; } pc;
-#ifdef SRC_F32
-layout(std430, binding = 0) readonly buffer S { float src[]; };
+layout(push_constant) uniform P { uint n; uint off; } pc;
+#ifdef VEC4
+#define F32T vec4
+#define U16T uvec2
 #else
-layout(std430, binding = 0) readonly buffer S { uint src[]; };
+#define F32T float
+#define U16T uint
+#endif
+#ifdef SRC_F32
+layout(std430, binding = 0) readonly buffer S { F32T src[]; };
+#else
+layout(std430, binding = 0) readonly buffer S { U16T src[]; };
 #endif
 #ifdef DST_F32
-layout(std430, binding = 1) writeonly buffer D { float dst[]; };
+layout(std430, binding = 1) writeonly buffer D { F32T dst[]; };
 #else
-layout(std430, binding = 1) buffer D { uint dst[]; };
+layout(std430, binding = 1) buffer D { U16T dst[]; };
 #endif
 
 uint bf16_round(float f)
@@ -27,9 +37,32 @@ uint bf16_round(float f)
     return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
 }
 
+vec2 unpack_bf16(uint w) { return vec2(uintBitsToFloat(w << 16), uintBitsToFloat(w & 0xffff0000u)); }
+
 void main()
 {
+#ifdef VEC4
     uint k = fp_gid();
+    if (k >= pc.n)
+        return;
+    k += pc.off;
+    vec4 v;
+#if defined(SRC_F32)
+    v = src[k];
+#elif defined(SRC_F16)
+    v = vec4(unpackHalf2x16(src[k].x), unpackHalf2x16(src[k].y));
+#else
+    v = vec4(unpack_bf16(src[k].x), unpack_bf16(src[k].y));
+#endif
+#if defined(DST_F32)
+    dst[k] = v;
+#elif defined(DST_F16)
+    dst[k] = uvec2(packHalf2x16(v.xy), packHalf2x16(v.zw));
+#else
+    dst[k] = uvec2(bf16_round(v.x) | (bf16_round(v.y) << 16), bf16_round(v.z) | (bf16_round(v.w) << 16));
+#endif
+#else
+    uint k = pc.off + fp_gid();
     uint i = 2u * k;
     if (i >= pc.n)
         return;
@@ -40,8 +73,7 @@ void main()
 #elif defined(SRC_F16)
     v = unpackHalf2x16(src[k]);
 #else
-    uint w = src[k];
-    v = vec2(uintBitsToFloat(w << 16), uintBitsToFloat(w & 0xffff0000u));
+    v = unpack_bf16(src[k]);
 #endif
 #if defined(DST_F32)
     dst[i] = v.x;
@@ -56,5 +88,6 @@ void main()
     if (!two)
         o = (o & 0xffffu) | (dst[k] & 0xffff0000u);
     dst[k] = o;
+#endif
 #endif
 }

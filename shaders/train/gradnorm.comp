@@ -1,21 +1,29 @@
 #version 450
 // Global gradient norm and clipping, three stages:
-// SUMSQ: each workgroup writes one partial sum of squares of x[0..n) into
-//        partials[off + group] (grid-stride, Kahan-compensated per invocation).
+// SUMSQ: each workgroup writes one partial sum of squares of units
+//        x[xoff .. xoff + n) into partials[off + group] (grid-stride,
+//        Kahan-compensated per invocation).
 // FINAL: one workgroup sums partials[0..n): out[0] = norm, out[1] = clip scale
 //        min(1, max_norm / (norm + 1e-6)) (1 when max_norm <= 0).
-// CLIP:  x *= out[1], read on the device.
+// CLIP:  x *= out[1] on units off .. off + n, read on the device.
+// VEC4 (SUMSQ, CLIP): a unit is a vec4; the host runs the scalar variant on
+// the last n % 4 elements.
 #include "common.glsl"
 #include "train/reduce.glsl"
-layout(push_constant) uniform P { uint n; uint off; float max_norm; } pc;
+#ifdef VEC4
+#define T vec4
+#else
+#define T float
+#endif
+layout(push_constant) uniform P { uint n; uint off; float max_norm; uint xoff; } pc;
 #if defined(SUMSQ)
-layout(std430, binding = 0) readonly buffer X { float x[]; };
+layout(std430, binding = 0) readonly buffer X { T x[]; };
 layout(std430, binding = 1) buffer Q { float partials[]; };
 #elif defined(FINAL)
 layout(std430, binding = 0) readonly buffer Q { float partials[]; };
 layout(std430, binding = 1) writeonly buffer O { float outv[]; };
 #else
-layout(std430, binding = 0) buffer X { float x[]; };
+layout(std430, binding = 0) buffer X { T x[]; };
 layout(std430, binding = 1) readonly buffer O { float outv[]; };
 #endif
 
@@ -23,17 +31,21 @@ void main()
 {
 #if defined(SUMSQ)
     uint stride = gl_NumWorkGroups.x * gl_WorkGroupSize.x;
-    float s = 0.0, c = 0.0;
+    T s = T(0.0), c = T(0.0);
     for (uint i = gl_GlobalInvocationID.x; i < pc.n; i += stride) {
-        float v = x[i];
-        float yk = v * v - c;
-        float t = s + yk;
+        T v = x[pc.xoff + i];
+        T yk = v * v - c;
+        T t = s + yk;
         c = (t - s) - yk;
         s = t;
     }
-    s = wg_sum(s);
+#ifdef VEC4
+    float r = wg_sum((s.x + s.y) + (s.z + s.w));
+#else
+    float r = wg_sum(s);
+#endif
     if (gl_LocalInvocationID.x == 0)
-        partials[pc.off + gl_WorkGroupID.x] = s;
+        partials[pc.off + gl_WorkGroupID.x] = r;
 #elif defined(FINAL)
     float s = 0.0;
     for (uint i = gl_LocalInvocationID.x; i < pc.n; i += gl_WorkGroupSize.x)
@@ -47,6 +59,6 @@ void main()
 #else
     uint i = fp_gid();
     if (i < pc.n)
-        x[i] *= outv[1];
+        x[pc.off + i] *= outv[1];
 #endif
 }

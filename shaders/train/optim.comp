@@ -4,13 +4,20 @@
 // ADAMW: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
 //        p -= lr * (m / (1 - b1^t) / (sqrt(v / (1 - b2^t)) + eps) + wd * p)
 // SGD:   p -= lr * (g + wd * p)
+// n units from unit off; VEC4: a unit is a vec4 (the host runs the scalar
+// variant on the tail).
 #include "common.glsl"
-layout(push_constant) uniform P { uint n; float lr; float b1; float b2; float eps; float wd; uint t; } pc;
-layout(std430, binding = 0) buffer PB { float p[]; };
-layout(std430, binding = 1) readonly buffer GB { float g[]; };
+#ifdef VEC4
+#define T vec4
+#else
+#define T float
+#endif
+layout(push_constant) uniform P { uint n; uint off; float lr; float b1; float b2; float eps; float wd; uint t; } pc;
+layout(std430, binding = 0) buffer PB { T p[]; };
+layout(std430, binding = 1) readonly buffer GB { T g[]; };
 #ifdef ADAMW
-layout(std430, binding = 2) buffer MB { float m[]; };
-layout(std430, binding = 3) buffer VB { float v[]; };
+layout(std430, binding = 2) buffer MB { T m[]; };
+layout(std430, binding = 3) buffer VB { T v[]; };
 #define GS_BINDING 4
 #else
 #define GS_BINDING 2
@@ -21,17 +28,18 @@ layout(std430, binding = GS_BINDING) readonly buffer SB { float gscale[]; };
 
 void main()
 {
-    uint i = fp_gid();
-    if (i >= pc.n)
+    uint k = fp_gid();
+    if (k >= pc.n)
         return;
-    float gi = g[i];
+    uint i = pc.off + k;
+    T gi = g[i];
 #ifdef GSCALE
     gi *= gscale[1];
 #endif
-    float pi = p[i];
+    T pi = p[i];
 #ifdef ADAMW
-    float mi = pc.b1 * m[i] + (1.0 - pc.b1) * gi;
-    float vi = pc.b2 * v[i] + (1.0 - pc.b2) * gi * gi;
+    T mi = pc.b1 * m[i] + (1.0 - pc.b1) * gi;
+    T vi = pc.b2 * v[i] + (1.0 - pc.b2) * gi * gi;
     m[i] = mi;
     v[i] = vi;
     float bc1 = 1.0 - pow(pc.b1, float(pc.t));

@@ -4,9 +4,11 @@
 // the workgroup combines them: lse = M + log(sum_i s_i * exp(m_i - M)).
 // loss[row] = lse - logits[row, t] for a valid target t in [0, V) other than
 // ignore_index, else 0. lse[row] is saved for the backward.
+// The host may bind a chunk of rows through windows: row r's logits start at
+// element loff + r*V, its target, loss and lse at toff + r, ooff + r, soff + r.
 #include "common.glsl"
 #include "train/reduce.glsl"
-layout(push_constant) uniform P { uint rows; uint V; int ignore_index; } pc;
+layout(push_constant) uniform P { uint rows; uint V; int ignore_index; uint loff, toff, ooff, soff; } pc;
 layout(std430, binding = 0) readonly buffer L { float logits[]; };
 layout(std430, binding = 1) readonly buffer T { int targets[]; };
 layout(std430, binding = 2) writeonly buffer O { float loss[]; };
@@ -17,7 +19,7 @@ void main()
     uint row = wg_row();
     if (row >= pc.rows)
         return;
-    uint base = row * pc.V, l = LANE, n = LANES;
+    uint base = pc.loff + row * pc.V, l = LANE, n = LANES;
     float m = -3.402823466e38, s = 0.0;
     for (uint j = l; j < pc.V; j += n) {
         float v = logits[base + j];
@@ -32,9 +34,9 @@ void main()
     float S = wg_sum(s * exp(m - M));
     float z = M + log(S);
     if (l == 0) {
-        int t = targets[row];
+        int t = targets[pc.toff + row];
         bool valid = t != pc.ignore_index && t >= 0 && uint(t) < pc.V;
-        loss[row] = valid ? z - logits[base + uint(t)] : 0.0;
-        lse[row] = z;
+        loss[pc.ooff + row] = valid ? z - logits[base + uint(t)] : 0.0;
+        lse[pc.soff + row] = z;
     }
 }

@@ -4,10 +4,8 @@
  * Every op works on windows: a binding covers at most the device's storage
  * range, so [K, D] inputs are cut into row groups (reductions over clients are
  * accumulated group after group, in client order) and, when one row is larger
- * than a binding, column chunks. A window is the whole tensor when it fits
- * (offset passed in push constants), else a view aligned down to the storage
- * alignment plus a small element offset. Views are freed right after their
- * dispatch is recorded (the stream keeps only the Vulkan buffer and range). */
+ * than a binding, column chunks, each bound through a window (ops/bind_window.h).
+ * job_run below drives that for every streaming op. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +14,7 @@
 #include "error_internal.h"
 #include "fedproxy/ops_aggregate.h"
 #include "fedproxy/ops_basic.h"
+#include "ops/bind_window.h"
 
 static _Thread_local char last_variant[48];
 
@@ -73,78 +72,11 @@ static int use_vec4(const fp_ctx *ctx)
     return !(t && !strcmp(t, "0"));
 }
 
-/* ---- windows ------------------------------------------------------------------ */
-
-typedef struct win {
-    const fp_tensor *t; /* what gets bound */
-    fp_tensor *view;    /* owned view, or NULL when t is the caller's tensor */
-    uint32_t delta;     /* element offset of the window's first element in t */
-} win;
-
-static uint64_t bind_align(const fp_ctx *ctx)
-{
-    uint64_t a = fp_ctx_profile(ctx)->min_storage_align;
-    return a > 16 ? a : 16;
-}
-
-/* Elements (4-byte) one window may span, leaving room for the alignment slack. */
-static int64_t range_elems(const fp_ctx *ctx)
-{
-    uint64_t r = fp_ctx_profile(ctx)->storage_range;
-    if (r > ((uint64_t)1 << 32) - 4)
-        r = ((uint64_t)1 << 32) - 4; /* element offsets are u32 in the shaders */
-    return (int64_t)((r - bind_align(ctx)) / 4);
-}
-
-/* Binds elements [e0, e0 + n) of t (4-byte elements). */
-static int win_open(win *w, const fp_tensor *t, int64_t e0, int64_t n)
-{
-    fp_ctx *ctx = t->ctx;
-    const fp_profile *p = fp_ctx_profile(ctx);
-    w->view = NULL;
-    if (t->offset % 4)
-        return fp_seterr(FP_EINVAL, "aggregate: tensor at byte offset %llu is not 4-byte aligned",
-                         (unsigned long long)t->offset);
-    if (t->nbytes <= p->storage_range && t->offset % p->min_storage_align == 0 &&
-        (uint64_t)(e0 + n) <= 0xffffffffull) {
-        w->t = t;
-        w->delta = (uint32_t)e0;
-        return 0;
-    }
-    /* a window aligned down to the storage alignment; it may start before t
-     * (t a misaligned view, e.g. a row of [K, D] with D % 4 != 0): the bytes in
-     * between belong to the same buffer and are never touched by the kernel */
-    uint64_t A = bind_align(ctx);
-    uint64_t abs0 = t->offset + (uint64_t)e0 * 4;
-    uint64_t start = abs0 - abs0 % A;
-    fp_tensor *v = malloc(sizeof *v);
-    if (!v)
-        return fp_seterr(FP_ENOMEM, "aggregate: out of memory");
-    *v = *t;
-    v->offset = start;
-    v->ndim = 1;
-    v->shape[0] = (int64_t)((abs0 - start) / 4) + n;
-    v->shape[1] = v->shape[2] = v->shape[3] = 0;
-    v->nbytes = (uint64_t)v->shape[0] * 4;
-    v->alloc_size = 0;
-    v->is_view = 1;
-    w->view = v;
-    w->t = v;
-    w->delta = (uint32_t)((abs0 - start) / 4);
-    return 0;
-}
-
-static void win_close(win *w)
-{
-    fp_tensor_free(w->view);
-    w->view = NULL;
-}
-
 /* Row groups of g rows and column chunks of dc columns such that a window of
  * X ((g-1)*D + dc elements) fits one binding. all_rows: g must be K. */
 static int plan(const fp_ctx *ctx, const char *op, int64_t K, int64_t D, int all_rows, int64_t *g, int64_t *dc)
 {
-    int64_t R = range_elems(ctx);
+    int64_t R = fp_win_max_elems(ctx);
     if (all_rows) {
         if ((K - 1) * D + 1 > R)
             return fp_seterr(FP_EUNSUPPORTED,
@@ -199,20 +131,21 @@ static int check_vec(const char *op, const char *name, const fp_tensor *v, fp_dt
     return 0;
 }
 
-static int get_pipe(fp_pipeline **p, fp_stream *s, const char *name, uint32_t wg)
+/* spec3: the shader's own specialization constant 3, or 0 for none */
+static int get_pipe(fp_pipeline **p, fp_stream *s, const char *name, uint32_t wg, uint32_t spec3)
 {
-    uint32_t spec[3] = {wg, 1, 1};
-    int rc = fp_pipeline_get(p, fp_stream_ctx(s), name, spec, 3);
+    uint32_t spec[4] = {wg, 1, 1, spec3};
+    int rc = fp_pipeline_get(p, fp_stream_ctx(s), name, spec, spec3 ? 4 : 3);
     if (!rc)
         snprintf(last_variant, sizeof last_variant, "%s", name);
     return rc;
 }
 
-static int dispatch_1d(fp_stream *s, const char *name, uint32_t wg, const fp_binding *b, uint32_t nb,
-                       const void *push, uint32_t psize, uint32_t n)
+static int dispatch_1d(fp_stream *s, const char *name, uint32_t wg, uint32_t spec3, const fp_binding *b,
+                       uint32_t nb, const void *push, uint32_t psize, uint32_t n)
 {
     fp_pipeline *p;
-    int rc = get_pipe(&p, s, name, wg);
+    int rc = get_pipe(&p, s, name, wg, spec3);
     if (rc)
         return rc;
     uint32_t gx, gy;
@@ -220,75 +153,142 @@ static int dispatch_1d(fp_stream *s, const char *name, uint32_t wg, const fp_bin
     return fp_stream_dispatch(s, p, b, nb, push, psize, gx, gy, 1);
 }
 
-/* ---- weighted sum and ring sum (shared driver) ------------------------------------------ */
+/* ---- the chunked driver ---------------------------------------------------------------------- */
 
-/* One reduction over rows [k0, k0+nk) and columns [d0, d0+n) of X (row stride ld)
- * into out[d0..): vec4 body where every offset allows it, scalar tail. */
-typedef struct red_args {
-    const char *name; /* scalar shader; name + "_vec4" the vector one */
-    int ring;         /* ring_sum push layout (no weights) */
-    const fp_tensor *w;
-    uint32_t woff, flags;
-    float wscale;
-} red_args;
+/* Every streaming op below is one agg_job: a shader (and its "_vec4" sibling)
+ * over operands that are [K, D] matrices, [D] vectors, or small per-client
+ * tensors bound whole. job_run cuts the work into row groups and column
+ * chunks (plan), binds each operand's window, and dispatches a vec4 body plus
+ * a scalar tail where every window's offset allows it; the op only says how
+ * its push constants are laid out. */
+#define AGG_MAX_ARGS 4
 
-static int red_dispatch(fp_stream *s, const red_args *a, fp_tensor *out, const fp_tensor *X, int64_t ld, int64_t k0,
-                        int64_t nk, int64_t d0, int64_t n)
+enum { ARG_MAT, ARG_VEC, ARG_WHOLE };
+
+typedef struct agg_arg {
+    const fp_tensor *t;
+    int kind;  /* ARG_MAT: [K, D], windowed by rows and columns; ARG_VEC: [D], by columns; ARG_WHOLE: as is */
+    int write; /* bound FP_W (read-write) rather than FP_R */
+} agg_arg;
+
+/* One dispatch: rows [k0, k0 + nk), coordinates [col, col + cnt * unit). */
+typedef struct agg_tile {
+    int64_t k0, nk, col;
+    uint32_t cnt;               /* invocations: coordinates, or vec4s of them */
+    uint32_t unit;              /* 4 in the vec4 body, 1 in the scalar tail */
+    uint32_t ld;                /* row stride of ARG_MAT operands, in units */
+    uint32_t off[AGG_MAX_ARGS]; /* each windowed operand's first element, in units (0 for ARG_WHOLE) */
+    uint32_t acc;               /* 1: add to the output (a later row group, or the caller asked) */
+} agg_tile;
+
+/* Writes the shader's push constants for a tile into push (FP_PUSH_MAX bytes); returns their size. */
+typedef uint32_t (*agg_push_fn)(void *push, const agg_tile *t, const void *user);
+
+typedef struct agg_job {
+    const char *op;     /* for messages */
+    const char *shader; /* scalar variant; shader + "_vec4" too where has_vec4 */
+    int has_vec4;
+    int all_rows;       /* every client in one dispatch (order statistics) */
+    int accumulate;
+    uint32_t wg;
+    uint32_t spec3; /* specialization constant 3 (0: none) */
+    int64_t K, D;
+    int nargs;
+    agg_arg arg[AGG_MAX_ARGS];
+    agg_push_fn push;
+    const void *user;
+} agg_job;
+
+static int job_tile(fp_stream *s, const agg_job *j, int64_t k0, int64_t nk, int64_t d0, int64_t n)
 {
     fp_ctx *ctx = fp_stream_ctx(s);
-    win wx, wo;
-    int rc = win_open(&wx, X, k0 * ld + d0, (nk - 1) * ld + n);
-    if (rc)
-        return rc;
-    rc = win_open(&wo, out, d0, n);
-    if (rc) {
-        win_close(&wx);
-        return rc;
+    fp_win w[AGG_MAX_ARGS];
+    int rc = 0, opened = 0;
+    for (; opened < j->nargs; opened++) {
+        const agg_arg *a = &j->arg[opened];
+        if (a->kind == ARG_WHOLE)
+            w[opened] = (fp_win){a->t, NULL, 0};
+        else if (a->kind == ARG_MAT)
+            rc = fp_win_open(&w[opened], a->t, k0 * j->D + d0, (nk - 1) * j->D + n);
+        else
+            rc = fp_win_open(&w[opened], a->t, d0, n);
+        if (rc)
+            break;
     }
-    uint32_t wg = stream_wg(ctx);
-    int vec = use_vec4(ctx) && (nk == 1 || ld % 4 == 0) && wx.delta % 4 == 0 && wo.delta % 4 == 0;
+    /* vec4 body: every window starts on a vec4, and rows (if several) are whole vec4s apart */
+    int vec = !rc && j->has_vec4 && use_vec4(ctx) && (nk == 1 || j->D % 4 == 0);
+    for (int i = 0; i < opened && vec; i++)
+        if (j->arg[i].kind != ARG_WHOLE && w[i].delta % 4)
+            vec = 0;
     int64_t nv = vec ? n / 4 : 0;
     char vname[48];
-    snprintf(vname, sizeof vname, "%s_vec4", a->name);
+    snprintf(vname, sizeof vname, "%s_vec4", j->shader);
+    fp_binding b[AGG_MAX_ARGS];
+    for (int i = 0; i < opened; i++)
+        b[i] = j->arg[i].write ? FP_W(w[i].t) : FP_R(w[i].t);
     for (int pass = 0; pass < 2 && !rc; pass++) {
-        int64_t cnt = pass == 0 ? nv : n - nv * 4;
-        if (cnt == 0)
+        int64_t cnt = pass == 0 ? nv : n - 4 * nv;
+        if (!cnt)
             continue;
-        uint32_t div = pass == 0 ? 4 : 1;
-        uint32_t xoff = (wx.delta + (pass ? (uint32_t)nv * 4 : 0)) / div;
-        uint32_t ooff = (wo.delta + (pass ? (uint32_t)nv * 4 : 0)) / div;
-        uint32_t lds = (uint32_t)(ld / (nk == 1 ? 1 : div));
-        const char *nm = pass == 0 ? vname : a->name;
-        if (a->ring) {
-            uint32_t push[6] = {(uint32_t)cnt, (uint32_t)nk, lds, xoff, ooff, a->flags};
-            fp_binding b[2] = {FP_R(wx.t), FP_W(wo.t)};
-            rc = dispatch_1d(s, nm, wg, b, 2, push, sizeof push, (uint32_t)cnt);
-        } else {
-            struct { uint32_t n, nk, ld, xoff, ooff, woff, flags; float wscale; } push = {
-                (uint32_t)cnt, (uint32_t)nk, lds, xoff, ooff, a->woff + (uint32_t)k0, a->flags, a->wscale};
-            fp_binding b[3] = {FP_R(wx.t), FP_W(wo.t), FP_R(a->w)};
-            rc = dispatch_1d(s, nm, wg, b, a->w ? 3 : 2, &push, sizeof push, (uint32_t)cnt);
-        }
+        uint32_t unit = pass == 0 ? 4 : 1, skip = pass ? (uint32_t)nv * 4 : 0;
+        agg_tile t = {k0, nk, d0 + skip, (uint32_t)cnt, unit, (uint32_t)(nk > 1 ? j->D / unit : j->D), {0},
+                      (k0 > 0 || j->accumulate) ? 1u : 0u};
+        for (int i = 0; i < opened; i++)
+            t.off[i] = j->arg[i].kind == ARG_WHOLE ? 0 : (w[i].delta + skip) / unit;
+        _Alignas(8) unsigned char push[FP_PUSH_MAX];
+        uint32_t psize = j->push(push, &t, j->user);
+        rc = dispatch_1d(s, pass == 0 ? vname : j->shader, j->wg, j->spec3, b, (uint32_t)opened, push, psize,
+                         (uint32_t)cnt);
     }
-    win_close(&wx);
-    win_close(&wo);
+    if (!rc && nv)
+        snprintf(last_variant, sizeof last_variant, "%s", vname); /* the body; a tail is scalar */
+    for (int i = 0; i < opened; i++)
+        fp_win_close(&w[i]);
     return rc;
 }
 
-/* Drives red_dispatch over row groups and column chunks; groups after the first accumulate. */
-static int red_run(fp_stream *s, const char *op, red_args a, fp_tensor *out, const fp_tensor *X, int64_t K,
-                   int64_t D, int accumulate)
+static int job_run(fp_stream *s, const agg_job *j)
 {
     int64_t g = 1, dc = 1;
-    int rc = plan(fp_stream_ctx(s), op, K, D, 0, &g, &dc);
-    uint32_t base = a.flags & ~1u;
-    for (int64_t k0 = 0; k0 < K && !rc; k0 += g) {
-        int64_t nk = K - k0 < g ? K - k0 : g;
-        a.flags = base | ((k0 > 0 || accumulate) ? 1u : 0u);
-        for (int64_t d0 = 0; d0 < D && !rc; d0 += dc)
-            rc = red_dispatch(s, &a, out, X, D, k0, nk, d0, D - d0 < dc ? D - d0 : dc);
-    }
-    return rc ? fp_adderr(rc, "%s", op) : 0;
+    int rc = plan(fp_stream_ctx(s), j->op, j->K, j->D, j->all_rows, &g, &dc);
+    for (int64_t k0 = 0; k0 < j->K && !rc; k0 += g)
+        for (int64_t d0 = 0; d0 < j->D && !rc; d0 += dc)
+            rc = job_tile(s, j, k0, j->K - k0 < g ? j->K - k0 : g, d0, j->D - d0 < dc ? j->D - d0 : dc);
+    return rc ? fp_adderr(rc, "%s", j->op) : 0;
+}
+
+#define PUSH_OUT(p, q) (memcpy((p), &(q), sizeof(q)), (uint32_t)sizeof(q))
+
+/* ---- weighted sum and ring sums ----------------------------------------------------------------- */
+
+typedef struct red_user {
+    uint32_t flags; /* wsum: 2 = weight from wscale; ring: 2 = subtract */
+    float wscale;
+} red_user;
+
+static uint32_t push_wsum(void *p, const agg_tile *t, const void *user)
+{
+    const red_user *u = user;
+    struct { uint32_t n, nk, ld, xoff, ooff, woff, flags; float wscale; } q = {
+        t->cnt, (uint32_t)t->nk, t->ld, t->off[0], t->off[1], (uint32_t)t->k0, u->flags | t->acc, u->wscale};
+    return PUSH_OUT(p, q);
+}
+
+static uint32_t push_ring(void *p, const agg_tile *t, const void *user)
+{
+    const red_user *u = user;
+    uint32_t q[6] = {t->cnt, (uint32_t)t->nk, t->ld, t->off[0], t->off[1], u->flags | t->acc};
+    return PUSH_OUT(p, q);
+}
+
+static int red_job(fp_stream *s, const char *op, int ring, const red_user *u, fp_tensor *out, const fp_tensor *X,
+                   const fp_tensor *w, int64_t K, int64_t D, int accumulate)
+{
+    agg_job j = {.op = op, .shader = ring ? "agg_ring_sum" : "agg_wsum", .has_vec4 = 1, .accumulate = accumulate,
+                 .wg = stream_wg(fp_stream_ctx(s)), .K = K, .D = D, .nargs = w ? 3 : 2,
+                 .arg = {{X, ARG_MAT, 0}, {out, ARG_VEC, 1}, {w, ARG_WHOLE, 0}},
+                 .push = ring ? push_ring : push_wsum, .user = u};
+    return job_run(s, &j);
 }
 
 int fp_agg_wsum(fp_stream *s, fp_tensor *out, const fp_tensor *X, const fp_tensor *w, int accumulate)
@@ -306,8 +306,8 @@ int fp_agg_wsum(fp_stream *s, fp_tensor *out, const fp_tensor *X, const fp_tenso
         rc = fp_seterr(FP_EUNSUPPORTED, "%s: %lld weights exceed one binding", op, (long long)K);
     if (rc)
         return rc;
-    red_args a = {"agg_wsum", 0, w, 0, 0, 0.0f};
-    return red_run(s, op, a, out, X, K, D, accumulate);
+    red_user u = {0, 0.0f};
+    return red_job(s, op, 0, &u, out, X, w, K, D, accumulate);
 }
 
 int fp_agg_axpy(fp_stream *s, fp_tensor *out, const fp_tensor *x, float w)
@@ -321,8 +321,8 @@ int fp_agg_axpy(fp_stream *s, fp_tensor *out, const fp_tensor *x, float w)
         rc = check_vec(op, "out", out, FP_F32, D);
     if (rc)
         return rc;
-    red_args a = {"agg_wsum", 0, NULL, 0, 2u, w};
-    return red_run(s, op, a, out, x, 1, D, 1);
+    red_user u = {2u, w};
+    return red_job(s, op, 0, &u, out, x, NULL, 1, D, 1);
 }
 
 int fp_agg_ring_sum(fp_stream *s, fp_tensor *out, const fp_tensor *Q, int accumulate)
@@ -336,8 +336,8 @@ int fp_agg_ring_sum(fp_stream *s, fp_tensor *out, const fp_tensor *Q, int accumu
         rc = check_vec(op, "out", out, FP_U32, D);
     if (rc)
         return rc;
-    red_args a = {"agg_ring_sum", 1, NULL, 0, 0, 0.0f};
-    return red_run(s, op, a, out, Q, K, D, accumulate);
+    red_user u = {0, 0.0f};
+    return red_job(s, op, 1, &u, out, Q, NULL, K, D, accumulate);
 }
 
 static int ring_addsub(fp_stream *s, fp_tensor *acc, const fp_tensor *x, int sub)
@@ -351,22 +351,14 @@ static int ring_addsub(fp_stream *s, fp_tensor *acc, const fp_tensor *x, int sub
         rc = check_vec(op, "acc", acc, FP_U32, D);
     if (rc)
         return rc;
-    red_args a = {"agg_ring_sum", 1, NULL, 0, sub ? 2u : 0u, 0.0f};
-    return red_run(s, op, a, acc, x, 1, D, 1);
+    red_user u = {sub ? 2u : 0u, 0.0f};
+    return red_job(s, op, 1, &u, acc, x, NULL, 1, D, 1);
 }
 
 int fp_agg_ring_add(fp_stream *s, fp_tensor *acc, const fp_tensor *x) { return ring_addsub(s, acc, x, 0); }
 int fp_agg_ring_sub(fp_stream *s, fp_tensor *acc, const fp_tensor *x) { return ring_addsub(s, acc, x, 1); }
 
 /* ---- elementwise vector ops (quantise, dequantise, TIES mean) ----------------------------- */
-
-/* Column chunks for vector ops: each window of n elements fits one binding. */
-static int64_t vec_chunk(const fp_ctx *ctx, int64_t D)
-{
-    int64_t R = range_elems(ctx);
-    R -= R % 64;
-    return D < R ? D : R;
-}
 
 int fp_agg_qparams_check(const fp_agg_qparams *p, uint32_t n_clients)
 {
@@ -388,6 +380,15 @@ int fp_agg_qparams_check(const fp_agg_qparams *p, uint32_t n_clients)
     return 0;
 }
 
+static uint32_t push_quant(void *p, const agg_tile *t, const void *user)
+{
+    const fp_agg_qparams *qp = user;
+    struct { uint32_t n, xoff, qoff, idx0, lo, hi; float clip, scale; } q = {
+        t->cnt, t->off[0], t->off[1], qp->index0 + (uint32_t)t->col, (uint32_t)qp->seed, (uint32_t)(qp->seed >> 32),
+        qp->clip, ldexpf(1.0f, (int)qp->scale_bits)};
+    return PUSH_OUT(p, q);
+}
+
 int fp_agg_quantize(fp_stream *s, fp_tensor *q, const fp_tensor *x, const fp_agg_qparams *p)
 {
     const char *op = "aggregate quantize";
@@ -401,37 +402,20 @@ int fp_agg_quantize(fp_stream *s, fp_tensor *q, const fp_tensor *x, const fp_agg
         rc = check_vec(op, "q", q, FP_U32, D);
     if (rc)
         return rc;
-    fp_ctx *ctx = fp_stream_ctx(s);
-    uint32_t wg = stream_wg(ctx);
-    int64_t dc = vec_chunk(ctx, D);
-    for (int64_t d0 = 0; d0 < D && !rc; d0 += dc) {
-        int64_t n = D - d0 < dc ? D - d0 : dc;
-        win wx, wq;
-        if ((rc = win_open(&wx, x, d0, n)))
-            break;
-        if ((rc = win_open(&wq, q, d0, n))) {
-            win_close(&wx);
-            break;
-        }
-        int vec = use_vec4(ctx) && wx.delta % 4 == 0 && wq.delta % 4 == 0;
-        int64_t nv = vec ? n / 4 : 0;
-        fp_binding b[2] = {FP_R(wx.t), FP_W(wq.t)};
-        for (int pass = 0; pass < 2 && !rc; pass++) {
-            int64_t cnt = pass == 0 ? nv : n - 4 * nv;
-            if (!cnt)
-                continue;
-            uint32_t div = pass == 0 ? 4 : 1, sk = pass ? (uint32_t)nv * 4 : 0;
-            struct { uint32_t n, xoff, qoff, idx0, lo, hi; float clip, scale; } push = {
-                (uint32_t)cnt, (wx.delta + sk) / div, (wq.delta + sk) / div,
-                p->index0 + (uint32_t)d0 + sk, (uint32_t)p->seed, (uint32_t)(p->seed >> 32), p->clip,
-                ldexpf(1.0f, (int)p->scale_bits)};
-            rc = dispatch_1d(s, pass == 0 ? "agg_quant_vec4" : "agg_quant", wg, b, 2, &push, sizeof push,
-                             (uint32_t)cnt);
-        }
-        win_close(&wx);
-        win_close(&wq);
-    }
-    return rc ? fp_adderr(rc, "%s", op) : 0;
+    agg_job j = {.op = op, .shader = "agg_quant", .has_vec4 = 1, .wg = stream_wg(fp_stream_ctx(s)), .K = 1, .D = D,
+                 .nargs = 2, .arg = {{x, ARG_VEC, 0}, {q, ARG_VEC, 1}}, .push = push_quant, .user = p};
+    return job_run(s, &j);
+}
+
+typedef struct dequant_user {
+    float step, post;
+} dequant_user;
+
+static uint32_t push_dequant(void *p, const agg_tile *t, const void *user)
+{
+    const dequant_user *u = user;
+    struct { uint32_t n, qoff, ooff; float step, post; } q = {t->cnt, t->off[0], t->off[1], u->step, u->post};
+    return PUSH_OUT(p, q);
 }
 
 int fp_agg_dequantize(fp_stream *s, fp_tensor *out, const fp_tensor *sum, uint32_t scale_bits, float post)
@@ -447,35 +431,17 @@ int fp_agg_dequantize(fp_stream *s, fp_tensor *out, const fp_tensor *sum, uint32
         rc = check_vec(op, "out", out, FP_F32, D);
     if (rc)
         return rc;
-    fp_ctx *ctx = fp_stream_ctx(s);
-    uint32_t wg = stream_wg(ctx);
-    int64_t dc = vec_chunk(ctx, D);
-    for (int64_t d0 = 0; d0 < D && !rc; d0 += dc) {
-        int64_t n = D - d0 < dc ? D - d0 : dc;
-        win wq, wo;
-        if ((rc = win_open(&wq, sum, d0, n)))
-            break;
-        if ((rc = win_open(&wo, out, d0, n))) {
-            win_close(&wq);
-            break;
-        }
-        int vec = use_vec4(ctx) && wq.delta % 4 == 0 && wo.delta % 4 == 0;
-        int64_t nv = vec ? n / 4 : 0;
-        fp_binding b[2] = {FP_R(wq.t), FP_W(wo.t)};
-        for (int pass = 0; pass < 2 && !rc; pass++) {
-            int64_t cnt = pass == 0 ? nv : n - 4 * nv;
-            if (!cnt)
-                continue;
-            uint32_t div = pass == 0 ? 4 : 1, sk = pass ? (uint32_t)nv * 4 : 0;
-            struct { uint32_t n, qoff, ooff; float step, post; } push = {
-                (uint32_t)cnt, (wq.delta + sk) / div, (wo.delta + sk) / div, ldexpf(1.0f, -(int)scale_bits), post};
-            rc = dispatch_1d(s, pass == 0 ? "agg_dequant_vec4" : "agg_dequant", wg, b, 2, &push, sizeof push,
-                             (uint32_t)cnt);
-        }
-        win_close(&wq);
-        win_close(&wo);
-    }
-    return rc ? fp_adderr(rc, "%s", op) : 0;
+    dequant_user u = {ldexpf(1.0f, -(int)scale_bits), post};
+    agg_job j = {.op = op, .shader = "agg_dequant", .has_vec4 = 1, .wg = stream_wg(fp_stream_ctx(s)), .K = 1, .D = D,
+                 .nargs = 2, .arg = {{sum, ARG_VEC, 0}, {out, ARG_VEC, 1}}, .push = push_dequant, .user = &u};
+    return job_run(s, &j);
+}
+
+static uint32_t push_offsets(void *p, const agg_tile *t, const void *user)
+{
+    (void)user;
+    uint32_t q[4] = {t->cnt, t->off[0], t->off[1], t->off[2]};
+    return PUSH_OUT(p, q);
 }
 
 int fp_agg_ties_mean(fp_stream *s, fp_tensor *out, const fp_tensor *msum, const fp_tensor *count)
@@ -491,34 +457,20 @@ int fp_agg_ties_mean(fp_stream *s, fp_tensor *out, const fp_tensor *msum, const 
         rc = check_vec(op, "out", out, FP_F32, D);
     if (rc)
         return rc;
-    fp_ctx *ctx = fp_stream_ctx(s);
-    uint32_t wg = stream_wg(ctx);
-    int64_t dc = vec_chunk(ctx, D);
-    for (int64_t d0 = 0; d0 < D && !rc; d0 += dc) {
-        int64_t n = D - d0 < dc ? D - d0 : dc;
-        win ws, wc, wo;
-        if ((rc = win_open(&ws, msum, d0, n)))
-            break;
-        if ((rc = win_open(&wc, count, d0, n))) {
-            win_close(&ws);
-            break;
-        }
-        if ((rc = win_open(&wo, out, d0, n))) {
-            win_close(&ws);
-            win_close(&wc);
-            break;
-        }
-        uint32_t push[4] = {(uint32_t)n, ws.delta, wc.delta, wo.delta};
-        fp_binding b[3] = {FP_R(ws.t), FP_R(wc.t), FP_W(wo.t)};
-        rc = dispatch_1d(s, "agg_ties_mean", wg, b, 3, push, sizeof push, (uint32_t)n);
-        win_close(&ws);
-        win_close(&wc);
-        win_close(&wo);
-    }
-    return rc ? fp_adderr(rc, "%s", op) : 0;
+    agg_job j = {.op = op, .shader = "agg_ties_mean", .has_vec4 = 1, .wg = stream_wg(fp_stream_ctx(s)), .K = 1,
+                 .D = D, .nargs = 3, .arg = {{msum, ARG_VEC, 0}, {count, ARG_VEC, 0}, {out, ARG_VEC, 1}},
+                 .push = push_offsets};
+    return job_run(s, &j);
 }
 
 /* ---- per-client row ops (clip, TIES trim) ---------------------------------------------------- */
+
+static uint32_t push_rowop(void *p, const agg_tile *t, const void *user)
+{
+    struct { uint32_t n, nk, ld, xoff, voff; float c; } q = {t->cnt, (uint32_t)t->nk, t->ld, t->off[0],
+                                                               (uint32_t)t->k0, *(const float *)user};
+    return PUSH_OUT(p, q);
+}
 
 static int rowop(fp_stream *s, const char *op, const char *shader, fp_tensor *X, const fp_tensor *v, float c)
 {
@@ -530,26 +482,9 @@ static int rowop(fp_stream *s, const char *op, const char *shader, fp_tensor *X,
         rc = check_vec(op, shader[4] == 'c' ? "norms" : "thresholds", v, FP_F32, K);
     if (rc)
         return rc;
-    fp_ctx *ctx = fp_stream_ctx(s);
-    int64_t g = 1, dc = 1;
-    if ((rc = plan(ctx, op, K, D, 0, &g, &dc)))
-        return rc;
-    uint32_t wg = stream_wg(ctx);
-    for (int64_t k0 = 0; k0 < K && !rc; k0 += g) {
-        int64_t nk = K - k0 < g ? K - k0 : g;
-        for (int64_t d0 = 0; d0 < D && !rc; d0 += dc) {
-            int64_t n = D - d0 < dc ? D - d0 : dc;
-            win wx;
-            if ((rc = win_open(&wx, X, k0 * D + d0, (nk - 1) * D + n)))
-                break;
-            struct { uint32_t n, nk, ld, xoff, voff; float c; } push = {
-                (uint32_t)n, (uint32_t)nk, (uint32_t)D, wx.delta, (uint32_t)k0, c};
-            fp_binding b[2] = {FP_W(wx.t), FP_R(v)};
-            rc = dispatch_1d(s, shader, wg, b, 2, &push, sizeof push, (uint32_t)n);
-            win_close(&wx);
-        }
-    }
-    return rc ? fp_adderr(rc, "%s", op) : 0;
+    agg_job j = {.op = op, .shader = shader, .has_vec4 = 1, .wg = stream_wg(fp_stream_ctx(s)), .K = K, .D = D,
+                 .nargs = 2, .arg = {{X, ARG_MAT, 1}, {v, ARG_WHOLE, 0}}, .push = push_rowop, .user = &c};
+    return job_run(s, &j);
 }
 
 int fp_agg_clip(fp_stream *s, fp_tensor *X, const fp_tensor *norms, float c)
@@ -563,7 +498,6 @@ int fp_agg_ties_trim(fp_stream *s, fp_tensor *X, const fp_tensor *thr)
 {
     return rowop(s, "aggregate ties_trim", "agg_trim", X, thr, 0.0f);
 }
-
 /* ---- norms ----------------------------------------------------------------------------------- */
 
 #define NORM_SLICE 4096 /* coordinates per stage-1 workgroup (at most NORM_MAXP of them per chunk) */
@@ -572,7 +506,7 @@ int fp_agg_ties_trim(fp_stream *s, fp_tensor *X, const fp_tensor *thr)
 /* Stage-1 workgroups per column chunk of dc coordinates, and the chunk size. */
 static void norm_geom(const fp_ctx *ctx, int64_t D, int64_t *dc, int64_t *nchunks, int64_t *P)
 {
-    int64_t R = range_elems(ctx);
+    int64_t R = fp_win_max_elems(ctx);
     *dc = D <= R ? D : R - R % 64;
     *nchunks = (D + *dc - 1) / *dc;
     int64_t p = (*dc + NORM_SLICE - 1) / NORM_SLICE;
@@ -616,26 +550,31 @@ int fp_agg_norms(fp_stream *s, fp_tensor *norms, const fp_tensor *X, fp_tensor *
     uint32_t wg = reduce_wg(ctx);
     if (sg && wg / (pr->subgroup_min ? pr->subgroup_min : 1) > 128)
         sg = 0;
-    fp_pipeline *p1, *p2;
-    if ((rc = get_pipe(&p2, s, "agg_norm_finish", stream_wg(ctx))))
-        return rc;
-    if ((rc = get_pipe(&p1, s, sg ? "agg_sumsq_sg" : "agg_sumsq", wg)))
+    fp_pipeline *p1, *p1v, *p2;
+    const char *n1 = sg ? "agg_sumsq_sg" : "agg_sumsq";
+    char n1v[32];
+    snprintf(n1v, sizeof n1v, "%s_vec4", n1);
+    if ((rc = get_pipe(&p2, s, "agg_norm_finish", stream_wg(ctx), 0)) || (rc = get_pipe(&p1v, s, n1v, wg, 0)) ||
+        (rc = get_pipe(&p1, s, n1, wg, 0)))
         return rc;
     int64_t pstride = nch * P;
     for (int64_t k0 = 0; k0 < K && !rc; k0 += g) {
         int64_t nk = K - k0 < g ? K - k0 : g;
         for (int64_t c = 0; c < nch && !rc; c++) {
             int64_t d0 = c * dc, n = D - d0 < dc ? D - d0 : dc;
-            /* all P groups run (empty slices write 0), so every slot of work is defined */
-            uint32_t sl = (uint32_t)((n + P - 1) / P);
-            win wx;
-            if ((rc = win_open(&wx, X, k0 * D + d0, (nk - 1) * D + n)))
+            fp_win wx;
+            if ((rc = fp_win_open(&wx, X, k0 * D + d0, (nk - 1) * D + n)))
                 break;
-            uint32_t push[6] = {(uint32_t)n, (uint32_t)D, wx.delta, sl, (uint32_t)(k0 * pstride + c * P),
-                                (uint32_t)pstride};
+            /* vec4 loads where the chunk and every row start on a vec4 (no tail to handle) */
+            uint32_t u = use_vec4(ctx) && n % 4 == 0 && (nk == 1 || D % 4 == 0) && wx.delta % 4 == 0 ? 4 : 1;
+            /* all P groups run (empty slices write 0), so every slot of work is defined */
+            uint32_t sl = (uint32_t)((n / u + P - 1) / P);
+            uint32_t push[6] = {(uint32_t)(n / u), (uint32_t)(D / u), wx.delta / u, sl,
+                                (uint32_t)(k0 * pstride + c * P), (uint32_t)pstride};
             fp_binding b[2] = {FP_R(wx.t), FP_W(work)};
-            rc = fp_stream_dispatch(s, p1, b, 2, push, sizeof push, (uint32_t)P, (uint32_t)nk, 1);
-            win_close(&wx);
+            rc = fp_stream_dispatch(s, u == 4 ? p1v : p1, b, 2, push, sizeof push, (uint32_t)P, (uint32_t)nk, 1);
+            snprintf(last_variant, sizeof last_variant, "%s", u == 4 ? n1v : n1);
+            fp_win_close(&wx);
         }
     }
     if (!rc) {
@@ -650,12 +589,25 @@ int fp_agg_norms(fp_stream *s, fp_tensor *norms, const fp_tensor *X, fp_tensor *
 
 /* ---- order statistics -------------------------------------------------------------------------- */
 
-#define ORDER_NET_MAX_K 32
+#define ORDER_VEC4_MAX_K 16 /* vec4 networks (4 coordinates per invocation) up to here: registers */
+
+/* Most clients a sorting network takes; radix select beyond. A network of 128
+ * needs about a tenth of radix select's compares but 128 live values per
+ * invocation: on CPU devices the overflow is L1 traffic, on GPUs it would be
+ * scratch memory, so GPUs stop at 32. fp-probe may tune it
+ * ("aggregate.order_net": 32, 64 or 128). */
+static int64_t order_net_max(const fp_ctx *ctx)
+{
+    const char *t = fp_measured_tune_get(fp_ctx_measured(ctx), "aggregate.order_net");
+    if (t && (!strcmp(t, "32") || !strcmp(t, "64") || !strcmp(t, "128")))
+        return atoi(t);
+    return fp_ctx_profile(ctx)->type == FP_DEVICE_CPU ? 128 : 32;
+}
 
 /* Column slab width for the gathered path: K * dc elements fit one binding. */
 static int64_t order_slab(const fp_ctx *ctx, int64_t K, int64_t D)
 {
-    int64_t dc = range_elems(ctx) / K;
+    int64_t dc = fp_win_max_elems(ctx) / K;
     if (dc > 64)
         dc -= dc % 64;
     return dc < D ? dc : D;
@@ -665,24 +617,16 @@ int64_t fp_agg_order_worksize(const fp_ctx *ctx, int64_t K, int64_t D)
 {
     if (!ctx || K < 1 || D < 1)
         return 0;
-    if ((K - 1) * D + 1 <= range_elems(ctx))
+    if ((K - 1) * D + 1 <= fp_win_max_elems(ctx))
         return 0; /* X binds directly */
     return K * order_slab(ctx, K, D);
 }
 
-/* One dispatch over n coordinates: values of client k at src[xoff + k*ld + j]. */
-static int order_dispatch(fp_stream *s, const char *name, uint32_t wg, const fp_tensor *src, uint32_t xoff,
-                          int64_t ld, int64_t K, int64_t n, fp_tensor *out, int64_t d0, uint32_t b)
+static uint32_t push_order(void *p, const agg_tile *t, const void *user)
 {
-    win wo;
-    int rc = win_open(&wo, out, d0, n);
-    if (rc)
-        return rc;
-    uint32_t push[7] = {(uint32_t)n, (uint32_t)K, (uint32_t)ld, xoff, wo.delta, b, (uint32_t)(K - 1 - b)};
-    fp_binding bd[2] = {FP_R(src), FP_W(wo.t)};
-    rc = dispatch_1d(s, name, wg, bd, 2, push, sizeof push, (uint32_t)n);
-    win_close(&wo);
-    return rc;
+    const uint32_t *lohi = user;
+    uint32_t q[7] = {t->cnt, (uint32_t)t->nk, t->ld, t->off[0], t->off[1], lohi[0], lohi[1]};
+    return PUSH_OUT(p, q);
 }
 
 static int order_stat(fp_stream *s, const char *op, fp_tensor *out, const fp_tensor *X, int median, uint32_t b,
@@ -701,32 +645,27 @@ static int order_stat(fp_stream *s, const char *op, fp_tensor *out, const fp_ten
     if (2 * (int64_t)b >= K)
         return fp_seterr(FP_EINVAL, "%s: trimming %u from each end of %lld clients leaves nothing", op, b,
                          (long long)K);
-    /* K <= 32: sorting network in registers; beyond: radix select (any K) */
+    /* small K: sorting network in registers (vec4 up to 16); beyond: radix select (any K) */
+    fp_ctx *ctx = fp_stream_ctx(s);
     char name[32] = "agg_order_radix";
-    if (K <= ORDER_NET_MAX_K) {
+    int vec4 = 1;
+    uint32_t nk_spec = 0; /* networks: pruned to K inputs at pipeline creation */
+    if (K <= order_net_max(ctx)) {
+        nk_spec = (uint32_t)K;
         uint32_t kp = 4;
         while (kp < K)
             kp <<= 1;
         snprintf(name, sizeof name, "agg_order_k%u", kp);
+        vec4 = kp <= ORDER_VEC4_MAX_K;
     }
-    fp_ctx *ctx = fp_stream_ctx(s);
+    uint32_t lohi[2] = {b, (uint32_t)(K - 1 - b)};
     /* register-heavy networks and long per-thread loops: small groups (64) */
-    uint32_t wg = reduce_wg(ctx);
+    agg_job j = {.op = op, .shader = name, .has_vec4 = vec4, .all_rows = 1, .wg = reduce_wg(ctx), .spec3 = nk_spec,
+                 .K = K, .D = D, .nargs = 2, .arg = {{X, ARG_MAT, 0}, {out, ARG_VEC, 1}}, .push = push_order,
+                 .user = lohi};
     int64_t need = fp_agg_order_worksize(ctx, K, D);
-    if (need == 0) {
-        int64_t g = 1, dc = 1;
-        if ((rc = plan(ctx, op, K, D, 1, &g, &dc)))
-            return rc;
-        for (int64_t d0 = 0; d0 < D && !rc; d0 += dc) {
-            int64_t n = D - d0 < dc ? D - d0 : dc;
-            win wx;
-            if ((rc = win_open(&wx, X, d0, (K - 1) * D + n)))
-                break;
-            rc = order_dispatch(s, name, wg, wx.t, wx.delta, D, K, n, out, d0, b);
-            win_close(&wx);
-        }
-        return rc ? fp_adderr(rc, "%s", op) : 0;
-    }
+    if (need == 0)
+        return job_run(s, &j);
     /* too big for one binding: gather column slabs [K, dc] into work (transfer copies) */
     if (!work || work->dtype != FP_F32 || fp_tensor_numel(work) < need)
         return fp_seterr(FP_EUNSUPPORTED,
@@ -749,16 +688,25 @@ static int order_stat(fp_stream *s, const char *op, fp_tensor *out, const fp_ten
             fp_tensor_free(src);
             fp_tensor_free(dst);
         }
+        if (rc)
+            break;
+        /* the slab is a [K, n] matrix of its own; out's columns [d0, d0 + n) a vector */
+        int64_t shp[2] = {K, n};
+        fp_tensor *slab = NULL, *ov = NULL;
+        rc = fp_tensor_view(&slab, work, 0, FP_F32, 2, shp);
+        if (!rc)
+            rc = fp_tensor_view(&ov, out, d0, FP_F32, 1, &n);
         if (!rc) {
-            int64_t kn = K * n;
-            fp_tensor *slab = NULL;
-            rc = fp_tensor_view(&slab, work, 0, FP_F32, 1, &kn);
-            if (!rc)
-                rc = order_dispatch(s, name, wg, slab, 0, n, K, n, out, d0, b);
-            fp_tensor_free(slab);
+            agg_job js = j;
+            js.D = n;
+            js.arg[0].t = slab;
+            js.arg[1].t = ov;
+            rc = job_run(s, &js);
         }
+        fp_tensor_free(slab);
+        fp_tensor_free(ov);
     }
-    return rc ? fp_adderr(rc, "%s (gathered)", op) : 0;
+    return rc ? fp_adderr(rc, "%s (gathered column slabs)", op) : 0;
 }
 
 int fp_agg_trimmed_mean(fp_stream *s, fp_tensor *out, const fp_tensor *X, uint32_t b, fp_tensor *work)
@@ -772,6 +720,13 @@ int fp_agg_median(fp_stream *s, fp_tensor *out, const fp_tensor *X, fp_tensor *w
 }
 
 /* ---- TIES masked sums ------------------------------------------------------------------------------ */
+
+static uint32_t push_masked(void *p, const agg_tile *t, const void *user)
+{
+    (void)user;
+    uint32_t q[8] = {t->cnt, (uint32_t)t->nk, t->ld, t->off[0], t->off[1], t->off[2], t->off[3], t->acc};
+    return PUSH_OUT(p, q);
+}
 
 int fp_agg_ties_masked(fp_stream *s, fp_tensor *msum, fp_tensor *count, const fp_tensor *X,
                        const fp_tensor *total, int accumulate)
@@ -789,35 +744,11 @@ int fp_agg_ties_masked(fp_stream *s, fp_tensor *msum, fp_tensor *count, const fp
         rc = check_vec(op, "count", count, FP_F32, D);
     if (rc)
         return rc;
-    fp_ctx *ctx = fp_stream_ctx(s);
-    int64_t g = 1, dc = 1;
-    if ((rc = plan(ctx, op, K, D, 0, &g, &dc)))
-        return rc;
-    uint32_t wg = stream_wg(ctx);
-    for (int64_t k0 = 0; k0 < K && !rc; k0 += g) {
-        int64_t nk = K - k0 < g ? K - k0 : g;
-        uint32_t flags = (k0 > 0 || accumulate) ? 1u : 0u;
-        for (int64_t d0 = 0; d0 < D && !rc; d0 += dc) {
-            int64_t n = D - d0 < dc ? D - d0 : dc;
-            win w[4];
-            const fp_tensor *ts[4] = {X, total, msum, count};
-            int opened = 0;
-            for (; opened < 4 && !rc; opened++)
-                rc = win_open(&w[opened], ts[opened], opened == 0 ? k0 * D + d0 : d0,
-                              opened == 0 ? (nk - 1) * D + n : n);
-            if (rc)
-                opened--;
-            if (!rc) {
-                uint32_t push[8] = {(uint32_t)n, (uint32_t)nk, (uint32_t)D, w[0].delta, w[1].delta, w[2].delta,
-                                    w[3].delta, flags};
-                fp_binding b[4] = {FP_R(w[0].t), FP_R(w[1].t), FP_W(w[2].t), FP_W(w[3].t)};
-                rc = dispatch_1d(s, "agg_ties_masked", wg, b, 4, push, sizeof push, (uint32_t)n);
-            }
-            for (int i = 0; i < opened; i++)
-                win_close(&w[i]);
-        }
-    }
-    return rc ? fp_adderr(rc, "%s", op) : 0;
+    agg_job j = {.op = op, .shader = "agg_ties_masked", .has_vec4 = 1, .accumulate = accumulate,
+                 .wg = stream_wg(fp_stream_ctx(s)), .K = K, .D = D, .nargs = 4,
+                 .arg = {{X, ARG_MAT, 0}, {total, ARG_VEC, 0}, {msum, ARG_VEC, 1}, {count, ARG_VEC, 1}},
+                 .push = push_masked};
+    return job_run(s, &j);
 }
 
 /* ---- benchmark ---------------------------------------------------------------------------------- */

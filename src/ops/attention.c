@@ -85,17 +85,45 @@ static int sg_ok(fp_ctx *ctx, uint32_t D)
     return p->subgroup_ops && p->subgroup_min >= 8 && D % 4 == 0;
 }
 
+static _Thread_local int g_force = -1;  /* fp_attention_force_variant */
+static _Thread_local char g_last[64];   /* fp_attention_last_pipeline */
+
+/* "tiled" | "direct" | "sg" -> kind, anything else -1 */
+static int kind_of(const char *name)
+{
+    static const char *names[] = {"tiled", "direct", "sg"};
+    for (int i = 0; name && i < 3; i++)
+        if (!strcmp(name, names[i]))
+            return i;
+    return -1;
+}
+
+int fp_attention_force_variant(const char *name)
+{
+    if (!name || !*name) {
+        g_force = -1;
+        return 0;
+    }
+    int k = kind_of(name);
+    if (k < 0)
+        return fp_seterr(FP_EINVAL, "attention: unknown variant '%s' (tiled, direct, sg)", name);
+    g_force = k;
+    return 0;
+}
+
+const char *fp_attention_last_pipeline(void) { return g_last; }
+
+/* Forced (this thread), then $FP_ATTN_VARIANT, then fp-probe's tuned
+ * "attention.variant" (an unknown value is ignored), then the heuristic. */
 static attn_kind preferred(fp_ctx *ctx)
 {
-    const char *e = getenv("FP_ATTN_VARIANT");
-    if (!e || !*e)
-        e = fp_measured_tune_get(fp_ctx_measured(ctx), "attention.variant");
-    if (e && !strcmp(e, "sg"))
-        return K_SG;
-    if (e && !strcmp(e, "direct"))
-        return K_DIRECT;
-    if (e && !strcmp(e, "tiled"))
-        return K_TILED;
+    if (g_force >= 0)
+        return (attn_kind)g_force;
+    int k = kind_of(getenv("FP_ATTN_VARIANT"));
+    if (k < 0)
+        k = kind_of(fp_measured_tune_get(fp_ctx_measured(ctx), "attention.variant"));
+    if (k >= 0)
+        return (attn_kind)k;
     const fp_profile *p = fp_ctx_profile(ctx);
     if (p->vendor == FP_VENDOR_MESA_CPU)
         return p->subgroup_ops && p->subgroup_min >= 8 ? K_SG : K_DIRECT;
@@ -171,6 +199,8 @@ static int get_pipe(fp_pipeline **out, uint32_t *rows_per_wg, fp_ctx *ctx, const
     uint32_t chosen = 0;
     int rc = fp_pipeline_get_first(out, &chosen, ctx, v, n);
     *rows_per_wg = rows[chosen < n ? chosen : 0];
+    if (!rc)
+        snprintf(g_last, sizeof g_last, "%s", v[chosen < n ? chosen : 0].name);
     return rc;
 }
 

@@ -9,6 +9,7 @@
 #include "fedproxy/ops_basic.h"
 #include "fedproxy/ops_train.h"
 #include "error_internal.h"
+#include "ops/bind_window.h"
 
 #define EW_WG 64 /* elementwise workgroup: fits every profile */
 
@@ -181,6 +182,39 @@ static int ew_dispatch(fp_stream *s, const char *name, const fp_binding *b, uint
     return fp_stream_dispatch(s, p, b, nb, push, psize, gx, gy, 1);
 }
 
+/* Elementwise op over n elements: the "_vec4" variant over the first n / 4
+ * vec4s, then the scalar one over the n % 4 left. The shaders' push constants
+ * start with {units, first unit}, rewritten here per dispatch. Workgroups of
+ * fp_basic_wg (256 where allowed: fewer groups for llvmpipe to schedule). */
+static int ew_split(fp_stream *s, const char *name, const fp_binding *b, uint32_t nb, void *push, uint32_t psize,
+                    int64_t n)
+{
+    fp_ctx *ctx = fp_stream_ctx(s);
+    uint32_t wg = fp_basic_wg(ctx), *w = push, gx, gy;
+    int64_t nv = n / 4, tail = n % 4;
+    char vname[64];
+    snprintf(vname, sizeof vname, "%s_vec4", name);
+    fp_pipeline *p;
+    int rc = 0;
+    if (nv) {
+        w[0] = (uint32_t)nv;
+        w[1] = 0;
+        fp_grid_1d((uint32_t)nv, wg, &gx, &gy);
+        if (!(rc = get_plain(&p, ctx, vname, wg)))
+            rc = fp_stream_dispatch(s, p, b, nb, push, psize, gx, gy, 1);
+    }
+    if (!rc && tail) {
+        w[0] = (uint32_t)tail;
+        w[1] = (uint32_t)(nv * 4);
+        fp_grid_1d((uint32_t)tail, wg, &gx, &gy);
+        if (!(rc = get_plain(&p, ctx, name, wg)))
+            rc = fp_stream_dispatch(s, p, b, nb, push, psize, gx, gy, 1);
+    }
+    if (!rc && nv)
+        snprintf(g_last, sizeof g_last, "%s", vname); /* the body; a tail is scalar */
+    return rc;
+}
+
 /* Grid over [rows, cols]: x over columns (groups of wg), y then z over rows. */
 static void grid_rows_cols(int64_t rows, int64_t cols, uint32_t wg, uint32_t *g)
 {
@@ -283,7 +317,8 @@ int fp_rmsnorm_fwd(fp_stream *s, fp_tensor *y, fp_tensor *rstd, const fp_tensor 
     fp_ctx *ctx = fp_stream_ctx(s);
     fp_pipeline *p;
     uint32_t gx, gy;
-    if ((rc = get_rows(&p, ctx, "rmsnorm_fwd", R, C, &gx, &gy)))
+    int v4 = C % 4 == 0; /* rows of whole vec4s */
+    if ((rc = get_rows(&p, ctx, v4 ? "rmsnorm_fwd_vec4" : "rmsnorm_fwd", R, v4 ? C / 4 : C, &gx, &gy)))
         return rc;
     struct { uint32_t rows, C; float eps; } push = {(uint32_t)R, (uint32_t)C, eps};
     fp_binding b[4] = {FP_R(x), FP_R(w), FP_W(y), FP_W(rstd)};
@@ -312,7 +347,8 @@ int fp_rmsnorm_bwd(fp_stream *s, fp_tensor *dx, fp_tensor *dw, const fp_tensor *
     fp_pipeline *p;
     if (dx) {
         uint32_t gx, gy;
-        if ((rc = get_rows(&p, ctx, "rmsnorm_bwd", R, C, &gx, &gy)))
+        int v4 = C % 4 == 0;
+        if ((rc = get_rows(&p, ctx, v4 ? "rmsnorm_bwd_vec4" : "rmsnorm_bwd", R, v4 ? C / 4 : C, &gx, &gy)))
             return rc;
         struct { uint32_t rows, C; float eps; } push = {(uint32_t)R, (uint32_t)C, 0.0f};
         fp_binding b[5] = {FP_R(x), FP_R(w), FP_R(dy), FP_R(rstd), FP_W(dx)};
@@ -322,7 +358,8 @@ int fp_rmsnorm_bwd(fp_stream *s, fp_tensor *dx, fp_tensor *dw, const fp_tensor *
     if (dw) {
         uint32_t push[3] = {(uint32_t)R, (uint32_t)C, accumulate_dw ? 1u : 0u};
         fp_binding b[4] = {FP_R(x), FP_R(dy), FP_R(rstd), FP_W(dw)};
-        if ((rc = ew_dispatch(s, "rmsnorm_dw", b, 4, push, sizeof push, C)))
+        int v4 = C % 4 == 0;
+        if ((rc = ew_dispatch(s, v4 ? "rmsnorm_dw_vec4" : "rmsnorm_dw", b, 4, push, sizeof push, v4 ? C / 4 : C)))
             return rc;
     }
     return 0;
@@ -341,9 +378,9 @@ int fp_swiglu_fwd(fp_stream *s, fp_tensor *h, const fp_tensor *gate, const fp_te
     int64_t n = fp_tensor_numel(gate);
     if ((rc = need_numel(op, "up", up, n)) || (rc = need_numel(op, "h", h, n)) || (rc = too_big(op, n)))
         return rc;
-    uint32_t push = (uint32_t)n;
+    uint32_t push[2];
     fp_binding b[3] = {FP_R(gate), FP_R(up), FP_W(h)};
-    return ew_dispatch(s, "swiglu_fwd", b, 3, &push, 4, n);
+    return ew_split(s, "swiglu_fwd", b, 3, push, sizeof push, n);
 }
 
 int fp_swiglu_bwd(fp_stream *s, fp_tensor *dgate, fp_tensor *dup, const fp_tensor *dh, const fp_tensor *gate,
@@ -360,9 +397,9 @@ int fp_swiglu_bwd(fp_stream *s, fp_tensor *dgate, fp_tensor *dup, const fp_tenso
     if ((rc = need_numel(op, "up", up, n)) || (rc = need_numel(op, "dh", dh, n)) ||
         (rc = need_numel(op, "dgate", dgate, n)) || (rc = need_numel(op, "dup", dup, n)) || (rc = too_big(op, n)))
         return rc;
-    uint32_t push = (uint32_t)n;
+    uint32_t push[2];
     fp_binding b[5] = {FP_R(gate), FP_R(up), FP_R(dh), FP_W(dgate), FP_W(dup)};
-    return ew_dispatch(s, "swiglu_bwd", b, 5, &push, 4, n);
+    return ew_split(s, "swiglu_bwd", b, 5, push, sizeof push, n);
 }
 
 int fp_add(fp_stream *s, fp_tensor *y, const fp_tensor *a, const fp_tensor *b)
@@ -376,9 +413,9 @@ int fp_add(fp_stream *s, fp_tensor *y, const fp_tensor *a, const fp_tensor *b)
     int64_t n = fp_tensor_numel(y);
     if ((rc = need_numel(op, "a", a, n)) || (rc = need_numel(op, "b", b, n)) || (rc = too_big(op, n)))
         return rc;
-    struct { uint32_t n; float alpha; } push = {(uint32_t)n, 1.0f};
+    struct { uint32_t n, off; float alpha; } push = {0, 0, 1.0f};
     fp_binding bd[3] = {FP_R(a), FP_R(b), FP_W(y)};
-    return ew_dispatch(s, "add_f32", bd, 3, &push, sizeof push, n);
+    return ew_split(s, "add_f32", bd, 3, &push, sizeof push, n);
 }
 
 int fp_axpy(fp_stream *s, fp_tensor *y, float alpha, const fp_tensor *x)
@@ -394,9 +431,9 @@ int fp_axpy(fp_stream *s, fp_tensor *y, float alpha, const fp_tensor *x)
         return rc;
     if (x == y)
         return fp_scale(s, y, 1.0f + alpha);
-    struct { uint32_t n; float alpha; } push = {(uint32_t)n, alpha};
+    struct { uint32_t n, off; float alpha; } push = {0, 0, alpha};
     fp_binding bd[2] = {FP_R(x), FP_W(y)};
-    return ew_dispatch(s, "axpy_f32", bd, 2, &push, sizeof push, n);
+    return ew_split(s, "axpy_f32", bd, 2, &push, sizeof push, n);
 }
 
 int fp_scale(fp_stream *s, fp_tensor *y, float alpha)
@@ -408,9 +445,9 @@ int fp_scale(fp_stream *s, fp_tensor *y, float alpha)
     if ((rc = need_f32(op, "y", y)) || (rc = too_big(op, fp_tensor_numel(y))))
         return rc;
     int64_t n = fp_tensor_numel(y);
-    struct { uint32_t n; float alpha; } push = {(uint32_t)n, alpha};
+    struct { uint32_t n, off; float alpha; } push = {0, 0, alpha};
     fp_binding bd[1] = {FP_W(y)};
-    return ew_dispatch(s, "scale_f32", bd, 1, &push, sizeof push, n);
+    return ew_split(s, "scale_f32", bd, 1, &push, sizeof push, n);
 }
 
 /* ---- softmax cross-entropy ------------------------------------------------ */
@@ -433,12 +470,48 @@ static int ce_check(const char *op, const fp_tensor *logits, const fp_tensor *ta
     return 0;
 }
 
+/* Rows per chunk: logits bound in windows of whole rows, never past the
+ * storage range (DESIGN.md section 4); a single row past it is refused. */
+static int ce_chunk_rows(const char *op, fp_ctx *ctx, int64_t R, int64_t V, int64_t *rows)
+{
+    int64_t maxe = fp_win_max_elems(ctx);
+    if (V > maxe)
+        return fp_seterr(FP_EUNSUPPORTED,
+                         "%s: one row of %lld logits (%lld bytes) is larger than %s's storage range (%llu bytes)", op,
+                         (long long)V, (long long)V * 4, fp_ctx_profile(ctx)->name,
+                         (unsigned long long)fp_ctx_profile(ctx)->storage_range);
+    if (R > maxe)
+        return fp_seterr(FP_EUNSUPPORTED, "%s: %lld rows of per-row results exceed one binding", op, (long long)R);
+    *rows = maxe / V < R ? maxe / V : R;
+    return 0;
+}
+
+/* Windows over rows [r0, r0 + n) of each tensor (row length len[i] elements). */
+static int ce_windows(fp_win *w, const fp_tensor *const *t, const int64_t *len, int count, int64_t r0, int64_t n)
+{
+    for (int i = 0; i < count; i++) {
+        int rc = fp_win_open(&w[i], t[i], r0 * len[i], n * len[i]);
+        if (rc) {
+            while (i-- > 0)
+                fp_win_close(&w[i]);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static void ce_close(fp_win *w, int count)
+{
+    for (int i = 0; i < count; i++)
+        fp_win_close(&w[i]);
+}
+
 int fp_softmax_ce_fwd(fp_stream *s, fp_tensor *losses, fp_tensor *lse, fp_tensor *stats, const fp_tensor *logits,
                       const fp_tensor *targets)
 {
     const char *op = "softmax_ce_fwd";
     int rc;
-    int64_t R, V;
+    int64_t R, V, chunk;
     if (!s)
         return fp_seterr(FP_EINVAL, "%s: NULL stream", op);
     if ((rc = ce_check(op, logits, targets, &R, &V)))
@@ -448,16 +521,31 @@ int fp_softmax_ce_fwd(fp_stream *s, fp_tensor *losses, fp_tensor *lse, fp_tensor
         (rc = need_numel(op, "lse", lse, R)) || (rc = need_numel(op, "stats", stats, 2)))
         return rc;
     fp_ctx *ctx = fp_stream_ctx(s);
+    if ((rc = ce_chunk_rows(op, ctx, R, V, &chunk)))
+        return rc;
+    for (int64_t r0 = 0; r0 < R; r0 += chunk) {
+        int64_t n = R - r0 < chunk ? R - r0 : chunk;
+        fp_pipeline *p;
+        uint32_t gx, gy;
+        if ((rc = get_rows(&p, ctx, "softmax_ce", n, V, &gx, &gy)))
+            return rc;
+        fp_win w[4];
+        const fp_tensor *ts[4] = {logits, targets, losses, lse};
+        const int64_t len[4] = {V, 1, 1, 1};
+        if ((rc = ce_windows(w, ts, len, 4, r0, n)))
+            return fp_adderr(rc, "%s", op);
+        struct { uint32_t rows, V; int32_t ignore; uint32_t loff, toff, ooff, soff; } push = {
+            (uint32_t)n, (uint32_t)V, FP_IGNORE_INDEX, w[0].delta, w[1].delta, w[2].delta, w[3].delta};
+        fp_binding b[4] = {FP_R(w[0].t), FP_R(w[1].t), FP_W(w[2].t), FP_W(w[3].t)};
+        rc = fp_stream_dispatch(s, p, b, 4, &push, sizeof push, gx, gy, 1);
+        ce_close(w, 4);
+        if (rc)
+            return rc;
+    }
     fp_pipeline *p;
-    uint32_t gx, gy;
-    if ((rc = get_rows(&p, ctx, "softmax_ce", R, V, &gx, &gy)))
-        return rc;
-    struct { uint32_t rows, V; int32_t ignore; } push = {(uint32_t)R, (uint32_t)V, FP_IGNORE_INDEX};
-    fp_binding b[4] = {FP_R(logits), FP_R(targets), FP_W(losses), FP_W(lse)};
-    if ((rc = fp_stream_dispatch(s, p, b, 4, &push, sizeof push, gx, gy, 1)))
-        return rc;
     if ((rc = get_red(&p, ctx, "ce_mean", red_wg(ctx, R))))
         return rc;
+    struct { uint32_t rows, V; int32_t ignore; } push = {(uint32_t)R, (uint32_t)V, FP_IGNORE_INDEX};
     fp_binding b2[3] = {FP_R(losses), FP_R(targets), FP_W(stats)};
     return fp_stream_dispatch(s, p, b2, 3, &push, sizeof push, 1, 1, 1);
 }
@@ -467,7 +555,7 @@ int fp_softmax_ce_bwd(fp_stream *s, fp_tensor *dlogits, const fp_tensor *logits,
 {
     const char *op = "softmax_ce_bwd";
     int rc;
-    int64_t R, V;
+    int64_t R, V, chunk;
     if (!s)
         return fp_seterr(FP_EINVAL, "%s: NULL stream", op);
     if ((rc = ce_check(op, logits, targets, &R, &V)))
@@ -476,20 +564,43 @@ int fp_softmax_ce_bwd(fp_stream *s, fp_tensor *dlogits, const fp_tensor *logits,
         (rc = need_f32(op, "stats", stats)) || (rc = need_numel(op, "dlogits", dlogits, R * V)) ||
         (rc = need_numel(op, "lse", lse, R)) || (rc = need_numel(op, "stats", stats, 2)))
         return rc;
-    int inplace = dlogits == logits;
-    fp_pipeline *p;
-    if ((rc = get_plain(&p, fp_stream_ctx(s), inplace ? "softmax_ce_bwd_inplace" : "softmax_ce_bwd", EW_WG)))
+    fp_ctx *ctx = fp_stream_ctx(s);
+    if ((rc = ce_chunk_rows(op, ctx, R, V, &chunk)))
         return rc;
-    uint32_t g[3];
-    grid_rows_cols(R, V, EW_WG, g);
-    struct { uint32_t rows, V; int32_t ignore; float dloss; uint32_t ystride; } push = {
-        (uint32_t)R, (uint32_t)V, FP_IGNORE_INDEX, dloss, g[1]};
-    if (inplace) {
-        fp_binding b[4] = {FP_W(dlogits), FP_R(targets), FP_R(lse), FP_R(stats)};
-        return fp_stream_dispatch(s, p, b, 4, &push, sizeof push, g[0], g[1], g[2]);
+    int inplace = dlogits == logits;
+    fp_pipeline *p, *pv = NULL;
+    const char *name = inplace ? "softmax_ce_bwd_inplace" : "softmax_ce_bwd";
+    char vname[40];
+    snprintf(vname, sizeof vname, "%s_vec4", name);
+    if ((rc = get_plain(&p, ctx, name, EW_WG)) || (V % 4 == 0 && (rc = get_plain(&pv, ctx, vname, EW_WG))))
+        return rc;
+    for (int64_t r0 = 0; r0 < R && !rc; r0 += chunk) {
+        int64_t n = R - r0 < chunk ? R - r0 : chunk;
+        fp_win w[4];
+        const fp_tensor *ts[4] = {logits, targets, lse, dlogits};
+        const int64_t len[4] = {V, 1, 1, V};
+        int nw = inplace ? 3 : 4;
+        if ((rc = ce_windows(w, ts, len, nw, r0, n)))
+            return fp_adderr(rc, "%s", op);
+        uint32_t doff = inplace ? w[0].delta : w[3].delta;
+        /* four columns per invocation where rows and both windows start on vec4s */
+        uint32_t u = pv && w[0].delta % 4 == 0 && doff % 4 == 0 ? 4 : 1;
+        uint32_t g[3];
+        grid_rows_cols(n, V / u, EW_WG, g);
+        struct { uint32_t rows, V; int32_t ignore; float dloss; uint32_t ystride, loff, toff, soff, doff; } push = {
+            (uint32_t)n, (uint32_t)V, FP_IGNORE_INDEX, dloss, g[1], w[0].delta / u, w[1].delta, w[2].delta, doff / u};
+        fp_pipeline *pp = u == 4 ? pv : p;
+        note(pp);
+        if (inplace) {
+            fp_binding b[4] = {FP_W(w[0].t), FP_R(w[1].t), FP_R(w[2].t), FP_R(stats)};
+            rc = fp_stream_dispatch(s, pp, b, 4, &push, sizeof push, g[0], g[1], g[2]);
+        } else {
+            fp_binding b[5] = {FP_R(w[0].t), FP_R(w[1].t), FP_R(w[2].t), FP_R(stats), FP_W(w[3].t)};
+            rc = fp_stream_dispatch(s, pp, b, 5, &push, sizeof push, g[0], g[1], g[2]);
+        }
+        ce_close(w, nw);
     }
-    fp_binding b[5] = {FP_R(logits), FP_R(targets), FP_R(lse), FP_R(stats), FP_W(dlogits)};
-    return fp_stream_dispatch(s, p, b, 5, &push, sizeof push, g[0], g[1], g[2]);
+    return rc;
 }
 
 /* ---- gradient norm and clipping ----------------------------------------------- */
@@ -506,6 +617,12 @@ static uint32_t norm_groups(int64_t n, uint32_t wg)
 
 static uint32_t norm_wg(fp_ctx *ctx) { return red_wg(ctx, 1 << 20); }
 
+/* Partials one tensor of n elements contributes: the vec4 body's groups, plus one for a scalar tail. */
+static uint32_t norm_parts(int64_t n, uint32_t wg)
+{
+    return (n / 4 ? norm_groups(n / 4, wg) : 0) + (n % 4 ? 1u : 0u);
+}
+
 int64_t fp_grad_norm_work_size(fp_ctx *ctx, const fp_tensor *const *grads, int count)
 {
     if (!ctx || !grads)
@@ -514,7 +631,7 @@ int64_t fp_grad_norm_work_size(fp_ctx *ctx, const fp_tensor *const *grads, int c
     int64_t tot = 0;
     for (int i = 0; i < count; i++)
         if (grads[i])
-            tot += norm_groups(fp_tensor_numel(grads[i]), wg);
+            tot += norm_parts(fp_tensor_numel(grads[i]), wg);
     return tot ? tot : 1;
 }
 
@@ -540,25 +657,34 @@ int fp_grad_norm(fp_stream *s, fp_tensor *out, fp_tensor *work, const fp_tensor 
         return fp_seterr(FP_ESHAPE, "%s: work has %lld elements, needs %lld (fp_grad_norm_work_size)", op,
                          (long long)fp_tensor_numel(work), (long long)need);
     uint32_t wg = norm_wg(ctx);
-    fp_pipeline *p;
+    fp_pipeline *p, *pv;
     uint32_t off = 0;
     if (count > 0) {
-        if ((rc = get_red(&p, ctx, "gradnorm_sumsq", wg)))
+        if ((rc = get_red(&pv, ctx, "gradnorm_sumsq_vec4", wg)) || (rc = get_red(&p, ctx, "gradnorm_sumsq", wg)))
             return rc;
         for (int i = 0; i < count; i++) {
-            int64_t n = fp_tensor_numel(grads[i]);
-            uint32_t groups = norm_groups(n, wg);
-            struct { uint32_t n, off; float max_norm; } push = {(uint32_t)n, off, max_norm};
+            int64_t n = fp_tensor_numel(grads[i]), nv = n / 4;
             fp_binding b[2] = {FP_R(grads[i]), FP_W(work)};
-            if ((rc = fp_stream_dispatch(s, p, b, 2, &push, sizeof push, groups, 1, 1)))
-                return rc;
-            off += groups;
+            if (nv) { /* vec4 body */
+                uint32_t groups = norm_groups(nv, wg);
+                struct { uint32_t n, off; float max_norm; uint32_t xoff; } push = {(uint32_t)nv, off, max_norm, 0};
+                if ((rc = fp_stream_dispatch(s, pv, b, 2, &push, sizeof push, groups, 1, 1)))
+                    return rc;
+                off += groups;
+            }
+            if (n % 4) { /* scalar tail: one more partial */
+                struct { uint32_t n, off; float max_norm; uint32_t xoff; } push = {(uint32_t)(n % 4), off, max_norm,
+                                                                                   (uint32_t)(nv * 4)};
+                if ((rc = fp_stream_dispatch(s, p, b, 2, &push, sizeof push, 1, 1, 1)))
+                    return rc;
+                off += 1;
+            }
         }
     }
     if ((rc = get_red(&p, ctx, "gradnorm_final", wg)))
         return rc;
     /* no tensors: n = 0 partials sum to a norm of 0 */
-    struct { uint32_t n, off; float max_norm; } push = {off, 0, max_norm};
+    struct { uint32_t n, off; float max_norm; uint32_t xoff; } push = {off, 0, max_norm, 0};
     fp_binding b[2] = {FP_R(work), FP_W(out)};
     return fp_stream_dispatch(s, p, b, 2, &push, sizeof push, 1, 1, 1);
 }
@@ -577,9 +703,9 @@ int fp_grad_clip(fp_stream *s, fp_tensor *const *grads, int count, const fp_tens
         if ((rc = need_f32(op, what, grads[i])) || (rc = too_big(op, fp_tensor_numel(grads[i]))))
             return rc;
         int64_t n = fp_tensor_numel(grads[i]);
-        struct { uint32_t n, off; float max_norm; } push = {(uint32_t)n, 0, 0.0f};
+        struct { uint32_t n, off; float max_norm; uint32_t xoff; } push = {0, 0, 0.0f, 0};
         fp_binding b[2] = {FP_W(grads[i]), FP_R(norm_out)};
-        if ((rc = ew_dispatch(s, "gradnorm_clip", b, 2, &push, sizeof push, n)))
+        if ((rc = ew_split(s, "gradnorm_clip", b, 2, &push, sizeof push, n)))
             return rc;
     }
     return 0;
@@ -588,7 +714,7 @@ int fp_grad_clip(fp_stream *s, fp_tensor *const *grads, int count, const fp_tens
 /* ---- optimizers ------------------------------------------------------------------ */
 
 struct optim_push {
-    uint32_t n;
+    uint32_t n, off; /* set by ew_split */
     float lr, b1, b2, eps, wd;
     uint32_t t;
 };
@@ -613,9 +739,9 @@ int fp_adamw_step(fp_stream *s, fp_tensor *p, const fp_tensor *g, fp_tensor *m, 
         return fp_seterr(FP_EINVAL, "%s: step must be >= 1 (bias correction), got %u", op, hp->step);
     if (!(hp->beta1 >= 0 && hp->beta1 < 1 && hp->beta2 >= 0 && hp->beta2 < 1))
         return fp_seterr(FP_EINVAL, "%s: betas must lie in [0, 1) (got %g, %g)", op, hp->beta1, hp->beta2);
-    struct optim_push push = {(uint32_t)n, hp->lr, hp->beta1, hp->beta2, hp->eps, hp->weight_decay, hp->step};
+    struct optim_push push = {0, 0, hp->lr, hp->beta1, hp->beta2, hp->eps, hp->weight_decay, hp->step};
     fp_binding b[5] = {FP_W(p), FP_R(g), FP_W(m), FP_W(v), gscale ? FP_R(gscale) : FP_R(g)};
-    return ew_dispatch(s, gscale ? "adamw_gs" : "adamw", b, gscale ? 5 : 4, &push, sizeof push, n);
+    return ew_split(s, gscale ? "adamw_gs" : "adamw", b, gscale ? 5 : 4, &push, sizeof push, n);
 }
 
 int fp_sgd_step(fp_stream *s, fp_tensor *p, const fp_tensor *g, float lr, float weight_decay,
@@ -632,9 +758,9 @@ int fp_sgd_step(fp_stream *s, fp_tensor *p, const fp_tensor *g, float lr, float 
         return rc;
     if (gscale && ((rc = need_f32(op, "gscale", gscale)) || (rc = need_numel(op, "gscale", gscale, 2))))
         return rc;
-    struct optim_push push = {(uint32_t)n, lr, 0, 0, 0, weight_decay, 1};
+    struct optim_push push = {0, 0, lr, 0, 0, 0, weight_decay, 1};
     fp_binding b[3] = {FP_W(p), FP_R(g), gscale ? FP_R(gscale) : FP_R(g)};
-    return ew_dispatch(s, gscale ? "sgd_gs" : "sgd", b, gscale ? 3 : 2, &push, sizeof push, n);
+    return ew_split(s, gscale ? "sgd_gs" : "sgd", b, gscale ? 3 : 2, &push, sizeof push, n);
 }
 
 /* ---- conversions -------------------------------------------------------------- */
@@ -660,9 +786,24 @@ int fp_convert(fp_stream *s, fp_tensor *dst, const fp_tensor *src)
         return fp_op_copy(s, dst, src);
     char name[32];
     snprintf(name, sizeof name, "convert_%s_%s", dt_tag(src->dtype), dt_tag(dst->dtype));
-    uint32_t push = (uint32_t)n;
     fp_binding b[2] = {FP_R(src), FP_W(dst)};
-    return ew_dispatch(s, name, b, 2, &push, 4, (n + 1) / 2);
+    /* groups of four elements (vec4 / two words), then the rest two per word */
+    int64_t nv = n / 4, tail = n % 4;
+    char vname[40];
+    snprintf(vname, sizeof vname, "%s_vec4", name);
+    if (nv) {
+        uint32_t push[2] = {(uint32_t)nv, 0};
+        if ((rc = ew_dispatch(s, vname, b, 2, push, sizeof push, nv)))
+            return rc;
+    }
+    if (tail) {
+        uint32_t push[2] = {(uint32_t)n, (uint32_t)(nv * 2)};
+        if ((rc = ew_dispatch(s, name, b, 2, push, sizeof push, (tail + 1) / 2)))
+            return rc;
+    }
+    if (nv)
+        snprintf(g_last, sizeof g_last, "%s", vname);
+    return 0;
 }
 
 /* ---- benchmark ------------------------------------------------------------------ */

@@ -121,10 +121,54 @@ static void all_ignored(fp_ctx *ctx, fp_stream *s)
     free(d);
 }
 
+/* Logits larger than the storage range are bound in chunks of rows: an overlay
+ * with a 64 KiB range (16380 floats per binding) makes 40 x 1001 logits three
+ * chunks whose rows start at unaligned offsets; a single row past the range is
+ * refused with a message naming the sizes. */
+static void chunked(void)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/tiny-range.json", fp_test_tmpdir("train_ce_chunked"));
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    if (!f)
+        return;
+    fputs("{\"name\": \"tiny-range\", \"base\": \"minimal\", \"storage_range\": 65536}\n", f);
+    fclose(f);
+    fp_ctx *ctx = fp_test_ctx(path);
+    fp_stream *s;
+    CHECK_OK(fp_stream_new(&s, ctx));
+    printf(" chunked rows, storage range %llu bytes\n", (unsigned long long)fp_ctx_profile(ctx)->storage_range);
+    static const char *modes[] = {NULL, "sh", "rs"};
+    for (int m = 0; m < 3; m++) {
+        CHECK_OK(fp_train_force_reduce(modes[m]));
+        ce_case(ctx, s, 40, 1001, 5, 0);
+        ce_case(ctx, s, 40, 1001, 5, 1);
+    }
+    CHECK_OK(fp_train_force_reduce(NULL));
+    ce_case(ctx, s, 17, 4095, 8, 0); /* 4 rows per chunk; a row is 4 bytes short of 16-byte aligned */
+    ce_case(ctx, s, 40, 1000, 5, 0); /* 16 rows per chunk, vec4 backward in every chunk */
+    ce_case(ctx, s, 40, 1000, 5, 1);
+    /* one row of 20000 logits (80000 bytes) cannot be bound at all */
+    int64_t rows = 2, V = 20000;
+    fp_tensor *tl = tc_f32(ctx, rows, V, NULL), *tt = tc_i32(ctx, rows, NULL), *tloss = tc_f32_1d(ctx, rows, NULL);
+    fp_tensor *tlse = tc_f32_1d(ctx, rows, NULL), *tst = tc_f32_1d(ctx, 2, NULL);
+    CHECK_ERR(fp_softmax_ce_fwd(s, tloss, tlse, tst, tl, tt), FP_EUNSUPPORTED);
+    printf("  refusal: %s\n", fp_errmsg());
+    CHECK(strstr(fp_errmsg(), "20000 logits") != NULL);
+    CHECK_ERR(fp_softmax_ce_bwd(s, tl, tl, tt, tlse, tst, 1.0f), FP_EUNSUPPORTED);
+    fp_tensor *ts[] = {tl, tt, tloss, tlse, tst};
+    for (size_t i = 0; i < sizeof ts / sizeof *ts; i++)
+        fp_tensor_free(ts[i]);
+    fp_stream_free(s);
+    fp_test_ctx_done(ctx);
+}
+
 int main(void)
 {
     fp_test_seed(23);
     fd_ce();
+    chunked();
     for (int pi = 0; tc_profile(pi); pi++) {
         fp_ctx *ctx = fp_test_ctx(tc_profile(pi));
         fp_stream *s;
@@ -136,8 +180,10 @@ int main(void)
             ce_case(ctx, s, 1, 1, 3, 0);
             ce_case(ctx, s, 5, 7, 3, 1);
             ce_case(ctx, s, 7, 1001, 5, 0);
-            if (m == 0)
+            if (m == 0) {
                 ce_case(ctx, s, 3, 8192, 60, 1); /* large logits: needs the max shift */
+                ce_case(ctx, s, 6, 1000, 5, 0);  /* V % 4 == 0: the vec4 backward, separate output */
+            }
         }
         CHECK_OK(fp_train_force_reduce(NULL));
         if (pi == 0) {

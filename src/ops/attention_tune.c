@@ -1,0 +1,214 @@
+/* Attention autotuner (fp-probe --tune): the fastest variant that is correct
+ * on this device, stored as the tuned key "attention.variant" (read by the
+ * attention ops' variant choice in attention.c). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "error_internal.h"
+#include "fedproxy/ops_attention.h"
+
+static double tune_wall(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+/* One head layout's device tensors (and host copies for the check). */
+typedef struct attn_set {
+    int64_t B, T, Hq, Hkv, D;
+    fp_tensor *q, *k, *v, *o, *lse, *dout, *dq, *dk, *dv;
+    float *hq, *hk, *hv, *hdo;
+} attn_set;
+
+static void set_free(attn_set *a)
+{
+    fp_tensor *ts[] = {a->q, a->k, a->v, a->o, a->lse, a->dout, a->dq, a->dk, a->dv};
+    for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++)
+        fp_tensor_free(ts[i]);
+    free(a->hq);
+    free(a->hk);
+    free(a->hv);
+    free(a->hdo);
+}
+
+static float *rand_host(int64_t n, uint32_t *st)
+{
+    float *h = malloc((size_t)n * sizeof *h);
+    for (int64_t i = 0; h && i < n; i++) {
+        *st = *st * 1664525u + 1013904223u;
+        h[i] = (float)((*st >> 8) & 0xffff) / 32768.0f - 1.0f;
+    }
+    return h;
+}
+
+static int set_new(attn_set *a, fp_ctx *ctx, int64_t B, int64_t T, int64_t Hq, int64_t Hkv, int64_t D)
+{
+    memset(a, 0, sizeof *a);
+    a->B = B, a->T = T, a->Hq = Hq, a->Hkv = Hkv, a->D = D;
+    int64_t sq[4] = {B, T, Hq, D}, skv[4] = {B, T, Hkv, D}, sl[3] = {B, Hq, T};
+    int64_t nq = B * T * Hq * D, nkv = B * T * Hkv * D;
+    uint32_t st = 4242u + (uint32_t)T;
+    int rc = 0;
+    fp_tensor **qs[] = {&a->q, &a->o, &a->dout, &a->dq}, **kvs[] = {&a->k, &a->v, &a->dk, &a->dv};
+    for (int i = 0; i < 4 && !rc; i++)
+        rc = fp_tensor_new(qs[i], ctx, FP_F32, 4, sq);
+    for (int i = 0; i < 4 && !rc; i++)
+        rc = fp_tensor_new(kvs[i], ctx, FP_F32, 4, skv);
+    if (!rc)
+        rc = fp_tensor_new(&a->lse, ctx, FP_F32, 3, sl);
+    if (!rc) {
+        a->hq = rand_host(nq, &st), a->hk = rand_host(nkv, &st), a->hv = rand_host(nkv, &st);
+        a->hdo = rand_host(nq, &st);
+        if (!a->hq || !a->hk || !a->hv || !a->hdo)
+            rc = fp_seterr(FP_ENOMEM, "attention tune: out of memory");
+    }
+    if (!rc)
+        rc = fp_tensor_upload(a->q, a->hq, (size_t)nq * 4);
+    if (!rc)
+        rc = fp_tensor_upload(a->k, a->hk, (size_t)nkv * 4);
+    if (!rc)
+        rc = fp_tensor_upload(a->v, a->hv, (size_t)nkv * 4);
+    if (!rc)
+        rc = fp_tensor_upload(a->dout, a->hdo, (size_t)nq * 4);
+    if (rc)
+        set_free(a);
+    return rc;
+}
+
+/* Records forward + backward; *fwd_pipe / *bwd_pipe get the pipelines that ran. */
+static int record(fp_stream *s, attn_set *a, char *fwd_pipe, char *bwd_pipe)
+{
+    fp_attn_desc d = {0.0f, 1};
+    int rc = fp_attention_forward(s, a->o, a->lse, a->q, a->k, a->v, &d);
+    if (!rc)
+        snprintf(fwd_pipe, 64, "%s", fp_attention_last_pipeline());
+    if (!rc)
+        rc = fp_attention_backward(s, a->dq, a->dk, a->dv, a->dout, a->q, a->k, a->v, a->o, a->lse, &d);
+    if (!rc)
+        snprintf(bwd_pipe, 64, "%s", fp_attention_last_pipeline());
+    return rc;
+}
+
+static double nmse(const float *got, const float *ref, int64_t n)
+{
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double e = (double)got[i] - ref[i];
+        num += e * e;
+        den += (double)ref[i] * ref[i];
+    }
+    double r = den > 0 ? num / den : num;
+    return isnan(r) ? 1e30 : r;
+}
+
+/* Worst NMSE of o, dq, dk, dv against the C references. */
+static int check(fp_ctx *ctx, attn_set *a, const char *kind, double *worst)
+{
+    fp_stream *s = NULL;
+    char fp[64], bp[64];
+    int rc = fp_stream_new(&s, ctx);
+    if (!rc)
+        rc = record(s, a, fp, bp);
+    if (!rc)
+        rc = fp_stream_run(s);
+    fp_stream_free(s);
+    if (rc)
+        return rc;
+    char want_f[64], want_b[64];
+    snprintf(want_f, sizeof want_f, "attn_fwd_%s", kind);
+    snprintf(want_b, sizeof want_b, "attn_bwd_dkv_%s", kind);
+    if (strcmp(fp, want_f) || strcmp(bp, want_b))
+        return fp_seterr(FP_EUNSUPPORTED, "ran %s and %s instead (fallback)", fp, bp);
+    int64_t nq = a->B * a->T * a->Hq * a->D, nkv = a->B * a->T * a->Hkv * a->D;
+    float *ro = malloc((size_t)nq * 4), *rdq = malloc((size_t)nq * 4), *rdk = malloc((size_t)nkv * 4);
+    float *rdv = malloc((size_t)nkv * 4), *g = malloc((size_t)(nq > nkv ? nq : nkv) * 4);
+    fp_attn_desc d = {0.0f, 1};
+    if (!ro || !rdq || !rdk || !rdv || !g)
+        rc = fp_seterr(FP_ENOMEM, "attention tune: out of memory");
+    if (!rc)
+        rc = fp_attention_forward_ref(ro, NULL, a->hq, a->hk, a->hv, a->B, a->T, a->Hq, a->Hkv, a->D, &d);
+    if (!rc)
+        rc = fp_attention_backward_ref(rdq, rdk, rdv, a->hdo, a->hq, a->hk, a->hv, a->B, a->T, a->Hq, a->Hkv, a->D,
+                                       &d);
+    *worst = 0;
+    const fp_tensor *ts[4] = {a->o, a->dq, a->dk, a->dv};
+    const float *refs[4] = {ro, rdq, rdk, rdv};
+    for (int i = 0; i < 4 && !rc; i++) {
+        int64_t n = i < 2 ? nq : nkv;
+        rc = fp_tensor_download(g, (size_t)n * 4, ts[i]);
+        double e = rc ? 0 : nmse(g, refs[i], n);
+        if (e > *worst)
+            *worst = e;
+    }
+    free(ro), free(rdq), free(rdk), free(rdv), free(g);
+    return rc;
+}
+
+/* Best-of-reps seconds of forward + backward (after an untimed warm-up). */
+static int timed(fp_ctx *ctx, attn_set *a, int reps, double *best)
+{
+    fp_stream *s = NULL;
+    char fp[64], bp[64];
+    int rc = fp_stream_new(&s, ctx);
+    *best = 1e30;
+    for (int r = 0; r <= reps && !rc; r++) {
+        rc = record(s, a, fp, bp);
+        double t0 = tune_wall();
+        if (!rc)
+            rc = fp_stream_run(s);
+        double t = tune_wall() - t0;
+        if (!rc && r > 0 && t < *best)
+            *best = t;
+    }
+    fp_stream_free(s);
+    return rc;
+}
+
+int fp_attention_autotune(fp_ctx *ctx, fp_measured *m, int quick)
+{
+    if (!ctx || !m)
+        return fp_seterr(FP_EINVAL, "attention autotune: NULL argument");
+    static const char *kinds[] = {"sg", "tiled", "direct"};
+    attn_set small, big;
+    /* odd sequence, GQA, D a multiple of 4 (the sg variant's requirement) */
+    int rc = set_new(&small, ctx, 1, 37, 4, 2, 32);
+    if (rc)
+        return fp_adderr(rc, "attention autotune");
+    if ((rc = set_new(&big, ctx, 1, quick ? 64 : 256, 8, 2, 64))) {
+        set_free(&small);
+        return fp_adderr(rc, "attention autotune");
+    }
+    const char *win = NULL;
+    double best = 1e30;
+    for (int i = 0; i < 3; i++) {
+        if ((rc = fp_attention_force_variant(kinds[i])))
+            break;
+        double e = 0, t = 0;
+        int crc = check(ctx, &small, kinds[i], &e);
+        if (crc || e > 5e-4) {
+            fprintf(stderr, "attention autotune: variant %s %s (nmse %g): not used\n", kinds[i],
+                    crc ? fp_errmsg() : "is wrong against the reference", e);
+            continue;
+        }
+        if ((crc = timed(ctx, &big, quick ? 1 : 2, &t))) {
+            fprintf(stderr, "attention autotune: variant %s failed: %s\n", kinds[i], fp_errmsg());
+            continue;
+        }
+        if (t < best) {
+            best = t;
+            win = kinds[i];
+        }
+    }
+    fp_attention_force_variant(NULL);
+    set_free(&small);
+    set_free(&big);
+    if (rc)
+        return rc;
+    if (!win)
+        return fp_seterr(FP_EPIPELINE, "attention autotune: no variant passed the reference check");
+    return fp_measured_tune_set(m, "attention.variant", win);
+}
