@@ -256,7 +256,9 @@ static int parse_eos(fp_model_config *c, const cJSON *root, const char *what)
         return 0;
     const cJSON *one = cJSON_IsArray(v) ? v->child : v;
     for (; one; one = cJSON_IsArray(v) ? one->next : NULL) {
-        if (!cJSON_IsNumber(one) || floor(one->valuedouble) != one->valuedouble || one->valuedouble < 0)
+        /* inf passes the floor test; token ids beyond 2^31 are not ids anyway */
+        if (!cJSON_IsNumber(one) || floor(one->valuedouble) != one->valuedouble || one->valuedouble < 0 ||
+            one->valuedouble > 2147483647.0)
             return fp_seterr(FP_EFORMAT, "%s: field 'eos_token_id' is not a token id or a list of them",
                              what);
         if (c->n_eos == FP_MAX_EOS)
