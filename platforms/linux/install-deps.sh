@@ -10,6 +10,10 @@ pkgs=(
   libcjson-dev libsodium-dev libzmq3-dev libutf8proc-dev
   libopenblas-dev liblapacke-dev
   clang libclang-rt-14-dev
+  # scripts (data build, experiment) and their tests: standard library only
+  python3
+  # evaluation text (scripts/data/build.sh): one package or fortune category per domain
+  bible-kjv bible-kjv-text fortunes fortunes-de fortunes-es dict-gcide dict-foldoc dict-jargon
 )
 
 SUDO=""

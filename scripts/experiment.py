@@ -1,0 +1,497 @@
+#!/usr/bin/env python3
+"""FedProxy's evaluation over the fp CLI: one run builds the data, the base LLM
+(cached), the proxies, runs every federated baseline with `fp sim`, fuses, and
+evaluates every row on every client's held-out text.
+
+  scripts/experiment.py [--size tiny|small] [--rounds R] [--clients N] [--out DIR]
+
+Writes DIR/table.md, DIR/table.json and DIR/ppl.svg (mean held-out perplexity
+per round of the federated rows) and prints the table. Rows:
+  1 LLM zero-shot
+  2 proxy alone, before and after federated fine-tuning (the IP check)
+  3 Offsite-Tuning: uniform emulator distilled with LM + hidden-state MSE (no
+    logit KD), LoRA only on its first 2 and last 2 layers, federated, plugged
+    back (those layers map one to one onto the LLM's)
+  4 FedAvg-LoRA on a uniform, undistilled proxy, plain plug-in
+  5 FedProxy: influence-selected, distilled proxy, federated LoRA with secure
+    aggregation, fused
+  6 centralized LoRA on the LLM, all clients' train text pooled (upper bound)
+  7 local only: each client's LoRA on the FedProxy proxy, fused, on its own data
+Every federated row uses secure aggregation (SecAgg+) so that their
+communication is comparable. Hyper-parameters are the same for every row: the
+learning rate is picked from a small grid by pooled valid-split loss of LoRA on
+the FedProxy proxy (never on heldout); the training budget of each row is
+rounds x local steps per client (centralized: that times the client count,
+the same number of samples). Python 3 standard library only.
+"""
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+SIZES = {
+    # rank/alpha of LoRA, batch x seq of every training run, local steps per round,
+    # distillation steps, LR grid, client text size
+    "tiny": dict(rank=8, alpha=16, batch=4, seq=64, local_steps=8, distill_steps=60, distill_batch=4,
+                 lr_grid=[3e-4, 1e-3, 3e-3, 1e-2], client_bytes=48 * 1024, clients=4, rounds=3, eval_seq=64),
+    "small": dict(rank=8, alpha=16, batch=4, seq=128, local_steps=10, distill_steps=120, distill_batch=4,
+                  lr_grid=[3e-4, 1e-3, 3e-3, 1e-2], client_bytes=96 * 1024, clients=6, rounds=3, eval_seq=128),
+}
+
+
+class Runner:
+    def __init__(self, out, fp, verbose):
+        self.out, self.fp, self.verbose = out, fp, verbose
+        self.log = open(os.path.join(out, "commands.log"), "a")
+
+    def run(self, args, what, capture=True):
+        cmd = [self.fp, *args] if args[0] != "bash" and not args[0].endswith((".sh", ".py")) else args
+        self.log.write(" ".join(cmd) + "\n")
+        self.log.flush()
+        t0 = time.time()
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        dt = time.time() - t0
+        if self.verbose:
+            print(f"  [{dt:6.1f}s] {what}", file=sys.stderr)
+        if r.returncode:
+            sys.stderr.write(r.stderr[-4000:])
+            raise SystemExit(f"experiment: {what} failed (exit {r.returncode}): {' '.join(cmd)}")
+        return r.stdout, dt
+
+
+def step(msg):
+    print(f"== {msg}", file=sys.stderr, flush=True)
+
+
+def last_json(text):
+    for line in reversed(text.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            return json.loads(line)
+    raise ValueError("no JSON line in output")
+
+
+class Exp:
+    def __init__(self, a):
+        self.a = a
+        self.hp = dict(SIZES[a.size])
+        if a.clients:
+            self.hp["clients"] = a.clients
+        if a.rounds:
+            self.hp["rounds"] = a.rounds
+        if a.local_steps:
+            self.hp["local_steps"] = a.local_steps
+        if a.distill_steps:
+            self.hp["distill_steps"] = a.distill_steps
+        if a.client_bytes:
+            self.hp["client_bytes"] = a.client_bytes
+        os.makedirs(a.out, exist_ok=True)
+        self.out = os.path.abspath(a.out)
+        self.r = Runner(self.out, a.fp, not a.quiet)
+        self.results = {}
+        self.curves = {}
+        self.comm = {}
+
+    def p(self, *parts):
+        return os.path.join(self.out, *parts)
+
+    # ---- setup ---------------------------------------------------------------
+    def data(self):
+        step("data")
+        d = self.p("data")
+        if not os.path.exists(os.path.join(d, "manifest.json")) or self.a.rebuild:
+            self.r.run([os.path.join(REPO, "scripts", "data", "build.sh"), "--out", d, "--clients",
+                        str(self.hp["clients"]), "--alpha", str(self.a.alpha), "--seed", str(self.a.seed),
+                        "--client-bytes", str(self.hp["client_bytes"])], "data build")
+        with open(os.path.join(d, "manifest.json")) as f:
+            self.manifest = json.load(f)
+        if self.manifest["clients"] != self.hp["clients"]:
+            raise SystemExit(f"experiment: {d} has {self.manifest['clients']} clients, not {self.hp['clients']}; "
+                             "use --rebuild or another --out")
+        self.clients = [str(c["id"]) for c in self.manifest["client_list"]]
+        self.split = lambda k, s: os.path.join(d, "clients", k, s + ".txt")
+        self.public = os.path.join(d, "public.txt")
+
+    def base(self):
+        step(f"base LLM ({self.a.size})")
+        args = [os.path.join(REPO, "scripts", "pretrain-base.sh"), "--size", self.a.size, "--data", self.p("data"),
+                "--fp", self.a.fp]
+        if self.a.base_steps:
+            args += ["--steps", str(self.a.base_steps)]
+        out, dt = self.r.run(args, "pretrain-base")
+        self.llm = out.strip().splitlines()[-1]
+        with open(os.path.join(self.llm, "config.json")) as f:
+            self.llm_cfg = json.load(f)
+        self.L = self.llm_cfg["num_hidden_layers"]
+        self.middle = max(1, (self.L - 4) // 2)
+        keys = self.p("keys")
+        if not os.path.isdir(keys):
+            self.r.run(["keygen", "--out", keys], "server keys")
+        self.keys = keys
+
+    def compress(self, name, select, distill_steps, kd_weight=1.0, hidden_weight=1.0):
+        out = self.p("proxies", name)
+        if os.path.exists(os.path.join(out, "proxy.json")):
+            return out
+        args = ["compress", "--model", self.llm, "--keys", self.keys, "--out", out, "--keep-first", "2",
+                "--keep-last", "2", "--middle", str(self.middle), "--select", select, "--calib", self.public,
+                "--distill-steps", str(distill_steps), "--seed", str(self.a.seed), "--json"]
+        if distill_steps:
+            args += ["--distill-data", self.public, "--kd-weight", str(kd_weight), "--hidden-weight",
+                     str(hidden_weight), "--batch", str(self.hp["distill_batch"]), "--seq", str(self.hp["seq"])]
+            # fp compress's default distillation lr (1e-4): small, so the proxy's layers stay close to
+            # the LLM's they were copied from, which is what plugging deltas back in relies on
+        self.r.run(args, f"compress {name}")
+        return out
+
+    def proxies(self):
+        step("proxies")
+        self.px = {
+            "fedproxy": self.compress("fedproxy", "influence", self.hp["distill_steps"]),
+            "offsite": self.compress("offsite", "uniform", self.hp["distill_steps"], kd_weight=0.0, hidden_weight=1.0),
+            "uniform": self.compress("uniform", "uniform", 0),
+        }
+        with open(os.path.join(self.px["offsite"], "config.json")) as f:
+            P = json.load(f)["num_hidden_layers"]
+        self.ot_layers = ",".join(str(i) for i in sorted({0, 1, P - 2, P - 1}))
+
+    # ---- evaluation ------------------------------------------------------------
+    def eval_model(self, model, adapter=None, clients=None, split="heldout"):
+        res = {}
+        for k in clients or self.clients:
+            args = ["eval", "--model", model, "--text", self.split(k, split), "--seq", str(self.hp["eval_seq"]),
+                    "--json"]
+            if adapter:
+                args += ["--adapter", adapter]
+            out, _ = self.r.run(args, f"eval {os.path.basename(model)} client {k} {split}")
+            j = last_json(out)
+            res[k] = {"ppl": j["perplexity"], "acc": j["accuracy"], "loss": j["loss"], "tokens": j["tokens"]}
+        return res
+
+    def fuse(self, proxy, adapter, out):
+        if os.path.exists(out):
+            shutil.rmtree(out)
+        self.r.run(["fuse", "--model", self.llm, "--proxy", proxy, "--adapter", adapter, "--keys", self.keys,
+                    "--span", "none", "--merge", out], f"fuse {os.path.basename(out)}")
+        return out
+
+    def train_lora(self, model, text, steps, out, lr):
+        args = ["train", "--model", model, "--text", text, "--lora-rank", str(self.hp["rank"]), "--lora-alpha",
+                str(self.hp["alpha"]), "--steps", str(steps), "--batch", str(self.hp["batch"]), "--seq",
+                str(self.hp["seq"]), "--lr", str(lr), "--seed", str(self.a.seed), "--out", out, "--json"]
+        _, dt = self.r.run(args, f"train {os.path.basename(out)}")
+        return dt
+
+    # ---- hyper-parameters ------------------------------------------------------
+    def pooled(self, split):
+        path = self.p(f"pooled-{split}.txt")
+        with open(path, "w", encoding="utf-8") as f:
+            for k in self.clients:
+                with open(self.split(k, split), encoding="utf-8") as g:
+                    f.write(g.read().rstrip("\n") + "\n\n")
+        return path
+
+    def pick_lr(self):
+        step("learning rate on the valid split")
+        if self.a.lr:
+            self.lr = self.a.lr
+            self.lr_search = {}
+            return
+        train, valid = self.pooled("train"), self.pooled("valid")
+        steps = self.hp["rounds"] * self.hp["local_steps"]
+        self.lr_search = {}
+        for lr in self.hp["lr_grid"]:
+            out = self.p("lr", f"{lr:g}")
+            self.train_lora(self.px["fedproxy"], train, steps, out, lr)
+            r, _ = self.r.run(["eval", "--model", self.px["fedproxy"], "--adapter", out, "--text", valid, "--seq",
+                               str(self.hp["eval_seq"]), "--json"], f"valid loss lr {lr:g}")
+            self.lr_search[f"{lr:g}"] = last_json(r)["loss"]
+        self.lr = float(min(self.lr_search, key=self.lr_search.get))
+        print(f"   lr {self.lr:g} (valid loss by lr: {self.lr_search})", file=sys.stderr)
+
+    # ---- federated rows ----------------------------------------------------------
+    def sim(self, name, proxy, layers=None):
+        d = self.p("fed", name)
+        if os.path.exists(d):
+            shutil.rmtree(d)
+        os.makedirs(d)
+        adapter_out = os.path.join(d, "global-adapter")
+        lora = {"rank": self.hp["rank"], "alpha": self.hp["alpha"], "targets": "all"}
+        if layers:
+            lora["layers"] = layers
+        n = len(self.clients)
+        server = {"rounds": self.hp["rounds"], "secagg": True, "aggregator": "fedavg", "min_clients": n,
+                  "quorum": n, "steps": self.hp["local_steps"], "lr": self.lr, "lora": lora, "proxy_dir": proxy,
+                  "adapter_out": adapter_out, "state_dir": os.path.join(d, "state"), "seed": self.a.seed + 1,
+                  "stage_timeout_ms": 600000, "register_timeout_ms": 120000,
+                  "overrides": {f"c{k}": {"rank": self.hp["rank"], "batch": self.hp["batch"], "seq": self.hp["seq"]}
+                                for k in self.clients}}
+        clients = []
+        for c in self.manifest["client_list"]:
+            k = str(c["id"])
+            clients.append({"name": f"c{k}", "samples": c["splits"]["train"]["bytes"],
+                            "data": self.split(k, "train"), "eval": self.split(k, "heldout")})
+        cfg = os.path.join(d, "sim.json")
+        with open(cfg, "w") as f:
+            json.dump({"server": server, "clients": clients}, f, indent=1)
+        # Snapshot the global adapter after every round (rewritten atomically per round).
+        cmd = [self.a.fp, "sim", "--config", cfg, "--json"]
+        self.r.log.write(" ".join(cmd) + "\n")
+        t0 = time.time()
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=open(os.path.join(d, "sim.log"), "w"), text=True)
+        rounds, summary = [], None
+        for line in p.stdout:
+            line = line.strip()
+            if not line.startswith("{"):
+                continue
+            j = json.loads(line)
+            if j.get("summary"):
+                summary = j
+                continue
+            if j.get("status") == "ok":
+                snap = os.path.join(d, f"round-{len(rounds) + 1}")
+                if os.path.isdir(adapter_out):
+                    shutil.copytree(adapter_out, snap)
+                rounds.append({"report": j, "adapter": snap})
+                if not self.a.quiet:
+                    print(f"  round {len(rounds)}: loss {j.get('loss')} sent {j.get('bytes_sent')} B "
+                          f"({time.time() - t0:.0f}s)", file=sys.stderr)
+        rc = p.wait()
+        wall = time.time() - t0
+        if rc or not summary or summary.get("rc", 0) != 0:
+            sys.stderr.write(open(os.path.join(d, "sim.log")).read()[-4000:])
+            raise SystemExit(f"experiment: fp sim {name} failed (exit {rc}); see {d}/sim.log")
+        comm = {c["name"][1:]: {"sent": c["bytes_sent"], "recv": c["bytes_recv"]} for c in summary["clients"]}
+        self.comm[name] = {"per_client": comm, "wall_s": summary.get("wall_s", wall),
+                           # each round's sample-weighted held-out loss of the proxy with the global
+                           # adapter it started from (the clients' federated evaluation)
+                           "proxy_heldout_loss_by_round": [r["report"].get("loss") for r in rounds],
+                           "mean_bytes_per_client": sum(c["sent"] + c["recv"] for c in comm.values()) / len(comm)}
+        return adapter_out, rounds
+
+    def federated_row(self, key, proxy, layers=None, label=""):
+        step(f"federated: {label}")
+        adapter, rounds = self.sim(key, proxy, layers)
+        curve = []
+        final = None
+        for i, r in enumerate(rounds):
+            if i + 1 < len(rounds) and not self.a.per_round:
+                continue
+            merged = self.fuse(proxy, r["adapter"], self.p("fed", key, f"fused-{i + 1}"))
+            res = self.eval_model(merged)
+            curve.append((i + 1, mean([v["ppl"] for v in res.values()])))
+            final = res
+            if i + 1 < len(rounds):
+                shutil.rmtree(merged)
+        self.curves[key] = curve
+        self.results[key] = final
+        return adapter
+
+    # ---- the experiment ----------------------------------------------------------
+    def run(self):
+        t_start = time.time()
+        self.data()
+        self.base()
+        self.proxies()
+        self.pick_lr()
+
+        step("LLM zero-shot")
+        self.results["zeroshot"] = self.eval_model(self.llm)
+        step("proxy alone, before fine-tuning")
+        self.results["proxy_before"] = self.eval_model(self.px["fedproxy"])
+
+        ad = self.federated_row("fedproxy", self.px["fedproxy"], label="FedProxy")
+        step("proxy alone, after federated fine-tuning")
+        self.results["proxy_after"] = self.eval_model(self.px["fedproxy"], adapter=ad)
+        self.federated_row("offsite", self.px["offsite"], layers=self.ot_layers, label="Offsite-Tuning")
+        self.federated_row("fedavg_uniform", self.px["uniform"], label="FedAvg-LoRA, uniform undistilled proxy")
+
+        step("centralized LoRA on the LLM (pooled train)")
+        steps = self.hp["rounds"] * self.hp["local_steps"] * len(self.clients)
+        out = self.p("central")
+        dt = self.train_lora(self.llm, self.pooled("train"), steps, out, self.lr)
+        self.results["central"] = self.eval_model(self.llm, adapter=out)
+        self.comm["central"] = {"wall_s": dt}
+
+        step("local only (each client alone, fused)")
+        local, t0 = {}, time.time()
+        for k in self.clients:
+            out = self.p("local", k)
+            self.train_lora(self.px["fedproxy"], self.split(k, "train"),
+                            self.hp["rounds"] * self.hp["local_steps"], out, self.lr)
+            merged = self.fuse(self.px["fedproxy"], out, self.p("local", k + "-fused"))
+            local.update(self.eval_model(merged, clients=[k]))
+            shutil.rmtree(merged)
+        self.results["local"] = local
+        self.comm["local"] = {"wall_s": time.time() - t0}
+        self.curves["zeroshot"] = [(0, mean([v["ppl"] for v in self.results["zeroshot"].values()]))]
+        self.total_s = time.time() - t_start
+        self.write()
+
+
+ROWS = [
+    ("zeroshot", "1 LLM zero-shot"),
+    ("proxy_before", "2a proxy alone, before FL"),
+    ("proxy_after", "2b proxy alone, after FL"),
+    ("offsite", "3 Offsite-Tuning (fused)"),
+    ("fedavg_uniform", "4 FedAvg-LoRA, uniform undistilled proxy (plug-in)"),
+    ("fedproxy", "5 FedProxy (fused)"),
+    ("central", "6 centralized LoRA on the LLM (upper bound)"),
+    ("local", "7 local only (fused, own held-out)"),
+]
+
+
+def mean(xs):
+    xs = list(xs)
+    return sum(xs) / len(xs) if xs else float("nan")
+
+
+def write(self):
+    clients = self.clients
+    rows = []
+    for key, label in ROWS:
+        res = self.results.get(key)
+        if not res:
+            continue
+        row = {"key": key, "row": label, "clients": res,
+               "mean_ppl": mean(v["ppl"] for v in res.values()), "mean_acc": mean(v["acc"] for v in res.values())}
+        if key in self.comm:
+            row.update({k: v for k, v in self.comm[key].items()})
+        rows.append(row)
+    by = {r["key"]: r for r in rows}
+    z, c, f = (by.get(k, {}).get("mean_ppl") for k in ("zeroshot", "central", "fedproxy"))
+    gap = (z - f) / (z - c) if None not in (z, c, f) and z != c else None
+    table = {"size": self.a.size, "llm": self.llm, "llm_config": self.llm_cfg, "hyper": self.hp, "lr": self.lr,
+             "lr_search_valid_loss": self.lr_search, "alpha": self.a.alpha, "seed": self.a.seed,
+             "middle": self.middle, "offsite_lora_layers": self.ot_layers, "rows": rows, "curves": self.curves,
+             "fedproxy_gap_closed": gap, "total_s": self.total_s,
+             "mixtures": {str(c["id"]): c["mixture"] for c in self.manifest["client_list"]}}
+    with open(self.p("table.json"), "w") as fh:
+        json.dump(table, fh, indent=1)
+    lines = [f"# FedProxy benchmark ({self.a.size}: LLM {self.L} layers, hidden {self.llm_cfg['hidden_size']}, "
+             f"vocab {self.llm_cfg['vocab_size']}; {len(clients)} clients, alpha {self.a.alpha}, "
+             f"{self.hp['rounds']} rounds x {self.hp['local_steps']} local steps, LoRA rank {self.hp['rank']}, "
+             f"lr {self.lr:g} chosen on valid)", "",
+             "Held-out perplexity (accuracy) per client; mean over clients.", "",
+             "| row | " + " | ".join(f"client {k}" for k in clients) + " | mean ppl | mean acc | bytes/client | wall s |",
+             "|---|" + "---|" * (len(clients) + 4)]
+    for r in rows:
+        cells = [f"{r['clients'][k]['ppl']:.2f} ({r['clients'][k]['acc']:.3f})" if k in r["clients"] else "-"
+                 for k in clients]
+        b, w = r.get("mean_bytes_per_client"), r.get("wall_s")
+        lines.append(f"| {r['row']} | " + " | ".join(cells) + f" | {r['mean_ppl']:.2f} | {r['mean_acc']:.3f} | "
+                     + (f"{b / 1024:.0f} KiB" if b is not None else "-") + " | "
+                     + (f"{w:.0f}" if w is not None else "-") + " |")
+    lines.append("")
+    if gap is not None:
+        lines.append(f"FedProxy closes {100 * gap:.1f}% of the perplexity gap between the LLM zero-shot and "
+                     "centralized LoRA.")
+    for k in ("offsite", "fedavg_uniform"):
+        if k in by and "fedproxy" in by:
+            lines.append(f"FedProxy vs {by[k]['row'][2:]}: mean ppl {by['fedproxy']['mean_ppl']:.2f} vs "
+                         f"{by[k]['mean_ppl']:.2f}.")
+    lines.append(f"Total wall time {self.total_s:.0f} s.")
+    with open(self.p("table.md"), "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    with open(self.p("ppl.svg"), "w") as fh:
+        fh.write(svg(self.curves, self.hp["rounds"], by))
+    print("\n".join(lines))
+
+
+Exp.write = write
+
+
+def svg(curves, rounds, by):
+    """Mean held-out perplexity per round, one polyline per federated row, with
+    the zero-shot and centralized levels as dashed lines."""
+    W, H, L, R, T, B = 640, 400, 70, 220, 30, 50
+    series = {k: v for k, v in curves.items() if k != "zeroshot" and v}
+    names = {"fedproxy": "FedProxy", "offsite": "Offsite-Tuning", "fedavg_uniform": "FedAvg-LoRA uniform"}
+    colors = {"fedproxy": "#d62728", "offsite": "#1f77b4", "fedavg_uniform": "#2ca02c"}
+    levels = {}
+    if "zeroshot" in by:
+        levels["LLM zero-shot"] = (by["zeroshot"]["mean_ppl"], "#7f7f7f")
+    if "central" in by:
+        levels["centralized LoRA"] = (by["central"]["mean_ppl"], "#9467bd")
+    ys = [y for v in series.values() for _, y in v] + [v[0] for v in levels.values()]
+    if not ys:
+        ys = [1.0]
+    lo, hi = min(ys), max(ys)
+    if hi - lo < 1e-9:
+        hi = lo + 1
+    pad = (hi - lo) * 0.08
+    lo, hi = lo - pad, hi + pad
+    xmax = max(1, rounds)
+    X = lambda r: L + (W - L - R) * (r / xmax)
+    Y = lambda p: T + (H - T - B) * (1 - (p - lo) / (hi - lo))
+    o = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
+         f'<rect width="{W}" height="{H}" fill="white"/>',
+         f'<text x="{W / 2 - 80}" y="18" font-size="14">Mean held-out perplexity per round</text>',
+         f'<line x1="{L}" y1="{H - B}" x2="{W - R}" y2="{H - B}" stroke="black"/>',
+         f'<line x1="{L}" y1="{T}" x2="{L}" y2="{H - B}" stroke="black"/>',
+         f'<text x="{(L + W - R) / 2 - 20}" y="{H - 12}">round</text>',
+         f'<text x="14" y="{T + (H - T - B) / 2}" transform="rotate(-90 14 {T + (H - T - B) / 2})">perplexity</text>']
+    for r in range(0, xmax + 1):
+        o.append(f'<line x1="{X(r):.1f}" y1="{H - B}" x2="{X(r):.1f}" y2="{H - B + 5}" stroke="black"/>'
+                 f'<text x="{X(r) - 4:.1f}" y="{H - B + 18}">{r}</text>')
+    for i in range(6):
+        p = lo + (hi - lo) * i / 5
+        o.append(f'<line x1="{L - 5}" y1="{Y(p):.1f}" x2="{L}" y2="{Y(p):.1f}" stroke="black"/>'
+                 f'<text x="{L - 8}" y="{Y(p) + 4:.1f}" text-anchor="end">{p:.1f}</text>')
+    ly = T + 10
+    for name, (p, col) in levels.items():
+        o.append(f'<line x1="{L}" y1="{Y(p):.1f}" x2="{W - R}" y2="{Y(p):.1f}" stroke="{col}" stroke-dasharray="6,4"/>')
+        o.append(f'<line x1="{W - R + 15}" y1="{ly}" x2="{W - R + 40}" y2="{ly}" stroke="{col}" stroke-dasharray="6,4"/>'
+                 f'<text x="{W - R + 45}" y="{ly + 4}">{name} ({p:.2f})</text>')
+        ly += 20
+    z = levels.get("LLM zero-shot", (None,))[0]
+    for k, pts in series.items():
+        col = colors.get(k, "black")
+        if z is not None:
+            pts = [(0, z)] + [q for q in pts if q[0] > 0]
+        path = " ".join(f"{X(r):.1f},{Y(p):.1f}" for r, p in pts)
+        o.append(f'<polyline points="{path}" fill="none" stroke="{col}" stroke-width="2"/>')
+        for r, p in pts:
+            o.append(f'<circle cx="{X(r):.1f}" cy="{Y(p):.1f}" r="3" fill="{col}"/>')
+        o.append(f'<line x1="{W - R + 15}" y1="{ly}" x2="{W - R + 40}" y2="{ly}" stroke="{col}" stroke-width="2"/>'
+                 f'<text x="{W - R + 45}" y="{ly + 4}">{names.get(k, k)} ({pts[-1][1]:.2f})</text>')
+        ly += 20
+    o.append("</svg>")
+    return "\n".join(o) + "\n"
+
+
+def main():
+    ap = argparse.ArgumentParser(description="FedProxy evaluation: table.md, table.json, ppl.svg")
+    ap.add_argument("--size", choices=sorted(SIZES), default="small")
+    ap.add_argument("--rounds", type=int, default=0, help="federated rounds (default: the size's)")
+    ap.add_argument("--clients", type=int, default=0, help="clients (default: the size's)")
+    ap.add_argument("--local-steps", type=int, default=0, help="local steps per round (default: the size's)")
+    ap.add_argument("--alpha", type=float, default=0.5, help="Dirichlet alpha over domains")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--base-steps", type=int, default=0, help="pretraining steps (default: the size's; for tests)")
+    ap.add_argument("--distill-steps", type=int, default=0, help="proxy distillation steps (default: the size's)")
+    ap.add_argument("--client-bytes", type=int, default=0, help="text per client (default: the size's)")
+    ap.add_argument("--lr", type=float, default=0, help="skip the valid-split search and use this learning rate")
+    ap.add_argument("--out", default=None, help="output directory (default: experiments/<size>)")
+    ap.add_argument("--fp", default=os.path.join(REPO, "build", "tools", "fp"))
+    ap.add_argument("--per-round", action=argparse.BooleanOptionalAction, default=True,
+                    help="fuse and evaluate after every round for the plot (default on)")
+    ap.add_argument("--rebuild", action="store_true", help="rebuild the data even if DIR/data exists")
+    ap.add_argument("--quiet", action="store_true")
+    a = ap.parse_args()
+    if a.rounds < 0 or a.clients < 0 or a.local_steps < 0:
+        ap.error("--rounds, --clients and --local-steps must be positive")
+    if not os.access(a.fp, os.X_OK):
+        ap.error(f"{a.fp} is not an executable fp; build first or pass --fp")
+    a.out = a.out or os.path.join(REPO, "experiments", a.size)
+    Exp(a).run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""scripts/experiment.py end to end on a shortened tiny setting (hand-run: label
+slow). Checks the outputs a reader relies on, not the numbers: every row of
+the table for every client with finite perplexity and accuracy in [0, 1];
+federated rows carry bytes for every client and a wall time; the local-only
+row evaluates each client on its own held-out text; the learning rate came
+from the valid-split search; table.md lists every row; ppl.svg is well-formed
+SVG with one polyline per federated row.
+usage: test_experiment.py REPO_ROOT FP_BINARY
+"""
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import xml.dom.minidom
+
+root, fp = sys.argv[1], sys.argv[2]
+fails = 0
+
+
+def check(cond, what):
+    global fails
+    if not cond:
+        fails += 1
+        print(f"FAIL: {what}", file=sys.stderr)
+
+
+tmp = tempfile.mkdtemp(prefix="fp-experiment-test-")
+try:
+    env = dict(os.environ, FP_CACHE_DIR=os.path.join(tmp, "cache"))
+    out = os.path.join(tmp, "exp")
+    r = subprocess.run([sys.executable, os.path.join(root, "scripts", "experiment.py"), "--size", "tiny",
+                        "--clients", "2", "--rounds", "2", "--local-steps", "2", "--base-steps", "20",
+                        "--distill-steps", "4", "--client-bytes", "16384", "--out", out, "--fp", fp, "--quiet"],
+                       capture_output=True, text=True, env=env)
+    check(r.returncode == 0, f"experiment.py exit {r.returncode}: {r.stderr[-3000:]}")
+    if r.returncode == 0:
+        t = json.load(open(os.path.join(out, "table.json")))
+        keys = [row["key"] for row in t["rows"]]
+        want = ["zeroshot", "proxy_before", "proxy_after", "offsite", "fedavg_uniform", "fedproxy", "central", "local"]
+        check(keys == want, f"rows {keys}")
+        for row in t["rows"]:
+            check(sorted(row["clients"]) == ["0", "1"], f"{row['key']}: clients {sorted(row['clients'])}")
+            for k, v in row["clients"].items():
+                check(math.isfinite(v["ppl"]) and v["ppl"] > 1 and 0 <= v["acc"] <= 1 and v["tokens"] > 0,
+                      f"{row['key']} client {k}: {v}")
+            if row["key"] in ("offsite", "fedavg_uniform", "fedproxy"):
+                pc = row.get("per_client", {})
+                check(sorted(pc) == ["0", "1"] and all(c["sent"] > 0 and c["recv"] > 0 for c in pc.values()),
+                      f"{row['key']}: bytes per client {pc}")
+                check(row.get("wall_s", 0) > 0, f"{row['key']}: wall time")
+                check(len(row.get("proxy_heldout_loss_by_round", [])) == 2, f"{row['key']}: one loss per round")
+        check(set(t["lr_search_valid_loss"]) == {"0.0003", "0.001", "0.003", "0.01"}, "lr searched on valid")
+        check(min(t["lr_search_valid_loss"], key=t["lr_search_valid_loss"].get) == f"{t['lr']:g}",
+              "the chosen lr has the lowest valid loss")
+        md = open(os.path.join(out, "table.md")).read()
+        for row in t["rows"]:
+            check(row["row"] in md, f"table.md lists {row['row']}")
+        svg = xml.dom.minidom.parse(os.path.join(out, "ppl.svg"))
+        check(len(svg.getElementsByTagName("polyline")) == 3, "ppl.svg: one polyline per federated row")
+        check("FedProxy" in r.stdout, "the table is printed")
+finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+
+print("test_experiment: " + ("FAILED" if fails else "ok"))
+sys.exit(1 if fails else 0)
