@@ -216,7 +216,9 @@ class Exp:
         print(f"   lr {self.lr:g} (valid loss by lr: {self.lr_search})", file=sys.stderr)
 
     # ---- federated rows ----------------------------------------------------------
-    def sim(self, name, proxy, layers=None):
+    def sim(self, name, proxy, layers=None, server_extra=None, client_extra=None):
+        """server_extra: server.json keys that replace this row's defaults (scripts/aggregators.py: the
+        aggregator, DP, per-client rank overrides); client_extra: client id -> extra sim client keys."""
         d = self.p("fed", name)
         if os.path.exists(d):
             shutil.rmtree(d)
@@ -232,11 +234,13 @@ class Exp:
                   "stage_timeout_ms": 600000, "register_timeout_ms": 120000,
                   "overrides": {f"c{k}": {"rank": self.hp["rank"], "batch": self.hp["batch"], "seq": self.hp["seq"]}
                                 for k in self.clients}}
+        server.update(server_extra or {})
         clients = []
         for c in self.manifest["client_list"]:
             k = str(c["id"])
             clients.append({"name": f"c{k}", "samples": c["splits"]["train"]["bytes"],
                             "data": self.split(k, "train"), "eval": self.split(k, "heldout")})
+            clients[-1].update((client_extra or {}).get(k, {}))
         cfg = os.path.join(d, "sim.json")
         with open(cfg, "w") as f:
             json.dump({"server": server, "clients": clients}, f, indent=1)
