@@ -249,7 +249,7 @@ class AggExp(Exp):
                   "| aggregator | mode | passes | server s | peak extra MiB |", "|---|---|---|---|---|"]
             for b in self.bench_rows:
                 mib = b.get("peak_extra_mib", b.get("finish_peak_extra_mib"))
-                L.append(f"| {b.get('aggregator')} | {b.get('mode')} | {b.get('passes', 1)} | "
+                L.append(f"| {b.get('aggregator')} | {b.get('mode')} | {b.get('passes', '-')} | "
                          f"{fmt(b.get('server_s'))} | {fmt(mib)} |")
             if m.get("not_run"):
                 L.append(f"\nNot benchmarked: {m['not_run']}.")
