@@ -84,19 +84,27 @@ typedef struct fp_fed_task {
 /* A local trainer. train: given the global vector global[0..dim), writes the
  * update (new local weights minus global) into update[0..dim), the number of
  * samples it used and the loss of the global weights on its data (before
- * training: that is the federated evaluation). Returns 0 or FP_E*. */
+ * training: that is the federated evaluation). Returns 0 or FP_E*.
+ * last_steps (may be NULL: every round takes task->steps): the local steps the
+ * last successful train call actually took, 1..task->steps. A client whose
+ * device budget ends its round early takes fewer; the UPDATE meta "steps"
+ * carries it, and fednova normalises by it (fedavg would let the clients that
+ * took more steps dominate). */
 typedef struct fp_fed_trainer {
     void *ctx;
     int (*train)(void *ctx, float *update, uint64_t *samples, float *loss, const float *global,
                  size_t dim, const fp_fed_task *task);
     void (*destroy)(void *ctx); /* may be NULL */
+    int (*last_steps)(void *ctx);
 } fp_fed_trainer;
 
 /* The stand-in trainer. Its data file (`fp join --data FILE`) is JSON:
  *   {"samples": 120, "target": [0.5, -1.0, ...]}                  explicit target, or
  *   {"samples": 120, "dim": 1000000, "target_seed": 7, "target_scale": 0.5}
  * plus optional "noise" (standard deviation added per step, default 0) and
- * "seed" (noise seed, default 1). Each step moves the local weights w toward
+ * "seed" (noise seed, default 1), and "max_steps" (the most local steps this
+ * client's budget allows per round, default 0: no cap; a round takes
+ * min(steps, max_steps), reported through last_steps). Each step moves the local weights w toward
  * the client's private target: w += lr * (target - w) + noise; the update is
  * w - global and the loss 0.5 * mean((global - target)^2). With noise 0,
  * FedAvg converges to the sample-weighted mean of the targets (with lr = 1 and
@@ -107,6 +115,7 @@ typedef struct fp_standin_data {
     float *target; /* dim floats, malloc'd */
     float noise;
     uint64_t seed;
+    int max_steps; /* 0: no cap */
 } fp_standin_data;
 
 int fp_standin_data_load(fp_standin_data *out, const char *path);
@@ -133,7 +142,8 @@ void fp_standin_update(float *update, const float *global, const float *target, 
  * round repeats exactly), batch and seq from the assignment (the batch capped
  * so that one step reads the data at most once), with the FedProx
  * term mu/2 |theta - theta_global|^2 when task->prox_mu > 0. Samples = target
- * tokens trained this round.
+ * tokens trained this round. max_steps > 0 is the client's budget: a round
+ * takes min(task->steps, max_steps) steps (last_steps reports it).
  * Data files: text (tokenised with the proxy's tokenizer.json), or token ids
  * (a file of decimal integers separated by whitespace). The federated
  * evaluation uses at most FP_ENGINE_EVAL_MAX tokens (the file's first). */
@@ -145,6 +155,7 @@ typedef struct fp_engine_trainer_opts {
     const char *device;    /* fp_ctx device (NULL: $FP_DEVICE or the best) */
     const char *profile;   /* overlay (NULL: $FP_PROFILE; "" none) */
     int verbose;           /* per-round line on stderr */
+    int max_steps;         /* local steps this device's budget allows per round (0: the server's) */
 } fp_engine_trainer_opts;
 int fp_engine_trainer(fp_fed_trainer *out, const fp_engine_trainer_opts *o);
 /* The size a client declares at registration (its FedAvg weight), before the
@@ -166,6 +177,15 @@ int fp_fed_bundle_unpack(const uint8_t *data, size_t len, const char *dir);
 
 /* ---- aggregators: fedproxy/aggregator.h (fp_aggregator, fp_agg_*) ---- */
 
+/* FedProxy's default aggregator: a server.json with "lora" (an engine
+ * federation of the proxy) and no "aggregator" uses it. Chosen on the valid
+ * split of the non-IID benchmark (scripts/aggregators.py --size tiny, 3
+ * rounds, clients of mixed ranks and step budgets): ties had the lowest mean
+ * valid perplexity of the secure-capable aggregators, 0.19% below fedavg and
+ * lower on 3 of 4 clients. ties cannot run under DP (two secure passes), so
+ * with "dp" the default is fedavg. A plain vector (no "lora") keeps fedavg. */
+#define FP_FED_FEDPROXY_AGGREGATOR "ties"
+
 /* ---- server -------------------------------------------------------------- */
 
 typedef struct fp_fed_override {
@@ -183,7 +203,7 @@ typedef struct fp_fed_server_config {
     char adapter_out[FP_FED_PATH_MAX]; /* global adapter as a PEFT dir after every round ("" = none) */
     fp_lora_config lora;             /* layout of the global vector (rank 0: plain vector of dim) */
     float prox_mu;                   /* FedProx mu for the clients (0: off) */
-    char aggregator[32];             /* "fedavg" */
+    char aggregator[32];             /* "fedavg"; FedProxy federations ("lora"): see below */
     fp_agg_opts agg_opts;            /* "aggregator_options" (aggregator.h) */
     uint32_t rounds;                 /* completed rounds to run */
     uint32_t min_clients;            /* to start a round; and selection minimum */
@@ -360,7 +380,8 @@ int fp_fed_client_run(const fp_fed_client_config *cfg, fp_fed_client_result *res
  *                    "eval": "heldout.txt": text or token ids, fed.h's engine trainer;
  *                    each client thread has its own fp_ctx with its profile overlay
  *                    and unpacks the proxy into state_dir/<name>-proxy)
- *                   "noise": 0.0,
+ *                   "noise": 0.0, "max_steps": 0 (the device's budget: at most this
+ *                   many local steps per round, reported to the server; 0 none),
  *                   "fault": { "drop": "masked", "round": 1, "crash": false,
  *                              "slow_ms": 0, "garbage": false } } ... ],
  *    "count": 0,

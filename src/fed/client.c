@@ -226,6 +226,32 @@ static void round_free(fed_cl *c)
     c->have_start = c->skip = 0;
 }
 
+/* An engine federation's layout on the client side: the caller's, or built
+ * once (again when the server's "lora" changes) from the proxy the server sent,
+ * unpacked into proxy_out. Without either, aggregators that need the slots
+ * refuse the round by name (fp_agg_check). */
+static int client_layout(fed_cl *c)
+{
+    const fp_lora_config *lc = &c->task.lora;
+    if (c->cfg->layout || lc->rank < 1 || !c->cfg->proxy_out[0] || !c->got_proxy)
+        return 0;
+    if (c->have_own_lay && c->own_lc.rank == lc->rank && c->own_lc.alpha == lc->alpha &&
+        c->own_lc.targets == lc->targets && c->own_lc.layers == lc->layers)
+        return 0;
+    if (c->have_own_lay)
+        fp_lora_vec_layout_free(&c->own_lay);
+    c->have_own_lay = 0;
+    fp_llama_config mc;
+    int rc = fed_proxy_llama_config(&mc, c->cfg->proxy_out, "client: the server's proxy");
+    if (!rc)
+        rc = fp_lora_vec_layout_build(&c->own_lay, &mc, lc);
+    if (rc)
+        return fp_adderr(rc, "ROUND_START: the LoRA layout of the proxy");
+    c->own_lc = *lc;
+    c->have_own_lay = 1;
+    return 0;
+}
+
 static int parse_start(fed_cl *c, const fp_msg *m)
 {
     static const fp_json_field f[] = {
@@ -279,8 +305,10 @@ static int parse_start(fed_cl *c, const fp_msg *m)
     fp_agg_opts_default(&c->agg_opts);
     c->agg_opts.ties_keep = (float)fed_jnum(o, "ties_keep", c->agg_opts.ties_keep);
     c->agg_opts.dare_p = (float)fed_jnum(o, "dare_p", c->agg_opts.dare_p);
+    if (!rc)
+        rc = client_layout(c);
     memset(&c->actx, 0, sizeof c->actx);
-    c->actx.layout = c->cfg->layout;
+    c->actx.layout = c->cfg->layout ? c->cfg->layout : (c->have_own_lay ? &c->own_lay : NULL);
     c->actx.opts = &c->agg_opts;
     c->actx.max_steps = (uint32_t)c->task.steps;
     c->actx.seed = (uint64_t)fed_jnum(o, "agg_seed", 0);
@@ -412,6 +440,10 @@ static int on_model(fed_cl *c, const fp_msg *m)
                       &c->task);
     if (rc)
         return fp_adderr(rc, "round %u: local training", c->round);
+    c->steps_taken = t->last_steps ? t->last_steps(t->ctx) : c->task.steps;
+    if (c->steps_taken < 1 || c->steps_taken > c->task.steps)
+        return fp_seterr(FP_EINVAL, "the trainer reports %d local steps, not in 1..%d", c->steps_taken,
+                         c->task.steps);
     rc = dp_cl_update(&c->dp, c->update, c->dim, c->secure);
     if (rc)
         return fp_adderr(rc, "round %u: differential privacy", c->round);
@@ -420,7 +452,7 @@ static int on_model(fed_cl *c, const fp_msg *m)
     cJSON *meta = cJSON_CreateObject();
     cJSON_AddNumberToObject(meta, "samples", (double)samples);
     cJSON_AddNumberToObject(meta, "loss", isfinite(loss) ? loss : -1.0);
-    cJSON_AddNumberToObject(meta, "steps", c->task.steps);
+    cJSON_AddNumberToObject(meta, "steps", c->steps_taken);
     if (!c->secure) {
         rc = cl_send(c, FP_STAGE_TRAIN, FP_MSG_UPDATE, FP_PAYLOAD_JSON, NULL, 0, meta);
         if (!rc)
@@ -458,7 +490,7 @@ static int on_broadcast(fed_cl *c, const fp_msg *m)
     } else if (m->h.stage == FP_STAGE_MASKED) {
         type = FP_MSG_SA_MASKED;
         float *x = malloc(c->sp.vec_len * sizeof(float));
-        fp_agg_client me = {.weight = c->weight, .rank = c->task.rank, .steps = c->task.steps,
+        fp_agg_client me = {.weight = c->weight, .rank = c->task.rank, .steps = c->steps_taken,
                             .id = c->my_id, .name = c->cfg->name};
         const float *prev[4] = {0};
         if (c->pass > 0 && c->pass <= 4)
@@ -754,6 +786,8 @@ int fp_fed_client_run(const fp_fed_client_config *cfg, fp_fed_client_result *res
     res->got_proxy = c.got_proxy;
     res->last_loss = c.last_loss;
     round_free(&c);
+    if (c.have_own_lay)
+        fp_lora_vec_layout_free(&c.own_lay);
     free(c.last_env);
     fed_link_free(&c.link);
     fp_msg_guard_destroy(c.guard);

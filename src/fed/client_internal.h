@@ -24,6 +24,7 @@ typedef struct fed_cl {
     uint32_t round, index;
     int have_start, skip, secure;
     fp_fed_task task;
+    int steps_taken; /* local steps the trainer took this round (UPDATE meta "steps") */
     size_t dim;
     const fp_aggregator *agg;
     float *update;
@@ -37,6 +38,12 @@ typedef struct fed_cl {
      * the round's global vector (secure rounds: flexlora needs it) */
     fp_agg_opts agg_opts;
     fp_agg_ctx actx;
+    /* Engine federations without a caller-given layout: the global vector's
+     * LoRA layout, built from the received proxy's config.json and
+     * ROUND_START's "lora" (hetlora/flexlora's client side needs the slots). */
+    fp_lora_vec_layout own_lay;
+    fp_lora_config own_lc;
+    int have_own_lay;
     float *global;
     unsigned pass;  /* secure pass of the round in progress (0: the first, with training) */
     float *prev;    /* pass >= 1: what the server revealed of the earlier sums (dim) */

@@ -77,6 +77,9 @@ double fed_jnum(const cJSON *o, const char *k, double def);
 int fed_lora_config_parse(fp_lora_config *out, const cJSON *o);
 /* ROUND_START's "lora" and "prox_mu" into t (client_engine.c); absent: rank 0. */
 int fed_task_engine_fields(fp_fed_task *t, const cJSON *o);
+/* DIR/config.json as the engine's model shape (client_engine.c); who names
+ * the caller in errors. */
+int fed_proxy_llama_config(fp_llama_config *out, const char *dir, const char *who);
 const char *fed_jstr(const cJSON *o, const char *k, const char *def);
 int fed_jbool(const cJSON *o, const char *k, int def);
 

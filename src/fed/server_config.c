@@ -233,6 +233,10 @@ int fp_fed_server_config_parse(fp_fed_server_config *out, const char *json, size
     const cJSON *dp = cJSON_GetObjectItemCaseSensitive(o, "dp");
     if (!rc && dp)
         rc = fed_dp_config_parse(out, dp);
+    /* FedProxy federations default to the aggregator that won on the benchmark's
+     * valid split (fed.h), except under DP, which it cannot run with. */
+    if (!rc && lj && !ag)
+        snprintf(out->aggregator, sizeof out->aggregator, "%s", dp ? "fedavg" : FP_FED_FEDPROXY_AGGREGATOR);
     cJSON_Delete(o);
     return rc;
 }

@@ -11,23 +11,6 @@
 #include "fedproxy/model_config.h"
 #include "server_internal.h"
 
-static int proxy_llama_config(fp_llama_config *out, const char *dir)
-{
-    char path[FP_FED_PATH_MAX + 32];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    fp_model_config mc;
-    int rc = fp_model_config_load(&mc, path);
-    if (rc)
-        return fp_adderr(rc, "server: proxy_dir");
-    fp_llama_config c = {.hidden = mc.hidden_size, .layers = mc.num_hidden_layers, .heads = mc.num_attention_heads,
-                         .kv_heads = mc.num_key_value_heads, .head_dim = mc.head_dim,
-                         .intermediate = mc.intermediate_size, .vocab = mc.vocab_size,
-                         .rms_eps = (float)mc.rms_norm_eps, .rope_theta = (float)mc.rope_theta,
-                         .tied = mc.tie_word_embeddings, .attn_bias = mc.attention_bias};
-    *out = c;
-    return 0;
-}
-
 int srv_engine_init(fp_fed_server *s)
 {
     fp_fed_server_config *c = &s->cfg;
@@ -39,7 +22,7 @@ int srv_engine_init(fp_fed_server *s)
         return fp_seterr(FP_EINVAL, "server config: \"adapter_out\" needs a \"lora\" layout");
     if (c->lora.rank > 0) {
         fp_llama_config lc;
-        int rc = proxy_llama_config(&lc, c->proxy_dir);
+        int rc = fed_proxy_llama_config(&lc, c->proxy_dir, "server: proxy_dir");
         if (!rc)
             rc = fp_lora_vec_layout_build(&s->lay, &lc, &c->lora);
         if (rc)

@@ -86,10 +86,15 @@ static int setup_client(sim_client *sc, const cJSON *e, int i, int templ, size_t
     static const fp_json_field cf[] = {
         {"name", FP_JSON_STRING, 0},     {"samples", FP_JSON_UINT, 0},     {"profile", FP_JSON_STRING, 0},
         {"data", FP_JSON_STRING, 0},     {"target_seed", FP_JSON_UINT, 0}, {"target_scale", FP_JSON_NUMBER, 0},
-        {"noise", FP_JSON_NUMBER, 0},    {"fault", FP_JSON_OBJECT, 0},     {"eval", FP_JSON_STRING, 0}};
+        {"noise", FP_JSON_NUMBER, 0},    {"fault", FP_JSON_OBJECT, 0},     {"eval", FP_JSON_STRING, 0},
+        {"max_steps", FP_JSON_UINT, 0}};
     int rc = fp_json_check(e, cf, sizeof cf / sizeof cf[0], "sim client");
     if (rc)
         return rc;
+    /* The device's per-round budget in local steps (a slow device stops early). */
+    double max_steps = fed_jnum(e, "max_steps", 0);
+    if (max_steps > 1000000)
+        return fp_seterr(FP_EFORMAT, "sim client: \"max_steps\" %g is above 1000000", max_steps);
     fp_fed_client_config_default(&sc->cfg);
     const char *nm = fed_jstr(e, "name", NULL);
     if (nm && !templ)
@@ -128,6 +133,8 @@ static int setup_client(sim_client *sc, const cJSON *e, int i, int templ, size_t
         if (templ)
             sc->data.samples += (uint64_t)(i % 7) * 10; /* unequal weights */
     }
+    if (!rc && max_steps > 0)
+        sc->data.max_steps = (int)max_steps; /* the engine trainer takes it from here too */
     if (!rc && engine_fed != sc->engine)
         rc = fp_seterr(FP_EFORMAT, "%s", engine_fed ? "a \"lora\" server trains the proxy: give every client "
                                                      "text or token \"data\""
@@ -240,7 +247,7 @@ int fp_fed_sim_run(fp_fed_sim_result *out, const char *config_json, size_t len, 
             break;
         }
         fp_engine_trainer_opts eo = {c->cfg.proxy_out, c->data_path, c->eval_path[0] ? c->eval_path : NULL, NULL,
-                                     c->profile, 0};
+                                     c->profile, 0, c->data.max_steps};
         rc = fp_engine_trainer(&c->trainer, &eo);
         if (rc)
             rc = fp_adderr(rc, "sim client %s", c->cfg.name);

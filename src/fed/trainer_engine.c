@@ -22,6 +22,7 @@ typedef struct engine {
     char proxy_dir[FP_FED_PATH_MAX], data[FP_FED_PATH_MAX], eval[FP_FED_PATH_MAX];
     char device[128], profile[128];
     int has_device, has_profile, verbose;
+    int max_steps, last_steps; /* the device's per-round budget (0: none); what the last round took */
     fp_ctx *ctx;
     fp_model *m;
     fp_lora_config lc_R; /* the layout the model was set up for */
@@ -203,6 +204,8 @@ static int engine_train(void *ctx, float *update, uint64_t *samples, float *loss
     if (lc->rank < 1)
         return fp_seterr(FP_EPROTO, "engine trainer: the server sent no LoRA layout (is it serving a proxy?)");
     int r = task->rank < 1 ? lc->rank : (task->rank < lc->rank ? task->rank : lc->rank);
+    /* The device's budget may end the round before the server's step count. */
+    int steps = e->max_steps > 0 && e->max_steps < task->steps ? e->max_steps : task->steps;
     int rc = setup(e, lc, r);
     if (rc)
         return rc;
@@ -229,7 +232,7 @@ static int engine_train(void *ctx, float *update, uint64_t *samples, float *loss
     int64_t B = task->batch > 0 ? task->batch : 1, T = task->seq > 0 ? task->seq : 0;
     if (T > 0 && T < e->ntok - 1 && B > (e->ntok - 1 + T - 1) / T)
         B = (e->ntok - 1 + T - 1) / T; /* a step reads the data at most once: more rows would repeat it */
-    int64_t per_round = (int64_t)task->steps * B * (T > 0 ? T : e->ntok);
+    int64_t per_round = (int64_t)steps * B * (T > 0 ? T : e->ntok);
     int64_t start = (int64_t)(((uint64_t)task->index * (uint64_t)per_round) % (uint64_t)e->ntok);
     int32_t *rot = malloc((size_t)e->ntok * sizeof(int32_t));
     if (!rot)
@@ -239,7 +242,7 @@ static int engine_train(void *ctx, float *update, uint64_t *samples, float *loss
     fp_train_config tc;
     fp_train_config_default(&tc);
     tc.lr = task->lr;
-    tc.steps = task->steps;
+    tc.steps = steps;
     tc.batch = B;
     tc.seq = T;
     tc.seed = 0x6665640000000000ull ^ (uint64_t)task->index; /* "fed" */
@@ -263,7 +266,7 @@ static int engine_train(void *ctx, float *update, uint64_t *samples, float *loss
     }
     int64_t tokens = 0;
     float last = NAN;
-    for (int k = 0; !rc && k < task->steps; k++) {
+    for (int k = 0; !rc && k < steps; k++) {
         fp_train_stats st;
         rc = fp_trainer_step(t, &st);
         tokens += st.tokens;
@@ -290,10 +293,16 @@ static int engine_train(void *ctx, float *update, uint64_t *samples, float *loss
     if (rc)
         return rc;
     *samples = (uint64_t)tokens;
+    e->last_steps = steps;
     if (e->verbose)
         fed_log("engine trainer: round %u: rank %d/%d, global loss %.4f, %d steps, last step loss %.4f, %lld tokens\n",
-                task->round, r, lc->rank, (double)*loss, task->steps, (double)last, (long long)tokens);
+                task->round, r, lc->rank, (double)*loss, steps, (double)last, (long long)tokens);
     return 0;
+}
+
+static int engine_last_steps(void *ctx)
+{
+    return ((const engine *)ctx)->last_steps;
 }
 
 static void engine_destroy(void *ctx)
@@ -328,6 +337,11 @@ int fp_engine_trainer(fp_fed_trainer *out, const fp_engine_trainer_opts *o)
     e->has_device = o->device != NULL;
     e->has_profile = o->profile != NULL;
     e->verbose = o->verbose;
+    if (o->max_steps < 0 || o->max_steps > 1000000) {
+        free(e);
+        return fp_seterr(FP_EINVAL, "engine trainer: max_steps %d is not in 0..1000000", o->max_steps);
+    }
+    e->max_steps = o->max_steps;
     /* Fail early on data that cannot work (missing, empty). */
     uint64_t n = 0;
     int rc = fp_engine_data_samples(&n, o->data);
@@ -340,5 +354,6 @@ int fp_engine_trainer(fp_fed_trainer *out, const fp_engine_trainer_opts *o)
     out->ctx = e;
     out->train = engine_train;
     out->destroy = engine_destroy;
+    out->last_steps = engine_last_steps;
     return 0;
 }

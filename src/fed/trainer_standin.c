@@ -33,6 +33,7 @@ int fp_standin_data_parse(fp_standin_data *out, const char *json, size_t len, co
         {"samples", FP_JSON_UINT, 1},      {"target", FP_JSON_ARRAY, 0}, {"dim", FP_JSON_UINT, 0},
         {"target_seed", FP_JSON_UINT, 0},  {"target_scale", FP_JSON_NUMBER, 0},
         {"noise", FP_JSON_NUMBER, 0},      {"seed", FP_JSON_UINT, 0},
+        {"max_steps", FP_JSON_UINT, 0},
     };
     memset(out, 0, sizeof *out);
     cJSON *o = NULL;
@@ -42,12 +43,18 @@ int fp_standin_data_parse(fp_standin_data *out, const char *json, size_t len, co
     out->samples = (uint64_t)fed_jnum(o, "samples", 0);
     out->noise = (float)fed_jnum(o, "noise", 0);
     out->seed = (uint64_t)fed_jnum(o, "seed", 1);
+    double ms = fed_jnum(o, "max_steps", 0);
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "target");
     rc = FP_EFORMAT;
     if (out->samples == 0) {
         fp_seterr(rc, "%s: \"samples\" must be at least 1", what);
         goto fail;
     }
+    if (ms > 1000000) {
+        fp_seterr(rc, "%s: \"max_steps\" %g is above 1000000", what, ms);
+        goto fail;
+    }
+    out->max_steps = (int)ms;
     if (t) {
         int n = cJSON_GetArraySize(t);
         if (n < 1 || (uint64_t)n > FP_FED_MAX_DIM) {
@@ -135,6 +142,7 @@ void fp_standin_update(float *update, const float *global, const float *target, 
 
 typedef struct standin {
     fp_standin_data d;
+    int last_steps;
 } standin;
 
 static int standin_train(void *ctx, float *update, uint64_t *samples, float *loss, const float *global,
@@ -151,9 +159,16 @@ static int standin_train(void *ctx, float *update, uint64_t *samples, float *los
     }
     *loss = (float)(0.5 * l / (double)(dim ? dim : 1));
     *samples = s->d.samples;
-    fp_standin_update(update, global, s->d.target, dim, task->steps, task->lr, s->d.noise, s->d.seed,
-                      task->index);
+    /* The device's budget ends the round early: fewer steps, a shorter move. */
+    int steps = s->d.max_steps > 0 && s->d.max_steps < task->steps ? s->d.max_steps : task->steps;
+    fp_standin_update(update, global, s->d.target, dim, steps, task->lr, s->d.noise, s->d.seed, task->index);
+    s->last_steps = steps;
     return 0;
+}
+
+static int standin_last_steps(void *ctx)
+{
+    return ((const standin *)ctx)->last_steps;
 }
 
 static void standin_destroy(void *ctx)
@@ -183,5 +198,6 @@ int fp_standin_trainer(fp_fed_trainer *out, const fp_standin_data *d)
     out->ctx = s;
     out->train = standin_train;
     out->destroy = standin_destroy;
+    out->last_steps = standin_last_steps;
     return 0;
 }

@@ -30,6 +30,12 @@ static int evil_train(void *ctx, float *update, uint64_t *samples, float *loss, 
     return rc;
 }
 
+static int evil_last_steps(void *ctx)
+{
+    evil *e = ctx;
+    return e->inner.last_steps ? e->inner.last_steps(e->inner.ctx) : 0;
+}
+
 typedef struct reports {
     char refused[4096];
     int rounds;
@@ -59,6 +65,7 @@ static void wrap_evil(void *ctx, int i, fx_client *c)
         c->cfg.trainer.ctx = &ev[i];
         c->cfg.trainer.train = evil_train;
         c->cfg.trainer.destroy = NULL;
+        c->cfg.trainer.last_steps = evil_last_steps; /* the wrapped trainer's, with its own ctx */
     }
 }
 

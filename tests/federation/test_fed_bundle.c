@@ -207,6 +207,19 @@ static void test_config(void)
     CHECK(c.lora.rank == 4 && c.lora.alpha == 16 && c.lora.targets == (FP_LORA_Q | FP_LORA_V) &&
           c.lora.layers == 5 && c.dim == 0 && c.prox_mu == 0.1f);
     CHECK(strstr(c.proxy_dir, "/proxy") && strstr(c.adapter_out, "/ad"));
+    /* FedProxy's default aggregator (chosen on the benchmark's valid split) for "lora"
+     * federations; fedavg under DP, for plain vectors, and whatever is named */
+    CHECKF(!strcmp(c.aggregator, "ties"), "lora default aggregator %s", c.aggregator);
+    const char *dpj = "{\"proxy_dir\": \"proxy\", \"lora\": {\"rank\": 4}, \"dp\": {\"clip\": 1, "
+                      "\"noise_multiplier\": 1}}";
+    CHECK_OK(fp_fed_server_config_parse(&c, dpj, strlen(dpj), dir));
+    CHECKF(!strcmp(c.aggregator, "fedavg"), "lora + dp default aggregator %s", c.aggregator);
+    const char *named = "{\"proxy_dir\": \"proxy\", \"lora\": {\"rank\": 4}, \"aggregator\": \"hetlora\"}";
+    CHECK_OK(fp_fed_server_config_parse(&c, named, strlen(named), dir));
+    CHECK(!strcmp(c.aggregator, "hetlora"));
+    const char *plainv = "{\"dim\": 10}";
+    CHECK_OK(fp_fed_server_config_parse(&c, plainv, strlen(plainv), dir));
+    CHECK(!strcmp(c.aggregator, "fedavg"));
     const char *bads[] = {
         "{\"lora\": {\"rank\": 0}}",
         "{\"lora\": {\"rank\": 4, \"targets\": \"q,x\"}}",

@@ -6,7 +6,9 @@
  * is better still; the adapter file holds exactly the server's global vector;
  * with secure aggregation the round-1 global equals the plain run's within the
  * quantisation error; a client of rank r < R returns zeros beyond r (and
- * nonzero within); the proxy bundle refuses tampering and unsafe names; fp
+ * nonzero within); secure hetlora with engine clients of ranks 4, 4, 2
+ * equals plain hetlora (the clients build the layout from the proxy); the
+ * proxy bundle refuses tampering and unsafe names; fp
  * sim's engine clients and its "fedproxy" pipeline (compress, federate, fuse,
  * evaluate: the fused LLM beats its zero-shot). */
 #include <math.h>
@@ -36,6 +38,9 @@ static const char *texts[NC] = {
 
 static char dir[600], proxy[700];
 static fp_llama_config mcfg;
+/* the aggregator and round count of federate() (fedavg over 2 rounds unless a check changes them) */
+static const char *g_agg = "fedavg";
+static int g_rounds = 2;
 
 static void write_text(const char *name, const char *t, int reps)
 {
@@ -145,11 +150,12 @@ static void federate(run *u, int secagg, const char *tag)
     snprintf(js, sizeof js,
              "{\"clients\": \"%s-clients.json\", \"state_dir\": \"%s-state\", \"proxy_dir\": \"proxy\",\n"
              " \"adapter_out\": \"%s-adapter\", \"lora\": {\"rank\": %d, \"alpha\": 8, \"targets\": \"all\"},\n"
-             " \"rounds\": 2, \"min_clients\": %d, \"quorum\": %d, \"steps\": 6, \"lr\": 0.01, \"seed\": 3,\n"
+             " \"rounds\": %d, \"aggregator\": \"%s\", \"min_clients\": %d, \"quorum\": %d, \"steps\": 6,\n"
+             " \"lr\": 0.01, \"seed\": 3,\n"
              " \"init_seed\": 7, \"secagg\": %s, \"clip\": 1, \"scale_bits\": %d, \"stage_timeout_ms\": 60000,\n"
              " \"register_timeout_ms\": 30000, \"overrides\": {\"c0\": {\"rank\": 8, \"batch\": 2, \"seq\": 16},\n"
              " \"c1\": {\"rank\": 4, \"batch\": 2, \"seq\": 16}, \"c2\": {\"rank\": 2, \"batch\": 2, \"seq\": 16}}}",
-             tag, tag, tag, R, NC, NC, secagg ? "true" : "false", SCALE_BITS);
+             tag, tag, tag, R, g_rounds, g_agg, NC, NC, secagg ? "true" : "false", SCALE_BITS);
     fp_fed_server_config sc;
     CHECK_OK(fp_fed_server_config_parse(&sc, js, strlen(js), dir));
     CHECK(sc.lora.rank == R && sc.lora.targets == FP_LORA_ALL && sc.dim == 0);
@@ -165,7 +171,7 @@ static void federate(run *u, int secagg, const char *tag)
         client *c = &cl[i];
         snprintf(data[i], sizeof data[i], "%s/train%d.txt", dir, i);
         snprintf(po[i], sizeof po[i], "%s/%s-proxy%d", dir, tag, i);
-        fp_engine_trainer_opts eo = {po[i], data[i], NULL, NULL, NULL, 0};
+        fp_engine_trainer_opts eo = {po[i], data[i], NULL, NULL, NULL, 0, 0};
         CHECK_OK(fp_engine_trainer(&c->tr, &eo));
         fp_fed_client_config_default(&c->cfg);
         snprintf(c->cfg.name, sizeof c->cfg.name, "c%d", i);
@@ -183,7 +189,8 @@ static void federate(run *u, int secagg, const char *tag)
     for (int i = 0; i < NC; i++) {
         pthread_join(cl[i].th, NULL);
         CHECKF(cl[i].rc == 0, "client %d ended with %d", i, cl[i].rc);
-        CHECK(cl[i].res.got_proxy && cl[i].res.rounds == 2);
+        CHECKF(cl[i].res.got_proxy && cl[i].res.rounds == (uint32_t)g_rounds, "%s client %d: %u rounds", tag, i,
+               cl[i].res.rounds);
         cl[i].tr.destroy(cl[i].tr.ctx);
         fp_identity_wipe(&cl[i].id);
     }
@@ -253,7 +260,7 @@ static void check_truncation(void)
             g[lay.slots[k].b_off + (size_t)i] = 0.01f * (float)((i % 7) - 3);
     char data[800];
     snprintf(data, sizeof data, "%s/train1.txt", dir);
-    fp_engine_trainer_opts eo = {proxy, data, NULL, NULL, NULL, 0};
+    fp_engine_trainer_opts eo = {proxy, data, NULL, NULL, NULL, 0, 0};
     fp_fed_trainer t;
     CHECK_OK(fp_engine_trainer(&t, &eo));
     fp_fed_task task = {.round = 1, .index = 0, .steps = 2, .lr = 0.01f, .rank = 2, .batch = 1, .seq = 16};
@@ -409,6 +416,54 @@ static void check_fedproxy(void)
     fp_fed_sim_result_free(&res);
 }
 
+/* Secure hetlora with engine clients of ranks 4, 4 and 2 (rank 8 capped at
+ * R = 4): the clients build the LoRA layout themselves from the proxy they
+ * received and ROUND_START's "lora" (hetlora's client side masks by rank
+ * slot), and one round's global equals the plain run's within the ring's
+ * quantisation: per entry, the numerator and each rank slot's weight sum get
+ * < 1 ulp (2^-bits) of stochastic rounding per client, and the smallest weight
+ * sum (secure weights are samples / max samples) divides them. */
+static void check_hetlora_secure(void)
+{
+    g_agg = "hetlora";
+    g_rounds = 1;
+    run sec, pl;
+    federate(&sec, 1, "hsec");
+    federate(&pl, 0, "hplain");
+    CHECKF(sec.nrep == 1 && pl.nrep == 1, "hetlora rounds: secure %u, plain %u", sec.nrep, pl.nrep);
+    if (sec.global[0] && pl.global[0]) {
+        double smin = 1e300, smax = 0;
+        for (int i = 0; i < NC; i++) {
+            double n = (double)strlen(texts[i]) * 6;
+            smin = n < smin ? n : smin;
+            smax = n > smax ? n : smax;
+        }
+        double bound = 2.0 * NC * ldexp(1.0, -SCALE_BITS) * 2.0 / (smin / smax);
+        double e = fp_test_maxerr(sec.global[0], pl.global[0], sec.dim);
+        /* the round moved the adapter (a zero update would pass trivially) */
+        float *init = malloc(sec.dim * sizeof(float));
+        fp_lora_config lc = {R, 8.0f, FP_LORA_ALL, 0};
+        fp_lora_vec_layout lay;
+        CHECK_OK(fp_lora_vec_layout_build(&lay, &mcfg, &lc));
+        CHECK_OK(fp_lora_vec_init(init, sec.dim, &lay, 7));
+        double moved = fp_test_maxerr(pl.global[0], init, sec.dim);
+        fprintf(stderr, "hetlora round 1: secure vs plain max |diff| %.3g (bound %.3g); moved %.3g\n", e, bound,
+                moved);
+        CHECKF(e <= bound, "secure and plain hetlora globals differ by %g (bound %g)", e, bound);
+        CHECKF(moved > 100 * bound, "hetlora round moved the adapter by only %g", moved);
+        free(init);
+        fp_lora_vec_layout_free(&lay);
+    }
+    for (int i = 0; i < 2; i++) {
+        free(sec.global[i]);
+        free(pl.global[i]);
+    }
+    fp_fed_server_destroy(sec.s);
+    fp_fed_server_destroy(pl.s);
+    g_agg = "fedavg";
+    g_rounds = 2;
+}
+
 int main(void)
 {
     setenv("FP_QUIET", "1", 0);
@@ -447,6 +502,7 @@ int main(void)
     }
     fp_fed_server_destroy(sec.s);
     fp_fed_server_destroy(pl.s);
+    check_hetlora_secure();
     check_sim();
     check_fedproxy();
     return fp_test_report("test_fed_engine");

@@ -60,6 +60,8 @@ int fp_cmd_join(int argc, char **argv)
                 "  --proxy-out   where the verified proxy is unpacked (default KEYS_DIR/proxy)\n"
                 "  --device      Vulkan device (index, name, vendor) or cpu (default: the best device;\n"
                 "                registers as the host CPU)\n"
+                "  --max-steps N this device's budget: at most N local steps per round (reported to the\n"
+                "                server, which fednova normalises by; default: the server's steps)\n"
                 "  --quiet       no per-round training line\n"
                 "  --slow-ms MS  (testing) sleep before every upload\n");
         return h ? 0 : 2;
@@ -91,10 +93,18 @@ int fp_cmd_join(int argc, char **argv)
     snprintf(podef, sizeof podef, "%.480s/proxy", keys);
     int engine = !is_standin(data);
     uint64_t samples = 0;
+    const char *ms = fp_cli_opt(argc, argv, "--max-steps");
+    char *msend = NULL;
+    long max_steps = ms ? strtol(ms, &msend, 10) : 0;
+    if (ms && (!*ms || *msend || max_steps < 1 || max_steps > 1000000)) {
+        fp_identity_wipe(&id);
+        fprintf(stderr, "fp join: --max-steps '%s' is not an integer in 1..1000000\n", ms);
+        return 2;
+    }
     if (engine) {
         fp_engine_trainer_opts eo = {po ? po : podef, data, fp_cli_opt(argc, argv, "--eval"),
                                      dev && strcmp(dev, "cpu") ? dev : NULL, NULL,
-                                     !fp_cli_flag(argc, argv, "--quiet")};
+                                     !fp_cli_flag(argc, argv, "--quiet"), (int)max_steps};
         rc = fp_engine_data_samples(&samples, data);
         if (!rc)
             rc = fp_engine_trainer(&tr, &eo);
@@ -102,6 +112,8 @@ int fp_cmd_join(int argc, char **argv)
             po = podef;
     } else {
         rc = fp_standin_data_load(&d, data);
+        if (!rc && max_steps > 0)
+            d.max_steps = (int)max_steps;
         samples = d.samples;
         if (!rc)
             rc = fp_standin_trainer(&tr, &d);
