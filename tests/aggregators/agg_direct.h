@@ -230,4 +230,19 @@ static inline double ad_best_residual(const double *M, size_t out, size_t in, in
     return sqrt(fmax(mm - pm, 0));
 }
 
+/* The product B A of one slot of (g + delta), in double: P [out, in]. */
+static inline void ad_slot_product(double *P, const fp_lora_slot *sl, int R, const float *g, const float *delta)
+{
+    size_t out = (size_t)sl->out, in = (size_t)sl->in;
+    for (size_t o = 0; o < out; o++)
+        for (size_t i = 0; i < in; i++) {
+            double s = 0;
+            for (int j = 0; j < R; j++) {
+                size_t bi = sl->b_off + o * (size_t)R + (size_t)j, ai = sl->a_off + (size_t)j * in + i;
+                s += ((double)g[bi] + delta[bi]) * ((double)g[ai] + delta[ai]);
+            }
+            P[o * in + i] = s;
+        }
+}
+
 #endif

@@ -126,21 +126,6 @@ static void test_ties(void)
     free(want);
 }
 
-/* Products of the new global's factors for one slot. */
-static void factors_product(double *P, const fp_lora_slot *sl, int R, const float *g, const float *delta)
-{
-    size_t out = (size_t)sl->out, in = (size_t)sl->in;
-    for (size_t o = 0; o < out; o++)
-        for (size_t i = 0; i < in; i++) {
-            double s = 0;
-            for (int j = 0; j < R; j++) {
-                size_t bi = sl->b_off + o * (size_t)R + (size_t)j, ai = sl->a_off + (size_t)j * in + i;
-                s += ((double)g[bi] + delta[bi]) * ((double)g[ai] + delta[ai]);
-            }
-            P[o * in + i] = s;
-        }
-}
-
 static void test_flexlora(void)
 {
     const int R = 4;
@@ -174,7 +159,7 @@ static void test_flexlora(void)
         size_t n = (size_t)(l.slots[s].out * l.slots[s].in);
         double *M = malloc(n * sizeof *M), *P = malloc(n * sizeof *P), e = 0, mx = 0;
         ad_flex_product(M, &l.slots[s], R, g, x, W5, rank1, K);
-        factors_product(P, &l.slots[s], R, g, delta);
+        ad_slot_product(P, &l.slots[s], R, g, delta);
         for (size_t i = 0; i < n; i++) {
             e = fmax(e, fabs(M[i] - P[i]));
             mx = fmax(mx, fabs(M[i]));
@@ -195,7 +180,7 @@ static void test_flexlora(void)
         size_t out = (size_t)l.slots[s].out, in = (size_t)l.slots[s].in, n = out * in;
         double *M = malloc(n * sizeof *M), *P = malloc(n * sizeof *P), res = 0, mm = 0;
         ad_flex_product(M, &l.slots[s], R, g, x, W5, rank2, K);
-        factors_product(P, &l.slots[s], R, g, delta);
+        ad_slot_product(P, &l.slots[s], R, g, delta);
         for (size_t i = 0; i < n; i++) {
             res += (M[i] - P[i]) * (M[i] - P[i]);
             mm += M[i] * M[i];
@@ -214,8 +199,8 @@ static void test_flexlora(void)
     {
         const fp_lora_slot *sl = &l.slots[0];
         size_t out = (size_t)sl->out, in = (size_t)sl->in, n = out * in;
-        double *M = malloc(n * sizeof *M), r2 = 0;
-        factors_product(M, sl, R, g, delta); /* the rank-R global product */
+        double *M = calloc(n, sizeof *M), r2 = 0;
+        ad_slot_product(M, sl, R, g, delta); /* the rank-R global product */
         double best2 = ad_best_residual(M, out, in, 2);
         for (size_t o = 0; o < out; o++)
             for (size_t i = 0; i < in; i++) {

@@ -172,20 +172,6 @@ static void test_ties(const char *name)
     free_ids(&f);
 }
 
-static void slot_product(double *P, const fp_lora_slot *sl, int R, const float *g, const float *d)
-{
-    size_t out = (size_t)sl->out, in = (size_t)sl->in;
-    for (size_t o = 0; o < out; o++)
-        for (size_t i = 0; i < in; i++) {
-            double s = 0;
-            for (int j = 0; j < R; j++) {
-                size_t bi = sl->b_off + o * (size_t)R + (size_t)j, ai = sl->a_off + (size_t)j * in + i;
-                s += ((double)g[bi] + d[bi]) * ((double)g[ai] + d[ai]);
-            }
-            P[o * in + i] = s;
-        }
-}
-
 static void test_flexlora(void)
 {
     const int R = 4;
@@ -211,8 +197,8 @@ static void test_flexlora(void)
     for (size_t s = 0; s < l.n; s++) {
         size_t n = (size_t)(l.slots[s].out * l.slots[s].in);
         double *P = malloc(n * sizeof *P), *S = malloc(n * sizeof *S), e = 0, mx = 0;
-        slot_product(P, &l.slots[s], R, g, dp);
-        slot_product(S, &l.slots[s], R, g, ds);
+        ad_slot_product(P, &l.slots[s], R, g, dp);
+        ad_slot_product(S, &l.slots[s], R, g, ds);
         for (size_t i = 0; i < n; i++) {
             e = fmax(e, fabs(P[i] - S[i]));
             mx = fmax(mx, fabs(P[i]));

@@ -5,12 +5,11 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cli_model.h"
 #include "fedproxy/error.h"
 #include "fedproxy/model.h"
 #include "fedproxy/runtime.h"
 #include "fedproxy/train.h"
-
-int fp_cli_read_tokens(const char *cmd, int argc, char **argv, const char *model_dir, int32_t **ids, int64_t *n);
 
 int fp_cmd_eval(int argc, char **argv)
 {
@@ -21,17 +20,9 @@ int fp_cmd_eval(int argc, char **argv)
     }
     const char *adapter = fp_cli_opt(argc, argv, "--adapter"), *v;
     int64_t seq = (v = fp_cli_opt(argc, argv, "--seq")) ? strtoll(v, NULL, 10) : 0;
-    fp_dtype wdt = FP_F32;
-    if ((v = fp_cli_opt(argc, argv, "--base-dtype"))) {
-        if (!strcmp(v, "f16"))
-            wdt = FP_F16;
-        else if (!strcmp(v, "bf16"))
-            wdt = FP_BF16;
-        else if (strcmp(v, "f32")) {
-            fprintf(stderr, "fp eval: --base-dtype is f32, f16 or bf16, not '%s'\n", v);
-            return 2;
-        }
-    }
+    fp_dtype wdt;
+    if (fp_cli_base_dtype("eval", argc, argv, &wdt))
+        return 2;
     int32_t *tok = NULL;
     int64_t ntok = 0;
     int rc = fp_cli_read_tokens("eval", argc, argv, model_dir, &tok, &ntok);

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "cli_model.h"
 #include "fedproxy/error.h"
 #include "fedproxy/model.h"
 #include "fedproxy/model_config.h"
@@ -94,17 +95,9 @@ int fp_cmd_generate(int argc, char **argv)
         sp.top_p = strtof(v, NULL);
     if ((v = fp_cli_opt(argc, argv, "--seed")))
         sp.seed = strtoull(v, NULL, 10);
-    fp_dtype wdt = FP_F32;
-    if ((v = fp_cli_opt(argc, argv, "--base-dtype"))) {
-        if (!strcmp(v, "f16"))
-            wdt = FP_F16;
-        else if (!strcmp(v, "bf16"))
-            wdt = FP_BF16;
-        else if (strcmp(v, "f32")) {
-            fprintf(stderr, "fp generate: --base-dtype is f32, f16 or bf16, not '%s'\n", v);
-            return 2;
-        }
-    }
+    fp_dtype wdt;
+    if (fp_cli_base_dtype("generate", argc, argv, &wdt))
+        return 2;
     if (max_new < 0 || sp.top_k < 0 || !(sp.temperature >= 0)) {
         fprintf(stderr, "fp generate: --max-tokens, --top-k and --temperature must be >= 0\n");
         return 2;

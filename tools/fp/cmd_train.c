@@ -1,48 +1,15 @@
 /* fp train: fine-tune a Hugging Face Llama-family model (full or LoRA) on a
  * token-id file or a text file (tokenized with the model's tokenizer.json). */
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "cli_model.h"
 #include "fedproxy/error.h"
-#include "fedproxy/fileio.h"
 #include "fedproxy/model.h"
 #include "fedproxy/runtime.h"
-#include "fedproxy/tokenizer.h"
 #include "fedproxy/train.h"
-
-/* Token ids from --tokens FILE or --text FILE (with DIR/tokenizer.json). Shared with fp eval. */
-int fp_cli_read_tokens(const char *cmd, int argc, char **argv, const char *model_dir, int32_t **ids, int64_t *n);
-int fp_cli_read_tokens(const char *cmd, int argc, char **argv, const char *model_dir, int32_t **ids, int64_t *n)
-{
-    const char *tokens = fp_cli_opt(argc, argv, "--tokens"), *text = fp_cli_opt(argc, argv, "--text");
-    if (!!tokens == !!text) {
-        fprintf(stderr, "fp %s: give exactly one of --tokens FILE or --text FILE\n", cmd);
-        return 2;
-    }
-    if (tokens)
-        return fp_tokens_read(ids, n, tokens) ? fp_cli_fail(cmd, FP_EFORMAT) : 0;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/tokenizer.json", model_dir);
-    fp_tokenizer *tk = NULL;
-    int rc = fp_tokenizer_load(&tk, path);
-    if (rc)
-        return fp_cli_fail(cmd, rc);
-    void *data = NULL;
-    size_t len = 0;
-    rc = fp_read_file(&data, &len, text, (size_t)1 << 32);
-    size_t cnt = 0;
-    if (!rc)
-        rc = fp_tokenizer_encode(ids, &cnt, tk, data, len, 0);
-    free(data);
-    fp_tokenizer_free(tk);
-    if (rc)
-        return fp_cli_fail(cmd, rc);
-    *n = (int64_t)cnt;
-    return 0;
-}
 
 static void usage(void)
 {
@@ -115,20 +82,13 @@ int fp_cmd_train(int argc, char **argv)
         return 2;
     }
 
-    fp_dtype wdt = FP_F32;
-    if ((v = fp_cli_opt(argc, argv, "--base-dtype"))) {
-        if (!strcmp(v, "f16"))
-            wdt = FP_F16;
-        else if (!strcmp(v, "bf16"))
-            wdt = FP_BF16;
-        else if (strcmp(v, "f32")) {
-            fprintf(stderr, "fp train: --base-dtype is f32, f16 or bf16, not '%s'\n", v);
-            return 2;
-        }
-        if (wdt != FP_F32 && full) {
-            fprintf(stderr, "fp train: --base-dtype %s needs LoRA (full fine-tuning trains f32 weights)\n", v);
-            return 2;
-        }
+    fp_dtype wdt;
+    if (fp_cli_base_dtype("train", argc, argv, &wdt))
+        return 2;
+    if (wdt != FP_F32 && full) {
+        fprintf(stderr, "fp train: --base-dtype %s needs LoRA (full fine-tuning trains f32 weights)\n",
+                fp_cli_opt(argc, argv, "--base-dtype"));
+        return 2;
     }
     int32_t *tok = NULL;
     int64_t ntok = 0;
