@@ -14,9 +14,11 @@ per round of the federated rows) and prints the table. Rows:
     back (those layers map one to one onto the LLM's)
   4 FedAvg-LoRA on a uniform, undistilled proxy, plain plug-in
   5 FedProxy: influence-selected, distilled proxy, federated LoRA with secure
-    aggregation, fused
+    aggregation, fused (plug-in span none or spread, chosen by pooled valid
+    loss of the fused LLM)
   6 centralized LoRA on the LLM, all clients' train text pooled (upper bound)
-  7 local only: each client's LoRA on the FedProxy proxy, fused, on its own data
+  7 local only: each client's LoRA on the FedProxy proxy, fused (FedProxy's
+    span), on its own data
 Every federated row uses secure aggregation (SecAgg+) so that their
 communication is comparable. Hyper-parameters are the same for every row: the
 learning rate is picked from a small grid by pooled valid-split loss of LoRA on
@@ -101,6 +103,8 @@ class Exp:
         self.results = {}
         self.curves = {}
         self.comm = {}
+        self.spans = {}
+        self.span_search = {}
 
     def p(self, *parts):
         return os.path.join(self.out, *parts)
@@ -112,7 +116,8 @@ class Exp:
         if not os.path.exists(os.path.join(d, "manifest.json")) or self.a.rebuild:
             self.r.run([os.path.join(REPO, "scripts", "data", "build.sh"), "--out", d, "--clients",
                         str(self.hp["clients"]), "--alpha", str(self.a.alpha), "--seed", str(self.a.seed),
-                        "--client-bytes", str(self.hp["client_bytes"])], "data build")
+                        "--client-bytes", str(self.hp["client_bytes"])]
+                       + (["--private", self.a.private] if self.a.private is not None else []), "data build")
         with open(os.path.join(d, "manifest.json")) as f:
             self.manifest = json.load(f)
         if self.manifest["clients"] != self.hp["clients"]:
@@ -178,12 +183,32 @@ class Exp:
             res[k] = {"ppl": j["perplexity"], "acc": j["accuracy"], "loss": j["loss"], "tokens": j["tokens"]}
         return res
 
-    def fuse(self, proxy, adapter, out):
+    def fuse(self, proxy, adapter, out, span="none"):
         if os.path.exists(out):
             shutil.rmtree(out)
         self.r.run(["fuse", "--model", self.llm, "--proxy", proxy, "--adapter", adapter, "--keys", self.keys,
-                    "--span", "none", "--merge", out], f"fuse {os.path.basename(out)}")
+                    "--span", span, "--merge", out], f"fuse {os.path.basename(out)} span {span}")
         return out
+
+    def valid_loss(self, model, adapter=None):
+        args = ["eval", "--model", model, "--text", self.pooled("valid"), "--seq", str(self.hp["eval_seq"]), "--json"]
+        if adapter:
+            args += ["--adapter", adapter]
+        out, _ = self.r.run(args, f"valid loss {os.path.basename(model)}")
+        return last_json(out)["loss"]
+
+    def pick_span(self, key, proxy, adapter):
+        """FedProxy's plug-in mode (fp fuse --span none|spread), chosen by pooled valid loss of the LLM
+        fused with the final global adapter; held-out text is never looked at."""
+        losses = {}
+        for span in ("none", "spread"):
+            merged = self.fuse(proxy, adapter, self.p("fed", key, f"span-{span}"), span)
+            losses[span] = self.valid_loss(merged)
+            shutil.rmtree(merged)
+        span = min(losses, key=losses.get)
+        self.span_search[key] = losses
+        print(f"   span {span} (pooled valid loss by span: {losses})", file=sys.stderr)
+        return span
 
     def train_lora(self, model, text, steps, out, lr):
         args = ["train", "--model", model, "--text", text, "--lora-rank", str(self.hp["rank"]), "--lora-alpha",
@@ -283,15 +308,17 @@ class Exp:
                            "mean_bytes_per_client": sum(c["sent"] + c["recv"] for c in comm.values()) / len(comm)}
         return adapter_out, rounds
 
-    def federated_row(self, key, proxy, layers=None, label="", server_extra=None):
+    def federated_row(self, key, proxy, layers=None, label="", server_extra=None, choose_span=False):
         step(f"federated: {label}")
         adapter, rounds = self.sim(key, proxy, layers, server_extra=server_extra)
+        span = self.pick_span(key, proxy, rounds[-1]["adapter"]) if choose_span and rounds else "none"
+        self.spans[key] = span
         curve = []
         final = None
         for i, r in enumerate(rounds):
             if i + 1 < len(rounds) and not self.a.per_round:
                 continue
-            merged = self.fuse(proxy, r["adapter"], self.p("fed", key, f"fused-{i + 1}"))
+            merged = self.fuse(proxy, r["adapter"], self.p("fed", key, f"fused-{i + 1}"), span)
             res = self.eval_model(merged)
             curve.append((i + 1, mean([v["ppl"] for v in res.values()])))
             final = res
@@ -315,7 +342,7 @@ class Exp:
         self.results["proxy_before"] = self.eval_model(self.px["fedproxy"])
 
         ad = self.federated_row("fedproxy", self.px["fedproxy"], label="FedProxy",
-                                server_extra={"aggregator": FEDPROXY_AGGREGATOR})
+                                server_extra={"aggregator": FEDPROXY_AGGREGATOR}, choose_span=True)
         step("proxy alone, after federated fine-tuning")
         self.results["proxy_after"] = self.eval_model(self.px["fedproxy"], adapter=ad)
         self.federated_row("offsite", self.px["offsite"], layers=self.ot_layers, label="Offsite-Tuning")
@@ -334,7 +361,7 @@ class Exp:
             out = self.p("local", k)
             self.train_lora(self.px["fedproxy"], self.split(k, "train"),
                             self.hp["rounds"] * self.hp["local_steps"], out, self.lr)
-            merged = self.fuse(self.px["fedproxy"], out, self.p("local", k + "-fused"))
+            merged = self.fuse(self.px["fedproxy"], out, self.p("local", k + "-fused"), self.spans.get("fedproxy", "none"))
             local.update(self.eval_model(merged, clients=[k]))
             shutil.rmtree(merged)
         self.results["local"] = local
@@ -379,7 +406,7 @@ def write(self):
     table = {"size": self.a.size, "llm": self.llm, "llm_config": self.llm_cfg, "hyper": self.hp, "lr": self.lr,
              "lr_search_valid_loss": self.lr_search, "alpha": self.a.alpha, "seed": self.a.seed,
              "middle": self.middle, "offsite_lora_layers": self.ot_layers, "rows": rows, "curves": self.curves,
-             "fedproxy_gap_closed": gap, "total_s": self.total_s,
+             "fedproxy_gap_closed": gap, "fuse_span": self.spans, "span_search_valid_loss": self.span_search, "total_s": self.total_s,
              "mixtures": {str(c["id"]): c["mixture"] for c in self.manifest["client_list"]}}
     with open(self.p("table.json"), "w") as fh:
         json.dump(table, fh, indent=1)
@@ -483,6 +510,8 @@ def main():
     ap.add_argument("--local-steps", type=int, default=0, help="local steps per round (default: the size's)")
     ap.add_argument("--alpha", type=float, default=0.5, help="Dirichlet alpha over domains")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--private", default=None,
+                    help="domains the server never sees (scripts/data/build.sh --private; default: its default)")
     ap.add_argument("--base-steps", type=int, default=0, help="pretraining steps (default: the size's; for tests)")
     ap.add_argument("--distill-steps", type=int, default=0, help="proxy distillation steps (default: the size's)")
     ap.add_argument("--client-bytes", type=int, default=0, help="text per client (default: the size's)")

@@ -17,8 +17,12 @@ How the data is split (in this order):
     the first --public-frac go to the server's side, the rest to the clients'
     side. This happens before anything else looks at the documents, so no
     document (hence no text) is ever both public and private, whatever the
-    client count or alpha.
- 3. public.txt takes up to --public-bytes / D from each domain's server side.
+    client count or alpha. The --private domains have no server side at all:
+    every document of theirs is client text, as a hospital's notes or a
+    company's tickets would be; the server's LLM never saw that kind of text,
+    which is what federated fine-tuning is for.
+ 3. public.txt takes up to --public-bytes / D' from each public domain's
+    server side (D' = the number of domains that are not --private).
  4. Client k draws a mixture p_k ~ Dirichlet(alpha) over the D domains and a
     budget of --client-bytes; from domain d it takes about p_k[d] * budget
     bytes of the domain's client side, documents without replacement (scaled
@@ -61,6 +65,10 @@ DEBIAN_DOMAINS = [
     ("dict-foldoc", "dict-foldoc", "dictd", "foldoc"),
     ("dict-jargon", "dict-jargon", "dictd", "jargon"),
 ]
+# Client-only domains by default: another language, an archaic register and a
+# technical dictionary, so the clients hold kinds of text the server's public
+# text lacks (fixed before any benchmark ran with them; --private overrides).
+DEFAULT_PRIVATE = "fortunes-de,bible-kjv,dict-foldoc"
 # Fortune files that are pictures, not text.
 FORTUNE_SKIP = {"asciiart", "ascii-art", "art"}
 
@@ -258,6 +266,9 @@ def parse_args(argv):
     ap.add_argument("--client-bytes", type=int, default=256 * 1024, help="text per client (all splits)")
     ap.add_argument("--public-bytes", type=int, default=3 * 1024 * 1024, help="size of public.txt")
     ap.add_argument("--public-frac", type=float, default=0.3, help="share of each domain reserved for the server")
+    ap.add_argument("--private", default=DEFAULT_PRIVATE,
+                    help="comma list of domains the server never sees (no public text from them), 'none' for "
+                         f"none (default: {DEFAULT_PRIVATE}, those of them that are used)")
     ap.add_argument("--min-doc-bytes", type=int, default=16)
     a = ap.parse_args(argv)
     if a.clients < 1 or a.clients > 10000:
@@ -311,6 +322,17 @@ def collect(a):
 
 def build(a):
     sources = collect(a)
+    names = [s[0] for s in sources]
+    if a.private in ("", "none"):
+        private = set()
+    else:
+        private = set(a.private.split(","))
+        unknown = private - set(names)
+        if unknown and a.private != DEFAULT_PRIVATE:
+            raise BuildError(f"--private names {sorted(unknown)}, which are not among the domains {names}")
+        private &= set(names)
+    if private and private >= set(names):
+        raise BuildError("--private covers every domain: the server would have no public text")
     seen = set()
     domains = []
     for name, src, raw_docs in sources:
@@ -329,13 +351,17 @@ def build(a):
             raise BuildError(f"domain {name} has only {len(docs)} usable documents (need at least 6)")
         random.Random(domain_seed(a.seed, name, "order")).shuffle(docs)
         total = sum(nbytes(d) for d in docs)
-        pub, priv = take_bytes(docs, a.public_frac * total)
-        domains.append({"name": name, "source": src, "documents": len(docs), "bytes": total,
+        if name in private:
+            pub, priv = [], docs
+        else:
+            pub, priv = take_bytes(docs, a.public_frac * total)
+        domains.append({"name": name, "source": src, "private": name in private, "documents": len(docs),
+                        "bytes": total,
                         "duplicates_dropped": dup, "server_docs": pub, "client_docs": priv})
     D = len(domains)
 
-    # 3. public text: an equal share of every domain's server side.
-    quota = a.public_bytes / D
+    # 3. public text: an equal share of every public domain's server side.
+    quota = a.public_bytes / sum(1 for dm in domains if not dm["private"])
     public = []
     for dm in domains:
         got, _ = take_bytes(dm["server_docs"], quota)
@@ -423,12 +449,13 @@ def main(argv):
         "format": "fedproxy-data/1",
         "seed": a.seed, "alpha": a.alpha, "clients": a.clients,
         "client_bytes": a.client_bytes, "public_bytes_target": a.public_bytes, "public_frac": a.public_frac,
+        "private_domains": [dm["name"] for dm in domains if dm["private"]],
         "split_fractions": {"train": 0.8, "valid": 0.1, "heldout": 0.1},
         "document_separator": "\\n\\n",
         "disjointness": "each domain's documents (normalised, exact duplicates dropped across domains) are "
                         "shuffled with the seed and cut once by bytes into a server side (public_frac) and a "
-                        "client side before anything else; public.txt uses only server sides, clients only "
-                        "client sides, each client document goes to exactly one client and one split",
+                        "client side before anything else (a private domain is all client side); public.txt uses "
+                        "only server sides, clients only client sides, each client document goes to exactly one client and one split",
         "public": {"documents": len(public), "bytes": sum(nbytes(d) + len(SEP) for d in public)},
         "domains": [{k: v for k, v in dm.items() if k not in ("server_docs", "client_docs")} for dm in domains],
         "client_list": clients,

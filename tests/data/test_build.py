@@ -131,6 +131,25 @@ try:
             check(present == (f"extra-dom{i}" in mix), f"client {k}: domain {i} present {present} vs manifest {mix}")
     check(max(skews) > 0.6, f"alpha 0.3 skews some client towards one domain: top shares {skews}")
 
+    check(man["private_domains"] == [], f"--extra domains are public unless named: {man['private_domains']}")
+
+    # A private domain gives the server nothing: no public document has its words,
+    # every client document of it is still there.
+    dp = os.path.join(tmp, "dp")
+    rc, out = run("--out", dp, "--seed", "1", "--alpha", "0.3", "--private", "extra-dom2", *common)
+    check(rc == 0, f"build with --private: {out}")
+    manp = json.loads(read_all(dp)["manifest.json"])
+    check(manp["private_domains"] == ["extra-dom2"], f"manifest names the private domain: {manp['private_domains']}")
+    pub_words = set(open(os.path.join(dp, "public.txt"), encoding="utf-8").read().split())
+    check(not pub_words & set(vocabs[2]), "no text of the private domain in public.txt")
+    check(all(pub_words & set(v) for i, v in enumerate(vocabs) if i != 2), "every other domain is in public.txt")
+    holders = [c for c in manp["client_list"] if "extra-dom2" in c["mixture"]]
+    check(holders, "some client holds the private domain")
+    rc, out = run("--out", d4, "--private", "extra-nope", *common)
+    check(rc != 0 and "extra-nope" in out, f"an unknown --private domain is named: {out}")
+    rc, out = run("--out", d4, "--private", ",".join(f"extra-dom{i}" for i in range(4)), *common)
+    check(rc != 0 and "every domain" in out, f"all domains private refused: {out}")
+
     # Bad input: clear errors, nothing left behind.
     rc, out = run("--out", d4, "--no-packages", "--extra", os.path.join(tmp, "missing.txt"))
     check(rc != 0 and "missing.txt" in out, f"missing --extra file named: {out}")
