@@ -203,6 +203,10 @@ typedef struct fp_fed_server_config {
     char adapter_out[FP_FED_PATH_MAX]; /* global adapter as a PEFT dir after every round ("" = none) */
     fp_lora_config lora;             /* layout of the global vector (rank 0: plain vector of dim) */
     float prox_mu;                   /* FedProx mu for the clients (0: off) */
+    float server_lr;                 /* global += server_lr * aggregate: the server's SGD step of FedOpt
+                                      * (1: FedAvg; > 1 extrapolates the clients' mean step, which speeds
+                                      * up rounds whose updates are small and agree; post-processing, so
+                                      * DP guarantees are unchanged) */
     char aggregator[32];             /* "fedavg"; FedProxy federations ("lora"): see below */
     fp_agg_opts agg_opts;            /* "aggregator_options" (aggregator.h) */
     uint32_t rounds;                 /* completed rounds to run */
@@ -231,7 +235,7 @@ typedef struct fp_fed_server_config {
 
 /* Defaults: endpoint tcp://127.0.0.1:0, fedavg, 3 rounds, min_clients 2,
  * fraction 1, quorum 2, max_attempts 3*rounds, 10 s stages, 30 s registration,
- * 1 step, lr 1, dim 16, clip 1, model bench. */
+ * 1 step, lr 1, server_lr 1, dim 16, clip 1, model bench. */
 void fp_fed_server_config_default(fp_fed_server_config *c);
 
 /* server.json: an object with the fields above by name (all optional but
@@ -240,7 +244,7 @@ void fp_fed_server_config_default(fp_fed_server_config *c);
  * "stage_timeout_ms","register_timeout_ms","steps","lr","dim","init_seed",
  * "init_scale","seed","secagg","threshold","degree","clip","scale_bits",
  * "overrides":{"<name or key hex>":{"rank":8,"batch":2,"seq":128}},
- * "proxy_dir", "adapter_out", "prox_mu", "lora":{"rank":R,"alpha":A,
+ * "proxy_dir", "adapter_out", "prox_mu", "server_lr" (in (0, 100]), "lora":{"rank":R,"alpha":A,
  * "targets":"all"|"q,v,...","layers":"0,1,6,7"} (layers optional: all).
  * With "lora", "proxy_dir" is required and dim is the layout's (a "dim" that
  * disagrees is FP_EFORMAT); the initial global vector is fp_lora_vec_init

@@ -25,6 +25,7 @@ void fp_fed_server_config_default(fp_fed_server_config *c)
     c->register_timeout_ms = 30000;
     c->steps = 1;
     c->lr = 1.0f;
+    c->server_lr = 1.0f;
     c->dim = 16;
     c->init_scale = 0.1f;
     c->clip = 1.0f;
@@ -137,7 +138,7 @@ int fp_fed_server_config_parse(fp_fed_server_config *out, const char *json, size
         {"clip", FP_JSON_NUMBER, 0},           {"scale_bits", FP_JSON_UINT, 0},
         {"overrides", FP_JSON_OBJECT, 0},      {"proxy_dir", FP_JSON_STRING, 0},
         {"adapter_out", FP_JSON_STRING, 0},    {"lora", FP_JSON_OBJECT, 0},
-        {"prox_mu", FP_JSON_NUMBER, 0},
+        {"prox_mu", FP_JSON_NUMBER, 0},        {"server_lr", FP_JSON_NUMBER, 0},
         {"aggregator_options", FP_JSON_OBJECT, 0},
         {"dp", FP_JSON_OBJECT, 0},
     };
@@ -229,6 +230,11 @@ int fp_fed_server_config_parse(fp_fed_server_config *out, const char *json, size
         out->prox_mu = (float)fed_jnum(o, "prox_mu", 0);
         if (!(out->prox_mu >= 0) || !isfinite(out->prox_mu))
             rc = fp_seterr(FP_EFORMAT, "server config: \"prox_mu\" must be a finite number >= 0");
+    }
+    if (!rc) {
+        out->server_lr = (float)fed_jnum(o, "server_lr", 1.0);
+        if (!(out->server_lr > 0 && out->server_lr <= 100))
+            rc = fp_seterr(FP_EFORMAT, "server config: \"server_lr\" must be a number in (0, 100]");
     }
     const cJSON *dp = cJSON_GetObjectItemCaseSensitive(o, "dp");
     if (!rc && dp)

@@ -567,7 +567,7 @@ int srv_run_round(fp_fed_server *s, fp_fed_round_report *rep)
     if (rc)
         goto out;
     for (uint64_t i = 0; i < s->cfg.dim; i++)
-        s->global[i] += delta[i];
+        s->global[i] += s->cfg.server_lr * delta[i];
     s->completed++;
     rc = srv_write_checkpoint(s);
     if (!rc)

@@ -182,7 +182,8 @@ static inline void fx_free(fx *f)
 /* Expected global after rounds where in[r][i] says whether client i's update
  * counted in round r: direct computation with the stand-in's formula, fedavg
  * weighted by samples (the server's arithmetic: double sums, float result). */
-static inline void fx_expected(float *g, const fx *f, int rounds, int in[][FX_MAX], float lr, int steps)
+static inline void fx_expected_slr(float *g, const fx *f, int rounds, int in[][FX_MAX], float lr, int steps,
+                                   float server_lr)
 {
     memset(g, 0, f->dim * sizeof(float));
     float *u = malloc(f->dim * sizeof(float) * FX_MAX);
@@ -199,10 +200,15 @@ static inline void fx_expected(float *g, const fx *f, int rounds, int in[][FX_MA
             for (int i = 0; i < f->n; i++)
                 if (in[r][i])
                     s += (double)f->c[i].data.samples * u[(size_t)i * f->dim + d];
-            g[d] += (float)(s / W);
+            g[d] += server_lr * (float)(s / W);
         }
     }
     free(u);
+}
+
+static inline void fx_expected(float *g, const fx *f, int rounds, int in[][FX_MAX], float lr, int steps)
+{
+    fx_expected_slr(g, f, rounds, in, lr, steps, 1.0f);
 }
 
 static inline double fx_maxdiff(const float *a, const float *b, size_t n)

@@ -52,6 +52,36 @@ static void test_secure(void)
     fx_free(&f);
 }
 
+/* "server_lr": the global moves by server_lr times the clients' weighted mean
+ * update every round (plain and secure); 0 and beyond 100 are refused. */
+static void test_server_lr(int secure)
+{
+    fx f;
+    fx_init(&f, secure ? "fed-slr-sa" : "fed-slr", 4, 96, 0.4f);
+    f.sc.secagg = secure;
+    f.sc.server_lr = 2.5f;
+    f.sc.lr = 0.5f;
+    CHECK_OK(fx_run(&f));
+    CHECK(f.completed == 3);
+    float *g = malloc(f.dim * sizeof(float)), *g1 = malloc(f.dim * sizeof(float));
+    fx_expected_slr(g, &f, 3, all_in, 0.5f, 1, 2.5f);
+    fx_expected(g1, &f, 3, all_in, 0.5f, 1);
+    double e = fx_maxdiff(f.global, g, f.dim), e1 = fx_maxdiff(f.global, g1, f.dim);
+    CHECKF(e <= (secure ? 1e-4 : 1e-6), "server_lr 2.5 %s: max |global - direct| = %g", secure ? "secure" : "plain", e);
+    CHECKF(e1 > 1e-2, "server_lr 2.5 differs from FedAvg's global (max diff %g)", e1);
+    free(g);
+    free(g1);
+    fx_free(&f);
+    if (!secure) {
+        fp_fed_server_config c;
+        CHECK_ERR(fp_fed_server_config_parse(&c, "{\"server_lr\": 0}", 16, "."), FP_EFORMAT);
+        CHECK(strstr(fp_errmsg(), "server_lr") != NULL);
+        CHECK_ERR(fp_fed_server_config_parse(&c, "{\"server_lr\": 101}", 18, "."), FP_EFORMAT);
+        CHECK_OK(fp_fed_server_config_parse(&c, "{\"server_lr\": 3}", 16, "."));
+        CHECK(c.server_lr == 3.0f);
+    }
+}
+
 /* One client drops at `stage` in round 0 (index 0); one round, lr 1, E 1:
  * the result is the weighted mean of the targets of those whose masked input
  * made it into the sum. */
@@ -198,6 +228,8 @@ int main(void)
     setenv("FP_QUIET", "1", 0);
     test_plain();
     test_secure();
+    test_server_lr(0);
+    test_server_lr(1);
     test_drop(FP_STAGE_ADVERTISE, 0);
     test_drop(FP_STAGE_SHARE, 0);
     test_drop(FP_STAGE_MASKED, 0);
