@@ -73,6 +73,19 @@ int fp_dir_stage(char *tmp, size_t cap, const char *dir)
     return fp_seterr(FP_EIO, "cannot create a temporary directory next to %s", dir);
 }
 
+/* the replaced directory, once the new one is in place: failing to remove it
+ * leaves clutter, not a wrong output, so it is a warning */
+static int drop_old(const char *old)
+{
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", fp_errmsg());
+    if (fp_rmtree(old) != 0) {
+        fp_warn("the replaced directory %s could not be removed: %s", old, fp_errmsg());
+        fp_seterr(0, "%s", msg);
+    }
+    return 0;
+}
+
 int fp_dir_commit(const char *tmp, const char *dir)
 {
     if (!tmp || !dir)
@@ -104,7 +117,7 @@ int fp_dir_commit(const char *tmp, const char *dir)
     if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dir, RENAME_EXCHANGE) == 0) {
         if ((rc = fsync_path(parent, 1)))
             return rc;
-        return fp_rmtree(tmp);
+        return drop_old(tmp);
     }
     if (errno != EINVAL && errno != ENOSYS)
         return fp_seterr(FP_EIO, "cannot exchange %s and %s: %s", tmp, dir, strerror(errno));
@@ -121,7 +134,7 @@ int fp_dir_commit(const char *tmp, const char *dir)
     }
     if ((rc = fsync_path(parent, 1)))
         return rc;
-    return fp_rmtree(old);
+    return drop_old(old);
 }
 
 static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)

@@ -9,7 +9,8 @@
  * to 1e-6; both load and give the logits of the adapter applied at runtime.
  * A failure after the shards are written leaves neither OUT_DIR nor a temp
  * directory (and a previous merge intact); an unrelated directory is refused;
- * a previous merge output is replaced whole. */
+ * a previous merge output is replaced whole. A sharded proxy goes through the
+ * signed bundle verbatim, still verifies, and fuses to the same bytes. */
 #include <cJSON.h>
 #include <dirent.h>
 #include <math.h>
@@ -18,6 +19,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "fedproxy/fed.h"
 #include "fedproxy/peft.h"
 #include "fedproxy/safetensors.h"
 #include "proxy_fixture.h"
@@ -442,6 +444,73 @@ int main(void)
     free(rt);
     free(lk);
     free(l32);
+
+    /* a sharded proxy through the signed bundle: the proxy's F32 weights split
+     * over two shards (same tensors, so the signed fingerprint still holds),
+     * packed, unpacked verbatim, verified, and fused to the same merged LLM */
+    {
+        char sp[1400], cl[1400], mcl[1400], p[1500], cmd[4000];
+        snprintf(sp, sizeof sp, "%s/proxy_sharded", f.root);
+        snprintf(cl, sizeof cl, "%s/client_proxy", f.root);
+        snprintf(mcl, sizeof mcl, "%s/merged_via_bundle", f.root);
+        snprintf(cmd, sizeof cmd, "cp -r '%s' '%s'", proxy, sp);
+        CHECK(system(cmd) == 0);
+        fp_st_file *st = NULL;
+        CHECK_OK(fp_st_open_dir(&st, proxy));
+        size_t n = st ? fp_st_count(st) : 0;
+        fp_st_entry *e = calloc(n ? n : 1, sizeof *e);
+        cJSON *idx = cJSON_CreateObject(), *wm = cJSON_CreateObject();
+        static const char *PS[2] = {"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"};
+        for (size_t i = 0; i < n; i++) {
+            const fp_st_tensor *t = fp_st_at(st, i);
+            e[i] = (fp_st_entry){t->name, t->dtype, t->rank, t->shape, t->data};
+            cJSON_AddStringToObject(wm, t->name, PS[i >= n / 2]);
+        }
+        for (int k = 0; k < 2; k++) {
+            snprintf(p, sizeof p, "%s/%s", sp, PS[k]);
+            CHECK_OK(fp_st_write(p, e + (k ? n / 2 : 0), k ? n - n / 2 : n / 2, NULL, 0));
+        }
+        cJSON_AddItemToObject(idx, "weight_map", wm);
+        char *text = cJSON_Print(idx);
+        snprintf(p, sizeof p, "%s/model.safetensors.index.json", sp);
+        CHECK_OK(fp_write_file_atomic(p, text, strlen(text), 0644));
+        free(text);
+        cJSON_Delete(idx);
+        free(e);
+        fp_st_close(st);
+        snprintf(p, sizeof p, "%s/model.safetensors", sp);
+        CHECK(remove(p) == 0);
+        fp_proxy_map m2;
+        CHECK_OK(fp_proxy_read(&m2, sp, f.server.pk));
+        uint8_t *bun = NULL;
+        size_t bl = 0;
+        CHECK_OK(fp_fed_bundle_pack(&bun, &bl, sp));
+        CHECK_OK(fp_fed_bundle_unpack(bun, bl, cl));
+        free(bun);
+        CHECKF(fp_proxy_read(&m2, cl, f.server.pk) == 0, "the unpacked sharded proxy: %s", fp_errmsg());
+        for (int k = 0; k < 2; k++) {
+            char a[1500], b[1500];
+            snprintf(a, sizeof a, "%s/%s", sp, PS[k]);
+            snprintf(b, sizeof b, "%s/%s", cl, PS[k]);
+            size_t la = 0, lb = 0;
+            char *x = pfx_read(a, &la), *y = pfx_read(b, &lb);
+            CHECKF(x && y && la == lb && !memcmp(x, y, la), "shard %s differs after the bundle", PS[k]);
+            free(x);
+            free(y);
+        }
+        CHECK_OK(fp_proxy_fuse(llm, cl, adir, f.server.pk, &keep, mcl, NULL));
+        CHECK(compare_merge(llm, mcl, &pa, &map, 0).bad == 0);
+        for (int s = 0; s < NSHARD; s++) {
+            char a[1500], b[1500];
+            snprintf(a, sizeof a, "%s/%s", mk, SHARDS[s]);
+            snprintf(b, sizeof b, "%s/%s", mcl, SHARDS[s]);
+            size_t la = 0, lb = 0;
+            char *x = pfx_read(a, &la), *y = pfx_read(b, &lb);
+            CHECKF(x && y && la == lb && !memcmp(x, y, la), "merged shard %s differs via the bundle", SHARDS[s]);
+            free(x);
+            free(y);
+        }
+    }
 
     /* a previous merge output is replaced whole */
     {
