@@ -34,6 +34,7 @@
 #include "fedproxy/identity.h"
 #include "fedproxy/model.h"
 #include "fedproxy/runtime.h"
+#include "fedproxy/safetensors.h" /* FP_ST_* for fp_fuse_opts.merge_dtype */
 
 #ifdef __cplusplus
 extern "C" {
