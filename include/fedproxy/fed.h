@@ -164,13 +164,18 @@ int fp_engine_trainer(fp_fed_trainer *out, const fp_engine_trainer_opts *o);
 int fp_engine_data_samples(uint64_t *samples, const char *path);
 
 /* Proxy bundle: the proxy directory as one signed payload.
- *   "FPBUNDL1" | u32 n (1..16) | n x { u16 name_len (1..64) | name |
+ *   "FPBUNDL1" | u32 n (1..260) | n x { u16 name_len (1..64) | name |
  *   u64 size | BLAKE2b-256(content) } | the n contents back to back
  * (little-endian). Names are plain file names ([A-Za-z0-9_-][A-Za-z0-9._-]*,
  * no '/', none twice); the total length must be exact. pack takes config.json,
- * model.safetensors and, when present, tokenizer.json and proxy.json. unpack
- * checks everything (names, sizes, hashes) before writing any file, then
- * writes each one atomically into dir (created). */
+ * the weights — model.safetensors, or for a sharded proxy
+ * model.safetensors.index.json and every shard its weight_map names (at most
+ * 256, each a plain file name as above, else FP_EFORMAT; a missing one is
+ * FP_ENOTFOUND) — and, when present, tokenizer.json and proxy.json, all
+ * verbatim. unpack checks everything (names, sizes, hashes, and that an index
+ * names only safe shard names the bundle carries) before writing any file,
+ * then writes each one atomically into dir (created); a bundle without an
+ * index removes a stale one from dir, which would shadow model.safetensors. */
 int fp_fed_bundle_pack(uint8_t **out, size_t *len, const char *dir);
 int fp_fed_bundle_is(const uint8_t *data, size_t len);
 int fp_fed_bundle_unpack(const uint8_t *data, size_t len, const char *dir);

@@ -34,6 +34,7 @@
 #include "fedproxy/identity.h"
 #include "fedproxy/model.h"
 #include "fedproxy/runtime.h"
+#include "fedproxy/safetensors.h" /* FP_ST_* for fp_fuse_opts.merge_dtype */
 
 #ifdef __cplusplus
 extern "C" {
@@ -179,6 +180,11 @@ int fp_proxy_read(fp_proxy_map *out, const char *proxy_dir, const unsigned char 
 typedef struct fp_fuse_opts {
     const char *span;   /* "none" (default) or "spread" */
     float spread_scale; /* spread: each other layer of the span gets this times the delta (default 1/len(span)) */
+    /* dtype of the merged LLM (merge_dir only): 0 (default) keeps every
+     * tensor's dtype (a BF16 LLM stays BF16, as PEFT's merge_and_unload +
+     * save_pretrained gives); FP_ST_F32, FP_ST_BF16 or FP_ST_F16 (safetensors.h)
+     * writes every floating tensor, merged or not, in that dtype. */
+    int merge_dtype;
 } fp_fuse_opts;
 
 /* Stage 4: checks the proxy (fp_proxy_read with server_pk) and that it was
@@ -186,11 +192,36 @@ typedef struct fp_fuse_opts {
  * reads the proxy adapter (PEFT dir; a pair for a layer the proxy lacks is
  * FP_EFORMAT) and maps its layer-i pairs onto LLM layer map(i) unchanged
  * (rank, alpha, A, B bit for bit); "spread" also puts each pair on every
- * other layer of its span with B times spread_scale. Writes either the merged
- * LLM (merge_dir: model.safetensors with W += (alpha/r) B A summed in double
- * and rounded once for the adapted weights, written F32, every other tensor
- * byte for byte; config.json and tokenizer.json copied) or a PEFT adapter for
- * the LLM (peft_dir), each file atomically. Exactly one of the two. */
+ * other layer of its span with B times spread_scale. Writes either a PEFT
+ * adapter for the LLM (peft_dir, each file atomically) or the merged LLM
+ * (merge_dir). Exactly one of the two.
+ *
+ * The merged LLM: each adapted weight becomes W + sum over its pairs of
+ * (alpha/r) B A, every element computed in double (sum over r in order) and
+ * rounded once, to nearest even, to the output dtype (o->merge_dtype; by
+ * default the weight's own); every other tensor is copied byte for byte
+ * unless a forced dtype converts it. A sharded LLM (model.safetensors.index.json)
+ * gives the same shard files holding the same tensors, and an index that is
+ * the LLM's with metadata.total_size set to the bytes written; otherwise one
+ * model.safetensors. config.json (torch_dtype set when a dtype is forced),
+ * tokenizer and generation files are copied, and fedproxy_merge.json marks
+ * the directory as a merge output.
+ * Rounding: a BF16 weight keeps 8 significant bits, so a delta smaller than
+ * about 2^-9 |W| rounds away entirely (as it does in PEFT's bf16 merges).
+ * Small learning rates, low alpha/r or spread's scaled copies can lose much
+ * of the adapter that way: merge with merge_dtype FP_ST_F32 (--merge-dtype
+ * f32) when the fused LLM's quality matters more than its size, and compare
+ * against the PEFT adapter (peft_dir) applied at runtime.
+ * Atomicity: everything is written into a fresh sibling "<merge_dir>.tmp.*"
+ * directory, fsynced, and renamed into place only when complete, so a
+ * failure leaves no merge_dir (or the previous one intact) and no temp
+ * directory. An existing merge_dir is replaced whole when it is empty or a
+ * previous merge output (has fedproxy_merge.json); any other existing path,
+ * and the LLM directory itself, is refused (FP_EINVAL).
+ * Memory: beyond the read-only mapping of the LLM's files, the host holds at
+ * most the changed (merged or converted) tensors of one output shard in
+ * their output dtype, plus two rows of doubles; with an unsharded LLM that is
+ * every adapted weight. */
 int fp_proxy_fuse(const char *llm_dir, const char *proxy_dir, const char *adapter_dir,
                   const unsigned char server_pk[FP_IDENTITY_PUBLICKEYBYTES], const fp_fuse_opts *o,
                   const char *merge_dir, const char *peft_dir);

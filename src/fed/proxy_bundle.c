@@ -1,13 +1,17 @@
 /* The proxy bundle (format in fed.h): the proxy directory packed into the one
  * payload the server signs and sends once per client. Unpacking trusts nothing
  * in it: names are plain file names (no path can escape the directory), sizes
- * must add up exactly, every file's BLAKE2b must match, and nothing is written
+ * must add up exactly, every file's BLAKE2b must match, a sharded proxy's
+ * index must name only shards the bundle carries, and nothing is written
  * until all of that has been checked. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <cjson/cJSON.h>
 #include <sodium.h>
 
 #include "error_internal.h"
@@ -15,7 +19,9 @@
 #include "fedproxy/fileio.h"
 
 #define BUNDLE_MAGIC "FPBUNDL1"
-#define BUNDLE_MAX_FILES 16u
+#define BUNDLE_MAX_SHARDS 256u
+#define BUNDLE_MAX_FILES (4u + BUNDLE_MAX_SHARDS) /* config, tokenizer, proxy.json, index + shards */
+#define INDEX_NAME "model.safetensors.index.json"
 #define BUNDLE_NAME_MAX 64u
 #define BUNDLE_FILE_MAX ((uint64_t)1 << 34)
 
@@ -58,34 +64,95 @@ int fp_fed_bundle_is(const uint8_t *data, size_t len)
     return data && len >= 12 && !memcmp(data, BUNDLE_MAGIC, 8);
 }
 
+/* The shard file names a model.safetensors.index.json names (each once, in
+ * order of first mention) into names[0..*n); each must be a safe plain name. */
+static int index_shards(char **names, uint32_t *n, uint32_t cap, const char *text, size_t len, const char *what)
+{
+    cJSON *root = cJSON_ParseWithLength(text, len);
+    const cJSON *wm = root ? cJSON_GetObjectItemCaseSensitive(root, "weight_map") : NULL;
+    int rc = 0;
+    *n = 0;
+    if (!cJSON_IsObject(wm))
+        rc = fp_seterr(FP_EFORMAT, "proxy bundle: %s has no \"weight_map\" object", what);
+    for (const cJSON *e = wm ? wm->child : NULL; e && !rc; e = e->next) {
+        const char *s = cJSON_IsString(e) ? e->valuestring : NULL;
+        if (!s || !name_ok(s, strlen(s)) || !strcmp(s, INDEX_NAME)) {
+            rc = fp_seterr(FP_EFORMAT, "proxy bundle: %s maps %s to an unsafe shard name", what, e->string);
+            break;
+        }
+        uint32_t j = 0;
+        while (j < *n && strcmp(names[j], s))
+            j++;
+        if (j < *n)
+            continue;
+        if (*n == cap) {
+            rc = fp_seterr(FP_EFORMAT, "proxy bundle: %s names more than %u shards", what, cap);
+            break;
+        }
+        if (!(names[(*n)++] = strdup(s)))
+            rc = fp_seterr(FP_ENOMEM, "proxy bundle: out of memory");
+    }
+    if (!rc && !*n)
+        rc = fp_seterr(FP_EFORMAT, "proxy bundle: %s has an empty weight_map", what);
+    cJSON_Delete(root);
+    return rc;
+}
+
 int fp_fed_bundle_pack(uint8_t **out, size_t *len, const char *dir)
 {
-    static const struct { const char *name; int required; } files[] = {
-        {"config.json", 1}, {"model.safetensors", 1}, {"tokenizer.json", 0}, {"proxy.json", 0}};
-    enum { NF = sizeof files / sizeof files[0] };
     if (!out || !len || !dir)
         return fp_seterr(FP_EINVAL, "proxy bundle: NULL argument");
     *out = NULL;
     *len = 0;
-    void *data[NF] = {0};
-    size_t size[NF] = {0};
-    const char *name[NF];
+    /* the files, in bundle order: config.json, the weights (model.safetensors,
+     * or the index and every shard it names: what fp_st_open_dir reads), then
+     * tokenizer.json and proxy.json when present */
+    char *fname[BUNDLE_MAX_FILES] = {0};
+    int required[BUNDLE_MAX_FILES] = {0};
+    uint32_t nf = 0;
+    char ipath[FP_FED_PATH_MAX + 64];
+    snprintf(ipath, sizeof ipath, "%s/%s", dir, INDEX_NAME);
+    struct stat sb;
+    int sharded = stat(ipath, &sb) == 0;
+    int rc = 0;
+    fname[nf] = strdup("config.json");
+    required[nf++] = 1;
+    if (sharded) {
+        void *itext = NULL;
+        size_t ilen = 0;
+        uint32_t ns = 0;
+        rc = fp_read_file(&itext, &ilen, ipath, (size_t)100 << 20);
+        if (!rc) {
+            fname[nf] = strdup(INDEX_NAME);
+            required[nf++] = 1;
+            rc = index_shards(fname + nf, &ns, BUNDLE_MAX_SHARDS, itext, ilen, ipath);
+            for (uint32_t i = 0; i < ns; i++)
+                required[nf++] = 1;
+        }
+        free(itext);
+    } else {
+        fname[nf] = strdup("model.safetensors");
+        required[nf++] = 1;
+    }
+    fname[nf++] = strdup("tokenizer.json");
+    fname[nf++] = strdup("proxy.json");
+    for (uint32_t i = 0; i < nf && !rc; i++)
+        if (!fname[i])
+            rc = fp_seterr(FP_ENOMEM, "proxy bundle: out of memory");
+    void **data = calloc(nf, sizeof *data);
+    size_t *size = calloc(nf, sizeof *size);
+    const char **name = calloc(nf, sizeof *name);
+    if (!rc && (!data || !size || !name))
+        rc = fp_seterr(FP_ENOMEM, "proxy bundle: out of memory");
     uint32_t n = 0;
     size_t total = 12;
-    int rc = 0;
-    for (size_t i = 0; i < NF && !rc; i++) {
+    for (uint32_t i = 0; i < nf && !rc; i++) {
         char path[FP_FED_PATH_MAX + 64];
-        snprintf(path, sizeof path, "%s/%s", dir, files[i].name);
-        struct stat sb;
+        snprintf(path, sizeof path, "%s/%s", dir, fname[i]);
         if (stat(path, &sb) != 0) {
-            if (files[i].required) {
-                char idx[FP_FED_PATH_MAX + 64];
-                snprintf(idx, sizeof idx, "%s/model.safetensors.index.json", dir);
+            if (required[i])
                 rc = fp_seterr(FP_ENOTFOUND, "proxy bundle: %s is missing%s", path,
-                               stat(idx, &sb) == 0 ? " (sharded checkpoints are not bundled: save the proxy "
-                                                     "as one model.safetensors)"
-                                                   : "");
-            }
+                               sharded && i > 0 ? " (named in " INDEX_NAME ")" : "");
             continue;
         }
         rc = fp_read_file(&data[n], &size[n], path, (size_t)BUNDLE_FILE_MAX);
@@ -93,7 +160,7 @@ int fp_fed_bundle_pack(uint8_t **out, size_t *len, const char *dir)
             rc = fp_adderr(rc, "proxy bundle");
             break;
         }
-        name[n] = files[i].name;
+        name[n] = fname[i];
         total += 2 + strlen(name[n]) + 8 + 32 + size[n];
         n++;
     }
@@ -103,7 +170,8 @@ int fp_fed_bundle_pack(uint8_t **out, size_t *len, const char *dir)
     if (!rc) {
         memcpy(b, BUNDLE_MAGIC, 8);
         b[8] = (uint8_t)n;
-        b[9] = b[10] = b[11] = 0;
+        b[9] = (uint8_t)(n >> 8);
+        b[10] = b[11] = 0;
         size_t off = 12;
         for (uint32_t i = 0; i < n; i++) {
             size_t nl = strlen(name[i]);
@@ -122,8 +190,13 @@ int fp_fed_bundle_pack(uint8_t **out, size_t *len, const char *dir)
         *out = b;
         *len = total;
     }
-    for (uint32_t i = 0; i < NF; i++)
+    for (uint32_t i = 0; data && i < n; i++)
         free(data[i]);
+    for (uint32_t i = 0; i < nf; i++)
+        free(fname[i]);
+    free(data);
+    free(size);
+    free(name);
     return rc;
 }
 
@@ -134,6 +207,8 @@ typedef struct bentry {
     const uint8_t *data;
 } bentry;
 
+static int unpack_checked(bentry *e, uint32_t n, const uint8_t *d, size_t len, const char *dir);
+
 int fp_fed_bundle_unpack(const uint8_t *d, size_t len, const char *dir)
 {
     if (!d || !dir || !dir[0])
@@ -143,7 +218,16 @@ int fp_fed_bundle_unpack(const uint8_t *d, size_t len, const char *dir)
     uint32_t n = (uint32_t)get_le(d + 8, 4);
     if (n < 1 || n > BUNDLE_MAX_FILES)
         return fp_seterr(FP_EFORMAT, "proxy bundle: %u files (1..%u allowed)", n, BUNDLE_MAX_FILES);
-    bentry e[BUNDLE_MAX_FILES];
+    bentry *e = calloc(n, sizeof *e);
+    if (!e)
+        return fp_seterr(FP_ENOMEM, "proxy bundle: out of memory");
+    int rc = unpack_checked(e, n, d, len, dir);
+    free(e);
+    return rc;
+}
+
+static int unpack_checked(bentry *e, uint32_t n, const uint8_t *d, size_t len, const char *dir)
+{
     size_t off = 12;
     uint64_t body = 0;
     for (uint32_t i = 0; i < n; i++) {
@@ -179,9 +263,38 @@ int fp_fed_bundle_unpack(const uint8_t *d, size_t len, const char *dir)
         if (sodium_memcmp(h, e[i].hash, 32))
             return fp_seterr(FP_ECRYPTO, "proxy bundle: %s does not match its BLAKE2b hash", e[i].name);
     }
+    /* a sharded proxy: every shard its index names is in the bundle */
+    const bentry *index = NULL;
+    for (uint32_t i = 0; i < n; i++)
+        if (!strcmp(e[i].name, INDEX_NAME))
+            index = &e[i];
+    if (index) {
+        char *shard[BUNDLE_MAX_SHARDS];
+        uint32_t ns = 0;
+        int rc = index_shards(shard, &ns, BUNDLE_MAX_SHARDS, (const char *)index->data, (size_t)index->size,
+                              INDEX_NAME " in the bundle");
+        for (uint32_t k = 0; k < ns; k++) {
+            uint32_t j = 0;
+            while (j < n && strcmp(e[j].name, shard[k]))
+                j++;
+            if (!rc && j == n)
+                rc = fp_seterr(FP_EFORMAT, "proxy bundle: %s names shard %s, which the bundle lacks", INDEX_NAME,
+                               shard[k]);
+            free(shard[k]);
+        }
+        if (rc)
+            return rc;
+    }
     int rc = fp_mkdirs(dir, 0755);
     if (rc)
         return fp_adderr(rc, "proxy bundle: cannot create %s", dir);
+    /* a stale index from an earlier sharded bundle would shadow model.safetensors */
+    if (!index) {
+        char ip[FP_FED_PATH_MAX + 64];
+        int pl = snprintf(ip, sizeof ip, "%s/%s", dir, INDEX_NAME);
+        if (pl > 0 && (size_t)pl < sizeof ip && unlink(ip) != 0 && errno != ENOENT)
+            return fp_seterr(FP_EIO, "proxy bundle: cannot remove the stale %s: %s", ip, strerror(errno));
+    }
     for (uint32_t i = 0; i < n && !rc; i++) {
         char path[FP_FED_PATH_MAX + BUNDLE_NAME_MAX + 2];
         int pl = snprintf(path, sizeof path, "%s/%s", dir, e[i].name);

@@ -101,7 +101,7 @@ int fed_sim_fedproxy_finish(fed_fedproxy *f, const fp_fed_server_config *sc, con
     if (rc)
         return rc;
     snprintf(out->workdir, sizeof out->workdir, "%s", f->out);
-    fp_fuse_opts fo = {f->span, 0};
+    fp_fuse_opts fo = {f->span, 0, 0};
     fed_log("fp sim: fusing %s into %s\n", sc->adapter_out, fused);
     rc = fp_proxy_fuse(f->llm, sc->proxy_dir, sc->adapter_out, server->pk, &fo, fused, NULL);
     if (rc)

@@ -2,7 +2,7 @@
  * without training. Proxy layer i's LoRA pair becomes the LLM layer map(i)'s
  * pair unchanged (and, with "spread", a copy with B scaled on every other
  * layer of its span); the result is written as a PEFT adapter for the LLM or
- * merged into its weights (W += (alpha/r) B A, accumulated in double). */
+ * merged into its weights (fuse_merge.c). */
 #include <math.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -15,27 +15,7 @@
 #include "fedproxy/peft.h"
 #include "fedproxy/proxy.h"
 #include "fedproxy/safetensors.h"
-
-static int copy_file(const char *src_dir, const char *dst_dir, const char *name, int optional)
-{
-    char a[4096], b[4096];
-    snprintf(a, sizeof a, "%s/%s", src_dir, name);
-    snprintf(b, sizeof b, "%s/%s", dst_dir, name);
-    if (optional) {
-        FILE *f = fopen(a, "rb");
-        if (!f)
-            return 0;
-        fclose(f);
-    }
-    void *data = NULL;
-    size_t len = 0;
-    int rc = fp_read_file(&data, &len, a, (size_t)1 << 30);
-    if (rc)
-        return rc;
-    rc = fp_write_file_atomic(b, data, len, 0644);
-    free(data);
-    return rc;
-}
+#include "fuse_internal.h"
 
 /* the LLM adapter: the proxy's pairs on their LLM layers (+ the spread copies) */
 static int map_adapter(fp_lora_adapter *out, const fp_lora_adapter *pa, const fp_proxy_map *map,
@@ -86,93 +66,6 @@ static int map_adapter(fp_lora_adapter *out, const fp_lora_adapter *pa, const fp
     return rc;
 }
 
-/* W (f32 [out, in]) += (alpha / rank) B A, each element summed in double and rounded once */
-static void merge_pair(float *W, const fp_lora_pair *p)
-{
-    double s = (double)p->alpha / (double)p->rank;
-    double *row = malloc((size_t)p->in * sizeof *row);
-    for (int o = 0; o < p->out && row; o++) {
-        memset(row, 0, (size_t)p->in * sizeof *row);
-        for (int r = 0; r < p->rank; r++) {
-            double b = p->B[(size_t)o * p->rank + r];
-            const float *a = p->A + (size_t)r * p->in;
-            for (int i = 0; i < p->in; i++)
-                row[i] += b * a[i];
-        }
-        for (int i = 0; i < p->in; i++)
-            W[(size_t)o * p->in + i] = (float)((double)W[(size_t)o * p->in + i] + s * row[i]);
-    }
-    free(row);
-}
-
-static int write_merged(const char *llm_dir, const fp_lora_adapter *la, const char *out_dir)
-{
-    fp_st_file *st = NULL;
-    int rc = fp_st_open_dir(&st, llm_dir);
-    if (rc)
-        return rc;
-    size_t n = fp_st_count(st);
-    fp_st_entry *e = calloc(n ? n : 1, sizeof *e);
-    float **owned = calloc(n ? n : 1, sizeof *owned);
-    if (!e || !owned)
-        rc = fp_seterr(FP_ENOMEM, "fuse: out of host memory");
-    for (size_t i = 0; i < n && !rc; i++) {
-        const fp_st_tensor *t = fp_st_at(st, i);
-        e[i] = (fp_st_entry){t->name, t->dtype, t->rank, t->shape, t->data};
-        for (size_t k = 0; k < la->n && !rc; k++) {
-            const fp_lora_pair *p = &la->pairs[k];
-            char nm[160];
-            snprintf(nm, sizeof nm, "model.layers.%d.%s.%s.weight", p->layer, p->module <= 3 ? "self_attn" : "mlp",
-                     fp_lora_module_name(p->module));
-            if (strcmp(nm, t->name))
-                continue;
-            if (t->rank != 2 || t->shape[0] != p->out || t->shape[1] != p->in) {
-                rc = fp_seterr(FP_EFORMAT, "fuse: %s in %s is not [%d, %d]", nm, llm_dir, p->out, p->in);
-                break;
-            }
-            if (!owned[i]) { /* merged tensors are written as F32 */
-                owned[i] = malloc((size_t)t->numel * sizeof(float));
-                if (!owned[i]) {
-                    rc = fp_seterr(FP_ENOMEM, "fuse: out of host memory");
-                    break;
-                }
-                rc = fp_st_to_f32(owned[i], (size_t)t->numel, t);
-                e[i].dtype = FP_ST_F32;
-                e[i].data = owned[i];
-            }
-            if (!rc)
-                merge_pair(owned[i], p);
-        }
-    }
-    /* every pair must have found its weight */
-    for (size_t k = 0; k < la->n && !rc; k++) {
-        char nm[160];
-        const fp_lora_pair *p = &la->pairs[k];
-        snprintf(nm, sizeof nm, "model.layers.%d.%s.%s.weight", p->layer, p->module <= 3 ? "self_attn" : "mlp",
-                 fp_lora_module_name(p->module));
-        if (!fp_st_find(st, nm))
-            rc = fp_seterr(FP_EFORMAT, "fuse: the LLM in %s has no tensor %s", llm_dir, nm);
-    }
-    char path[4096];
-    if (!rc)
-        rc = fp_mkdirs(out_dir, 0755);
-    if (!rc) {
-        const char *meta[2] = {"format", "pt"};
-        snprintf(path, sizeof path, "%s/model.safetensors", out_dir);
-        rc = fp_st_write(path, e, n, meta, 1);
-    }
-    if (!rc)
-        rc = copy_file(llm_dir, out_dir, "config.json", 0);
-    if (!rc)
-        rc = copy_file(llm_dir, out_dir, "tokenizer.json", 1);
-    for (size_t i = 0; owned && i < n; i++)
-        free(owned[i]);
-    free(owned);
-    free(e);
-    fp_st_close(st);
-    return rc;
-}
-
 int fp_proxy_fuse(const char *llm_dir, const char *proxy_dir, const char *adapter_dir,
                   const unsigned char server_pk[FP_IDENTITY_PUBLICKEYBYTES], const fp_fuse_opts *o,
                   const char *merge_dir, const char *peft_dir)
@@ -182,7 +75,7 @@ int fp_proxy_fuse(const char *llm_dir, const char *proxy_dir, const char *adapte
                                     "key are required)");
     if (!merge_dir == !peft_dir)
         return fp_seterr(FP_EINVAL, "fuse: give exactly one of a merge directory and a PEFT directory");
-    fp_fuse_opts def = {"none", 0.0f};
+    fp_fuse_opts def = {"none", 0.0f, 0};
     if (!o)
         o = &def;
     if (o->span && strcmp(o->span, "none") && strcmp(o->span, "spread"))
@@ -224,7 +117,7 @@ int fp_proxy_fuse(const char *llm_dir, const char *proxy_dir, const char *adapte
     if (!rc && peft_dir)
         rc = fp_lora_adapter_save(&la, peft_dir);
     if (!rc && merge_dir)
-        rc = write_merged(llm_dir, &la, merge_dir);
+        rc = fp_fuse_write_merged(llm_dir, &la, merge_dir, o->merge_dtype);
     fp_lora_adapter_free(&pa);
     fp_lora_adapter_free(&la);
     return rc;

@@ -132,16 +132,17 @@ static void test_bundle(void)
         free(b);
     }
     {
-        const char *names[17], *data[17];
-        size_t sz[17], len = 0;
-        char nm[17][8];
-        for (int i = 0; i < 17; i++) {
+        enum { TOO_MANY = 261 }; /* 4 + 256 shards allowed */
+        const char *names[TOO_MANY], *data[TOO_MANY];
+        size_t sz[TOO_MANY], len = 0;
+        char nm[TOO_MANY][8];
+        for (int i = 0; i < TOO_MANY; i++) {
             snprintf(nm[i], sizeof nm[i], "f%d", i);
             names[i] = nm[i];
             data[i] = "z";
             sz[i] = 1;
         }
-        uint8_t *b = build(&len, 17, names, data, sz);
+        uint8_t *b = build(&len, TOO_MANY, names, data, sz);
         CHECK_ERR(fp_fed_bundle_unpack(b, len, bad), FP_EFORMAT); /* too many */
         free(b);
     }

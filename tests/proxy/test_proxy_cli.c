@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 
 #include "fedproxy/peft.h"
+#include "fedproxy/safetensors.h"
 #include "proxy_fixture.h"
 
 static char g_out[1 << 16], g_err[1 << 16];
@@ -87,6 +88,29 @@ int main(void)
     CHECKF(fp(r, a) == 0, "fp fuse failed: %s", g_err);
     snprintf(a, sizeof a, "eval --model %s/llm_merged --text %s --seq 16 --json", r, f.calib);
     CHECKF(fp(r, a) == 0 && strstr(g_out, "perplexity"), "fp eval of the merged LLM: %s %s", g_out, g_err);
+    /* --merge-dtype: bf16 over the same (previous merge) directory gives BF16 weights; bad values refused */
+    snprintf(a, sizeof a,
+             "fuse --model %s --proxy %s/proxy --adapter %s/adapter --server-key %s --merge %s/llm_merged "
+             "--merge-dtype bf16 --json", f.llm, r, r, hex, r);
+    CHECKF(fp(r, a) == 0 && strstr(g_out, "\"merge_dtype\":\"BF16\""), "fp fuse --merge-dtype bf16: %s %s", g_out,
+           g_err);
+    {
+        char d[1400];
+        snprintf(d, sizeof d, "%s/llm_merged", r);
+        fp_st_file *st = NULL;
+        CHECK_OK(fp_st_open_dir(&st, d));
+        int all16 = st != NULL;
+        for (size_t i = 0; st && i < fp_st_count(st); i++)
+            all16 &= fp_st_at(st, i)->dtype == FP_ST_BF16;
+        CHECK(all16);
+        fp_st_close(st);
+    }
+    snprintf(a, sizeof a, "fuse --model %s --proxy %s/proxy --adapter %s/adapter --server-key %s --merge %s/z "
+             "--merge-dtype f8", f.llm, r, r, hex, r);
+    CHECK(fp(r, a) == 2 && strstr(g_err, "keep, f32, bf16 or f16"));
+    snprintf(a, sizeof a, "fuse --model %s --proxy %s/proxy --adapter %s/adapter --server-key %s --peft %s/z "
+             "--merge-dtype f32", f.llm, r, r, hex, r);
+    CHECK(fp(r, a) == 2 && strstr(g_err, "only with --merge"));
     snprintf(a, sizeof a, "eval --model %s --adapter %s/llm_peft --text %s --seq 16 --json", f.llm, r, f.calib);
     CHECKF(fp(r, a) == 0 && strstr(g_out, "perplexity"), "fp eval with the LLM adapter: %s %s", g_out, g_err);
 

@@ -109,7 +109,7 @@ int main(void)
     fp_model_free(pm);
     free(lv);
 
-    fp_fuse_opts none = {"none", 0.0f};
+    fp_fuse_opts none = {"none", 0.0f, 0};
     CHECK_OK(fp_proxy_fuse(f.llm, proxy, adir, f.server.pk, &none, NULL, pdir));
     CHECK_OK(fp_proxy_fuse(f.llm, proxy, adir, f.server.pk, &none, mdir, NULL));
 
@@ -160,7 +160,7 @@ int main(void)
 
     /* spread: every other layer of proxy layer 2's span (3, 4) gets B / 3 (and the
      * same A); the merged weights move by a third of the delta there */
-    fp_fuse_opts spread = {"spread", 0.0f};
+    fp_fuse_opts spread = {"spread", 0.0f, 0};
     CHECK_OK(fp_proxy_fuse(f.llm, proxy, adir, f.server.pk, &spread, NULL, sdir));
     CHECK_OK(fp_proxy_fuse(f.llm, proxy, adir, f.server.pk, &spread, smdir, NULL));
     CHECK_OK(fp_lora_adapter_load(&la, sdir));
@@ -198,7 +198,7 @@ int main(void)
     CHECK_ERR(fp_proxy_fuse(f.llm, proxy, adir, f.other.pk, &none, NULL, pdir), FP_ECRYPTO);
     CHECK_ERR(fp_proxy_fuse(f.llm, proxy, adir, f.server.pk, &none, mdir, pdir), FP_EINVAL);
     CHECK_ERR(fp_proxy_fuse(f.llm, proxy, adir, f.server.pk, &none, NULL, NULL), FP_EINVAL);
-    fp_fuse_opts badspan = {"everywhere", 0.0f};
+    fp_fuse_opts badspan = {"everywhere", 0.0f, 0};
     CHECK_ERR(fp_proxy_fuse(f.llm, proxy, adir, f.server.pk, &badspan, NULL, pdir), FP_EINVAL);
     /* an adapter for a layer the proxy does not have */
     {
