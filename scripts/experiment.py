@@ -22,7 +22,8 @@ per round of the federated rows) and prints the table. Rows:
 Every federated row uses secure aggregation (SecAgg+) so that their
 communication is comparable. Hyper-parameters are the same for every row: the
 learning rate is picked from a small grid by pooled valid-split loss of LoRA on
-the FedProxy proxy (never on heldout); the training budget of each row is
+the FedProxy proxy, the server's step size (server.json "server_lr") by pooled
+valid loss of the LLM fused with FedProxy's global adapter (never on heldout); the training budget of each row is
 rounds x local steps per client (centralized: that times the client count,
 the same number of samples). Python 3 standard library only.
 """
@@ -40,14 +41,16 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # mean valid perplexity in scripts/aggregators.py --size tiny. The baselines (Offsite-Tuning, FedAvg-LoRA)
 # keep fedavg, as in their papers.
 FEDPROXY_AGGREGATOR = "ties"
+# Server step sizes tried on the valid split (pick_server_lr).
+SERVER_LR_GRID = [1.0, 2.0, 4.0]
 
 SIZES = {
     # rank/alpha of LoRA, batch x seq of every training run, local steps per round,
     # distillation steps, LR grid, client text size
     "tiny": dict(rank=8, alpha=16, batch=4, seq=64, local_steps=8, distill_steps=60, distill_batch=4,
-                 lr_grid=[3e-4, 1e-3, 3e-3, 1e-2], client_bytes=48 * 1024, clients=4, rounds=3, eval_seq=64),
+                 lr_grid=[1e-4, 3e-4, 1e-3, 3e-3], client_bytes=48 * 1024, clients=4, rounds=6, eval_seq=64),
     "small": dict(rank=8, alpha=16, batch=4, seq=128, local_steps=10, distill_steps=120, distill_batch=4,
-                  lr_grid=[3e-4, 1e-3, 3e-3, 1e-2], client_bytes=96 * 1024, clients=6, rounds=3, eval_seq=128),
+                  lr_grid=[1e-4, 3e-4, 1e-3, 3e-3], client_bytes=96 * 1024, clients=6, rounds=6, eval_seq=128),
 }
 
 
@@ -104,6 +107,7 @@ class Exp:
         self.curves = {}
         self.comm = {}
         self.spans = {}
+        self.server_lr, self.server_lr_search = 1.0, {}
         self.span_search = {}
 
     def p(self, *parts):
@@ -263,6 +267,7 @@ class Exp:
                   "stage_timeout_ms": 600000, "register_timeout_ms": 120000,
                   "overrides": {f"c{k}": {"rank": self.hp["rank"], "batch": self.hp["batch"], "seq": self.hp["seq"]}
                                 for k in self.clients}}
+        server["server_lr"] = getattr(self, "server_lr", 1.0)
         server.update(server_extra or {})
         clients = []
         for c in self.manifest["client_list"]:
@@ -308,9 +313,30 @@ class Exp:
                            "mean_bytes_per_client": sum(c["sent"] + c["recv"] for c in comm.values()) / len(comm)}
         return adapter_out, rounds
 
-    def federated_row(self, key, proxy, layers=None, label="", server_extra=None, choose_span=False):
+    def pick_server_lr(self, proxy, server_extra):
+        """The server's step size (server.json "server_lr", FedOpt's server SGD; 1 is FedAvg), chosen from
+        SERVER_LR_GRID by the pooled valid loss of the LLM fused (span none) with FedProxy's final global
+        adapter. Every federated row then uses it, so the rows differ only in their proxy and aggregator.
+        Returns the chosen run, which becomes FedProxy's row."""
+        step("server learning rate on the valid split")
+        runs, self.server_lr_search = {}, {}
+        for slr in ([self.a.server_lr] if self.a.server_lr else SERVER_LR_GRID):
+            self.server_lr = slr
+            key = f"fedproxy-slr{slr:g}"
+            runs[slr] = (key, self.sim(key, proxy, server_extra=server_extra))
+            merged = self.fuse(proxy, runs[slr][1][1][-1]["adapter"], self.p("fed", key, "valid-fused"))
+            self.server_lr_search[f"{slr:g}"] = self.valid_loss(merged)
+            shutil.rmtree(merged)
+        self.server_lr = min(runs, key=lambda x: self.server_lr_search[f"{x:g}"])
+        print(f"   server_lr {self.server_lr:g} (pooled valid loss: {self.server_lr_search})", file=sys.stderr)
+        key, run = runs[self.server_lr]
+        self.comm["fedproxy"] = self.comm[key]
+        return run
+
+    def federated_row(self, key, proxy, layers=None, label="", server_extra=None, choose_span=False, run=None):
         step(f"federated: {label}")
-        adapter, rounds = self.sim(key, proxy, layers, server_extra=server_extra)
+        adapter, rounds = run or self.sim(key, proxy, layers, server_extra=server_extra)
+        os.makedirs(self.p("fed", key), exist_ok=True)
         span = self.pick_span(key, proxy, rounds[-1]["adapter"]) if choose_span and rounds else "none"
         self.spans[key] = span
         curve = []
@@ -341,8 +367,10 @@ class Exp:
         step("proxy alone, before fine-tuning")
         self.results["proxy_before"] = self.eval_model(self.px["fedproxy"])
 
-        ad = self.federated_row("fedproxy", self.px["fedproxy"], label="FedProxy",
-                                server_extra={"aggregator": FEDPROXY_AGGREGATOR}, choose_span=True)
+        fp_extra = {"aggregator": FEDPROXY_AGGREGATOR}
+        run = self.pick_server_lr(self.px["fedproxy"], fp_extra)
+        ad = self.federated_row("fedproxy", self.px["fedproxy"], label="FedProxy", server_extra=fp_extra,
+                                choose_span=True, run=run)
         step("proxy alone, after federated fine-tuning")
         self.results["proxy_after"] = self.eval_model(self.px["fedproxy"], adapter=ad)
         self.federated_row("offsite", self.px["offsite"], layers=self.ot_layers, label="Offsite-Tuning")
@@ -406,14 +434,16 @@ def write(self):
     table = {"size": self.a.size, "llm": self.llm, "llm_config": self.llm_cfg, "hyper": self.hp, "lr": self.lr,
              "lr_search_valid_loss": self.lr_search, "alpha": self.a.alpha, "seed": self.a.seed,
              "middle": self.middle, "offsite_lora_layers": self.ot_layers, "rows": rows, "curves": self.curves,
-             "fedproxy_gap_closed": gap, "fuse_span": self.spans, "span_search_valid_loss": self.span_search, "total_s": self.total_s,
+             "fedproxy_gap_closed": gap, "fuse_span": self.spans, "server_lr": self.server_lr,
+             "server_lr_search_valid_loss": self.server_lr_search, "span_search_valid_loss": self.span_search, "total_s": self.total_s,
              "mixtures": {str(c["id"]): c["mixture"] for c in self.manifest["client_list"]}}
     with open(self.p("table.json"), "w") as fh:
         json.dump(table, fh, indent=1)
     lines = [f"# FedProxy benchmark ({self.a.size}: LLM {self.L} layers, hidden {self.llm_cfg['hidden_size']}, "
              f"vocab {self.llm_cfg['vocab_size']}; {len(clients)} clients, alpha {self.a.alpha}, "
              f"{self.hp['rounds']} rounds x {self.hp['local_steps']} local steps, LoRA rank {self.hp['rank']}, "
-             f"lr {self.lr:g} chosen on valid)", "",
+             f"lr {self.lr:g}, server lr {self.server_lr:g}, FedProxy span {self.spans.get('fedproxy', 'none')} "
+             "chosen on valid)", "",
              "Held-out perplexity (accuracy) per client; mean over clients.", "",
              "| row | " + " | ".join(f"client {k}" for k in clients) + " | mean ppl | mean acc | bytes/client | wall s |",
              "|---|" + "---|" * (len(clients) + 4)]
@@ -516,6 +546,8 @@ def main():
     ap.add_argument("--distill-steps", type=int, default=0, help="proxy distillation steps (default: the size's)")
     ap.add_argument("--client-bytes", type=int, default=0, help="text per client (default: the size's)")
     ap.add_argument("--lr", type=float, default=0, help="skip the valid-split search and use this learning rate")
+    ap.add_argument("--server-lr", type=float, default=0,
+                    help="skip the valid-split search of the server's step size and use this one")
     ap.add_argument("--out", default=None, help="output directory (default: experiments/<size>)")
     ap.add_argument("--fp", default=os.path.join(REPO, "build", "tools", "fp"))
     ap.add_argument("--per-round", action=argparse.BooleanOptionalAction, default=True,
