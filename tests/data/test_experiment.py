@@ -48,9 +48,21 @@ try:
                       f"{row['key']}: bytes per client {pc}")
                 check(row.get("wall_s", 0) > 0, f"{row['key']}: wall time")
                 check(len(row.get("proxy_heldout_loss_by_round", [])) == 2, f"{row['key']}: one loss per round")
-        check(set(t["lr_search_valid_loss"]) == {"0.0003", "0.001", "0.003", "0.01"}, "lr searched on valid")
+        check(set(t["lr_search_valid_loss"]) == {"0.0001", "0.0003", "0.001", "0.003"}, "lr searched on valid")
         check(min(t["lr_search_valid_loss"], key=t["lr_search_valid_loss"].get) == f"{t['lr']:g}",
               "the chosen lr has the lowest valid loss")
+        sl = t["server_lr_search_valid_loss"]
+        check(set(sl) == {"1", "2", "4", "8"} and min(sl, key=sl.get) == f"{t['server_lr']:g}",
+              f"server_lr searched on valid, the lowest chosen: {sl} -> {t['server_lr']}")
+        sp = t["span_search_valid_loss"].get("fedproxy", {})
+        check(set(sp) == {"none", "spread"} and min(sp, key=sp.get) == t["fuse_span"]["fedproxy"],
+              f"FedProxy's span chosen on valid: {sp} -> {t['fuse_span']}")
+        check(t["fuse_span"].get("offsite") == "none" and t["fuse_span"].get("fedavg_uniform") == "none",
+              f"the baselines plug in plainly: {t['fuse_span']}")
+        sims = {}
+        for row in ("offsite", "fedavg_uniform"):
+            sims[row] = json.load(open(os.path.join(out, "fed", row, "sim.json")))["server"].get("server_lr")
+        check(all(v == t["server_lr"] for v in sims.values()), f"every federated row uses the chosen server_lr: {sims}")
         md = open(os.path.join(out, "table.md")).read()
         for row in t["rows"]:
             check(row["row"] in md, f"table.md lists {row['row']}")
