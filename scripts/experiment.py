@@ -16,7 +16,8 @@ per round of the federated rows) and prints the table. Rows:
   5 FedProxy: influence-selected, distilled proxy, federated LoRA with secure
     aggregation, fused (plug-in span none or spread, chosen by pooled valid
     loss of the fused LLM)
-  6 centralized LoRA on the LLM, all clients' train text pooled (upper bound)
+  6 centralized LoRA on the LLM, all clients' train text pooled (upper bound;
+    its learning rate chosen on valid for its budget)
   7 local only: each client's LoRA on the FedProxy proxy, fused (FedProxy's
     span), on its own data
 Every federated row uses secure aggregation (SecAgg+) so that their
@@ -25,7 +26,8 @@ learning rate is picked from a small grid by pooled valid-split loss of LoRA on
 the FedProxy proxy, the server's step size (server.json "server_lr") by pooled
 valid loss of the LLM fused with FedProxy's global adapter (never on heldout); the training budget of each row is
 rounds x local steps per client (centralized: that times the client count,
-the same number of samples). Python 3 standard library only.
+the same number of samples). The centralized upper bound picks its own
+learning rate from the same grid by pooled valid loss for its own budget. Python 3 standard library only.
 """
 import argparse
 import json
@@ -50,7 +52,7 @@ SIZES = {
                  server_lr_grid=[1.0, 2.0, 4.0, 8.0]),
     # small's server_lr grid leaves out 1 (FedAvg's step): on tiny it had the worst valid loss of 1/2/4
     "small": dict(rank=8, alpha=16, batch=4, seq=128, local_steps=10, distill_steps=60, distill_batch=4,
-                  lr_grid=[1e-4, 3e-4, 1e-3, 3e-3], client_bytes=96 * 1024, clients=6, rounds=6, eval_seq=128,
+                  lr_grid=[1e-4, 3e-4, 1e-3, 3e-3], client_bytes=96 * 1024, clients=6, rounds=4, eval_seq=128,
                   server_lr_grid=[2.0, 4.0, 8.0]),
 }
 
@@ -109,6 +111,7 @@ class Exp:
         self.comm = {}
         self.spans = {}
         self.server_lr, self.server_lr_search = 1.0, {}
+        self.central_lr, self.central_lr_search = None, {}
         self.span_search = {}
 
     def p(self, *parts):
@@ -377,10 +380,18 @@ class Exp:
         self.federated_row("offsite", self.px["offsite"], layers=self.ot_layers, label="Offsite-Tuning")
         self.federated_row("fedavg_uniform", self.px["uniform"], label="FedAvg-LoRA, uniform undistilled proxy")
 
-        step("centralized LoRA on the LLM (pooled train)")
+        step("centralized LoRA on the LLM (pooled train), its learning rate chosen on valid")
+        # The upper bound gets its own learning rate for its own budget: with the federated rows' lr and
+        # server step it would be a weaker bound than it can be (on tiny, FedProxy then beat it).
         steps = self.hp["rounds"] * self.hp["local_steps"] * len(self.clients)
-        out = self.p("central")
-        dt = self.train_lora(self.llm, self.pooled("train"), steps, out, self.lr)
+        self.central_lr_search, runs = {}, {}
+        for lr in ([self.a.central_lr] if self.a.central_lr else self.hp["lr_grid"]):
+            out = self.p("central", f"{lr:g}")
+            runs[lr] = (out, self.train_lora(self.llm, self.pooled("train"), steps, out, lr))
+            self.central_lr_search[f"{lr:g}"] = self.valid_loss(self.llm, out)
+        self.central_lr = min(runs, key=lambda x: self.central_lr_search[f"{x:g}"])
+        print(f"   central lr {self.central_lr:g} (pooled valid loss: {self.central_lr_search})", file=sys.stderr)
+        out, dt = runs[self.central_lr]
         self.results["central"] = self.eval_model(self.llm, adapter=out)
         self.comm["central"] = {"wall_s": dt}
 
@@ -436,7 +447,8 @@ def write(self):
              "lr_search_valid_loss": self.lr_search, "alpha": self.a.alpha, "seed": self.a.seed,
              "middle": self.middle, "offsite_lora_layers": self.ot_layers, "rows": rows, "curves": self.curves,
              "fedproxy_gap_closed": gap, "fuse_span": self.spans, "server_lr": self.server_lr,
-             "server_lr_search_valid_loss": self.server_lr_search, "span_search_valid_loss": self.span_search, "total_s": self.total_s,
+             "server_lr_search_valid_loss": self.server_lr_search,
+             "central_lr": self.central_lr, "central_lr_search_valid_loss": self.central_lr_search, "span_search_valid_loss": self.span_search, "total_s": self.total_s,
              "mixtures": {str(c["id"]): c["mixture"] for c in self.manifest["client_list"]}}
     with open(self.p("table.json"), "w") as fh:
         json.dump(table, fh, indent=1)
@@ -444,7 +456,7 @@ def write(self):
              f"vocab {self.llm_cfg['vocab_size']}; {len(clients)} clients, alpha {self.a.alpha}, "
              f"{self.hp['rounds']} rounds x {self.hp['local_steps']} local steps, LoRA rank {self.hp['rank']}, "
              f"lr {self.lr:g}, server lr {self.server_lr:g}, FedProxy span {self.spans.get('fedproxy', 'none')} "
-             "chosen on valid)", "",
+             + (f", centralized lr {self.central_lr:g} " if self.central_lr else "") + "chosen on valid)", "",
              "Held-out perplexity (accuracy) per client; mean over clients.", "",
              "| row | " + " | ".join(f"client {k}" for k in clients) + " | mean ppl | mean acc | bytes/client | wall s |",
              "|---|" + "---|" * (len(clients) + 4)]
@@ -547,6 +559,8 @@ def main():
     ap.add_argument("--distill-steps", type=int, default=0, help="proxy distillation steps (default: the size's)")
     ap.add_argument("--client-bytes", type=int, default=0, help="text per client (default: the size's)")
     ap.add_argument("--lr", type=float, default=0, help="skip the valid-split search and use this learning rate")
+    ap.add_argument("--central-lr", type=float, default=0,
+                    help="skip the valid-split search of the centralized row's learning rate and use this one")
     ap.add_argument("--server-lr", type=float, default=0,
                     help="skip the valid-split search of the server's step size and use this one")
     ap.add_argument("--out", default=None, help="output directory (default: experiments/<size>)")

@@ -54,6 +54,9 @@ try:
         sl = t["server_lr_search_valid_loss"]
         check(set(sl) == {"1", "2", "4", "8"} and min(sl, key=sl.get) == f"{t['server_lr']:g}",
               f"server_lr searched on valid, the lowest chosen: {sl} -> {t['server_lr']}")
+        cl = t["central_lr_search_valid_loss"]
+        check(set(cl) == set(t["lr_search_valid_loss"]) and min(cl, key=cl.get) == f"{t['central_lr']:g}",
+              f"the centralized row's lr searched on valid, the lowest chosen: {cl} -> {t['central_lr']}")
         sp = t["span_search_valid_loss"].get("fedproxy", {})
         check(set(sp) == {"none", "spread"} and min(sp, key=sp.get) == t["fuse_span"]["fedproxy"],
               f"FedProxy's span chosen on valid: {sp} -> {t['fuse_span']}")
