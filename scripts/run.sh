@@ -6,8 +6,8 @@
 # compression into signed proxies, federated LoRA with secure aggregation over
 # CURVE-encrypted loopback, fusion back into the LLM, and every baseline row of
 # issue 6 (zero-shot, proxy alone, Offsite-Tuning, FedAvg-LoRA on a uniform
-# proxy, FedProxy, centralized and local-only LoRA). About 15-25 minutes on a
-# 2-core lavapipe the first time (pretraining the tiny base), ~13 after.
+# proxy, FedProxy, centralized and local-only LoRA). About 25-30 minutes on a
+# 2-core lavapipe the first time (pretraining the tiny base), ~20 after.
 # `scripts/run.sh --demo` runs only the protocol demo instead: six
 # heterogeneous stand-in clients, one dropping mid-round (a few seconds).
 set -euo pipefail
