@@ -595,7 +595,8 @@ int fp_agg_norms(fp_stream *s, fp_tensor *norms, const fp_tensor *X, fp_tensor *
  * needs about a tenth of radix select's compares but 128 live values per
  * invocation: on CPU devices the overflow is L1 traffic, on GPUs it would be
  * scratch memory, so GPUs stop at 32. fp-probe may tune it
- * ("aggregate.order_net": 32, 64 or 128). */
+ * ("aggregate.order_net": 32, 64 or 128); FP_AGG_ORDER_NET overrides it
+ * (tests run radix select on lavapipe that way, and experiments). */
 static int64_t order_net_max(const fp_ctx *ctx)
 {
     const char *t = getenv("FP_AGG_ORDER_NET");
@@ -619,16 +620,32 @@ static int64_t order_slab(const fp_ctx *ctx, int64_t K, int64_t D)
  * of rb rows each (order_stat.comp), column chunks of dc, so nothing is
  * gathered as long as rb - 1 rows plus a chunk fit one binding. The fewest
  * bands whose chunks are at least min(D, 256) columns (fewer dispatches);
- * 0 if none fit (then the column slabs are gathered). */
+ * 0 if none fit (then the column slabs are gathered).
+ * How many bands to allow: 1 by default (X in one binding, as before). On
+ * lavapipe here, 100 rows exactly 4 MiB apart (D = 2^20) read in place cost
+ * about 1.4x the CPU time of gathering them into slabs first (the copies
+ * stream each row; the slab's rows are 1.3 MB apart) although D = 1.1e6 read
+ * in place beat the gather: memory-system conflicts of power-of-two strides,
+ * not compute. So more bands only where measured: "aggregate.order_bands"
+ * (1..7, fp-probe) or FP_AGG_ORDER_BANDS (tests, experiments). */
 #define ORDER_BANDS 7
+static int64_t order_max_bands(const fp_ctx *ctx)
+{
+    const char *t = getenv("FP_AGG_ORDER_BANDS");
+    if (!t || !*t)
+        t = fp_measured_tune_get(fp_ctx_measured(ctx), "aggregate.order_bands");
+    int64_t v = t ? atoll(t) : 1;
+    return v >= 1 && v <= ORDER_BANDS ? v : 1;
+}
+
 static int order_bands(const fp_ctx *ctx, int64_t K, int64_t D, int64_t *rb, int64_t *dc)
 {
-    int64_t R = fp_win_max_elems(ctx), want = D < 256 ? D : 256;
-    for (int64_t nb = 1; nb <= ORDER_BANDS; nb++) {
+    int64_t R = fp_win_max_elems(ctx), want = D < 256 ? D : 256, maxb = order_max_bands(ctx);
+    for (int64_t nb = 1; nb <= maxb; nb++) {
         int64_t r = (K + nb - 1) / nb, c = R - (r - 1) * D;
         if (c > 64)
             c -= c % 64;
-        if (c >= want) {
+        if (c >= want || (nb == 1 && c >= 1)) {
             *rb = r;
             *dc = c < D ? c : D;
             return 1;

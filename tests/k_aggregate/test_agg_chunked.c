@@ -23,6 +23,7 @@ int main(void)
         return fp_test_report("test_agg_chunked");
     fputs("{\"name\": \"tiny-range\", \"base\": \"minimal\", \"storage_range\": 65536}\n", f);
     fclose(f);
+    setenv("FP_AGG_ORDER_BANDS", "7", 1); /* in-place bands (default 1 on lavapipe) */
     fp_ctx *ctx = fp_test_ctx(path);
     printf("storage range %llu bytes\n", (unsigned long long)fp_ctx_profile(ctx)->storage_range);
     /* 16380 elements per binding: D = 100003 needs column chunks; K*D = 33000 needs row groups */
