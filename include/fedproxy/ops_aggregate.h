@@ -20,10 +20,12 @@
  * (128 MiB on some devices): the wrappers split X into row groups and column
  * chunks transparently. Reductions over clients (sums) stay exact in order:
  * row groups are accumulated in client order, as the references do. Median
- * and trimmed mean need every client's value of a coordinate in one binding,
- * i.e. (K-1)*D + 1 elements; beyond that they gather column slabs [K, dc]
- * into a caller-provided work tensor (fp_agg_order_worksize) with transfer
- * copies, which costs one more read and write of X.
+ * and trimmed mean need every client's value of a coordinate in one dispatch:
+ * the sorting networks read X in place through up to 7 bindings of row bands
+ * (so 7 bindings must hold ceil(K/7)-1 rows plus a chunk of columns), radix
+ * select through one ((K-1)*D + 1 elements); beyond that they gather column
+ * slabs [K, dc] into a caller-provided work tensor (fp_agg_order_worksize)
+ * with transfer copies, which costs one more read and write of X.
  *
  * Numerics (what the tests check):
  *  - weighted sums, TIES sums, ring ops: summed in client order k = 0..K-1,
@@ -31,9 +33,12 @@
  *    differ from them by FMA contraction only; ring results are bit-exact).
  *  - median / trimmed mean: exact selection, deterministic. K <= 32 (K <= 128
  *    on CPU devices, where registers spill to L1; tuned key
- *    "aggregate.order_net" = 32 | 64 | 128): the K values are sorted by an
- *    odd-even merge network pruned to K inputs and the kept ranks summed in
- *    ascending order (as the reference). Beyond (any K): the two
+ *    "aggregate.order_net" = 32 | 64 | 128): the K values are partitioned by
+ *    an odd-even merge network pruned to K inputs and to the kept ranks (the
+ *    ranks below, kept and above land in the right blocks, in no particular
+ *    order inside them) and the kept block summed in position order (so the
+ *    trimmed mean may differ from the reference's ascending sum by rounding:
+ *    the selected values are the same). Beyond (any K): the two
  *    boundary ranks are found exactly by a 16-pass (2 bits each) search on
  *    order-preserving keys; the values strictly between are summed in client
  *    order plus the boundary values times their kept multiplicity (so a
@@ -96,7 +101,7 @@ int fp_agg_clip(fp_stream *s, fp_tensor *X, const fp_tensor *norms, float c);
 /* ---- robust statistics --------------------------------------------------------- */
 
 /* f32 scratch elements median / trimmed mean need for K x D on this device:
- * 0 when X fits one binding (work may then be NULL). */
+ * 0 when X is read in place (work may then be NULL). */
 int64_t fp_agg_order_worksize(const fp_ctx *ctx, int64_t K, int64_t D);
 
 /* out[d] = mean of the values of rank b .. K-1-b (0-based, ascending) of

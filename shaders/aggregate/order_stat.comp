@@ -3,9 +3,9 @@
 // (KP 64 and 128: CPU devices, where the values that do not fit registers
 // spill to the L1 cache; GPUs use the radix kernel past 32):
 // each thread loads its coordinate's values into registers, pads with +Inf,
-// sorts them with Batcher's odd-even merge network (sortnet.glsl, constant
-// indices only, so nothing is indexed dynamically) and averages ranks lo..hi in
-// ascending order, as the C reference does. Exact selection, deterministic.
+// partitions them with Batcher's odd-even merge network pruned to the kept
+// ranks LO..HI (sortnet.glsl, constant indices only, so nothing is indexed
+// dynamically) and averages those ranks. Exact selection, deterministic.
 // VEC4: four coordinates per thread (n, ld and offsets in vec4 units); min and
 // max act lane by lane, so the same network sorts four columns at once.
 #include "common.glsl"
@@ -15,19 +15,43 @@
 // The number of clients, as a specialization constant: the network is pruned
 // to it (see sortnet.glsl) and the padding loads fold away.
 layout(constant_id = 3) const uint NK = KP;
+// Ranks kept (0-based, ascending): the network is pruned backward to the
+// partition [0, LO), [LO, HI], (HI, NK) (see sortnet.glsl) and the middle
+// block summed (in position order, not ascending: the trimmed mean may differ
+// from the reference's ascending sum by rounding; the median is exact).
+layout(constant_id = 5) const uint LO = 0u;
+layout(constant_id = 6) const uint HI = KP - 1u;
 #define SORTNET_N NK
+#define SORTNET_LO LO
+#define SORTNET_HI HI
 #include "sortnet.glsl"
 #ifdef VEC4
 #define T vec4
 #else
 #define T float
 #endif
-layout(std430, binding = 0) readonly buffer XB { T x[]; };
-layout(std430, binding = 1) writeonly buffer OB { T o[]; };
-layout(push_constant) uniform P { uint n, nk, ld, xoff, ooff, lo, hi; } pc;
+// Rows per band: X is read through up to 7 bindings ("bands") of RB rows each,
+// so K x D beyond one binding's range needs no gathered copy. Band g holds
+// rows [g*RB, (g+1)*RB) with row stride ld, its first element at xo[g].
+layout(constant_id = 4) const uint RB = KP;
+layout(std430, binding = 0) writeonly buffer OB { T o[]; };
+layout(std430, binding = 1) readonly buffer X0 { T x0[]; };
+layout(std430, binding = 2) readonly buffer X1 { T x1[]; };
+layout(std430, binding = 3) readonly buffer X2 { T x2[]; };
+layout(std430, binding = 4) readonly buffer X3 { T x3[]; };
+layout(std430, binding = 5) readonly buffer X4 { T x4[]; };
+layout(std430, binding = 6) readonly buffer X5 { T x5[]; };
+layout(std430, binding = 7) readonly buffer X6 { T x6[]; };
+layout(push_constant) uniform P { uint n, ld, ooff, xo[7]; } pc;
 
-#define LD(k) v[k] = (k) < NK ? x[base + (k) * pc.ld] : T(inf);
-#define SM(k) if ((k) < NK && (k) >= pc.lo && (k) <= pc.hi) s += v[k];
+// k and RB are constants after specialization, so every branch but one folds
+// away and the loads keep constant row offsets.
+#define BAND(g, xg, k) else if ((k) < (g + 1u) * RB) v[k] = xg[pc.xo[g] + i + ((k) - (g) * RB) * pc.ld];
+#define LD(k) if ((k) >= NK) v[k] = T(inf); \
+    else if ((k) < RB) v[k] = x0[pc.xo[0] + i + (k) * pc.ld]; \
+    BAND(1u, x1, k) BAND(2u, x2, k) BAND(3u, x3, k) BAND(4u, x4, k) BAND(5u, x5, k) \
+    else v[k] = x6[pc.xo[6] + i + ((k) - 6u * RB) * pc.ld];
+#define SM(k) if ((k) < NK && (k) >= LO && (k) <= HI) s += v[k];
 #define REP4(M, b) M(b) M((b) + 1) M((b) + 2) M((b) + 3)
 #define REP16(M, b) REP4(M, b) REP4(M, (b) + 4) REP4(M, (b) + 8) REP4(M, (b) + 12)
 #define REP64(M, b) REP16(M, b) REP16(M, (b) + 16) REP16(M, (b) + 32) REP16(M, (b) + 48)
@@ -38,7 +62,6 @@ void main()
     if (i >= pc.n)
         return;
     const float inf = uintBitsToFloat(0x7f800000u);
-    uint base = pc.xoff + i;
     T v[KP];
     T s = T(0.0);
 #if KP == 4
@@ -68,5 +91,5 @@ void main()
 #else
 #error KP must be 4, 8, 16, 32, 64 or 128
 #endif
-    o[pc.ooff + i] = s / float(pc.hi - pc.lo + 1u);
+    o[pc.ooff + i] = s / float(HI - LO + 1u);
 }

@@ -595,10 +595,13 @@ int fp_agg_norms(fp_stream *s, fp_tensor *norms, const fp_tensor *X, fp_tensor *
  * needs about a tenth of radix select's compares but 128 live values per
  * invocation: on CPU devices the overflow is L1 traffic, on GPUs it would be
  * scratch memory, so GPUs stop at 32. fp-probe may tune it
- * ("aggregate.order_net": 32, 64 or 128). */
+ * ("aggregate.order_net": 32, 64 or 128); FP_AGG_ORDER_NET overrides it
+ * (tests run radix select on lavapipe that way, and experiments). */
 static int64_t order_net_max(const fp_ctx *ctx)
 {
-    const char *t = fp_measured_tune_get(fp_ctx_measured(ctx), "aggregate.order_net");
+    const char *t = getenv("FP_AGG_ORDER_NET");
+    if (!t || !*t)
+        t = fp_measured_tune_get(fp_ctx_measured(ctx), "aggregate.order_net");
     if (t && (!strcmp(t, "32") || !strcmp(t, "64") || !strcmp(t, "128")))
         return atoi(t);
     return fp_ctx_profile(ctx)->type == FP_DEVICE_CPU ? 128 : 32;
@@ -613,13 +616,105 @@ static int64_t order_slab(const fp_ctx *ctx, int64_t K, int64_t D)
     return dc < D ? dc : D;
 }
 
+/* Banded network path: X is read in place through up to ORDER_BANDS bindings
+ * of rb rows each (order_stat.comp), column chunks of dc, so nothing is
+ * gathered as long as rb - 1 rows plus a chunk fit one binding. The fewest
+ * bands whose chunks are at least min(D, 256) columns (fewer dispatches);
+ * 0 if none fit (then the column slabs are gathered).
+ * How many bands to allow: 1 by default (X in one binding, as before). On
+ * lavapipe here, 100 rows exactly 4 MiB apart (D = 2^20) read in place cost
+ * about 1.4x the CPU time of gathering them into slabs first (the copies
+ * stream each row; the slab's rows are 1.3 MB apart) although D = 1.1e6 read
+ * in place beat the gather: memory-system conflicts of power-of-two strides,
+ * not compute. So more bands only where measured: "aggregate.order_bands"
+ * (1..7, fp-probe) or FP_AGG_ORDER_BANDS (tests, experiments). */
+#define ORDER_BANDS 7
+static int64_t order_max_bands(const fp_ctx *ctx)
+{
+    const char *t = getenv("FP_AGG_ORDER_BANDS");
+    if (!t || !*t)
+        t = fp_measured_tune_get(fp_ctx_measured(ctx), "aggregate.order_bands");
+    int64_t v = t ? atoll(t) : 1;
+    return v >= 1 && v <= ORDER_BANDS ? v : 1;
+}
+
+static int order_bands(const fp_ctx *ctx, int64_t K, int64_t D, int64_t *rb, int64_t *dc)
+{
+    int64_t R = fp_win_max_elems(ctx), want = D < 256 ? D : 256, maxb = order_max_bands(ctx);
+    for (int64_t nb = 1; nb <= maxb; nb++) {
+        int64_t r = (K + nb - 1) / nb, c = R - (r - 1) * D;
+        if (c > 64)
+            c -= c % 64;
+        if (c >= want || (nb == 1 && c >= 1)) {
+            *rb = r;
+            *dc = c < D ? c : D;
+            return 1;
+        }
+    }
+    return 0;
+}
+
 int64_t fp_agg_order_worksize(const fp_ctx *ctx, int64_t K, int64_t D)
 {
     if (!ctx || K < 1 || D < 1)
         return 0;
-    if ((K - 1) * D + 1 <= fp_win_max_elems(ctx))
+    int64_t rb, dc;
+    if (K <= order_net_max(ctx) ? order_bands(ctx, K, D, &rb, &dc) : (K - 1) * D + 1 <= fp_win_max_elems(ctx))
         return 0; /* X binds directly */
     return K * order_slab(ctx, K, D);
+}
+
+/* One column chunk [d0, d0 + n) of the banded network: a vec4 body where every
+ * band window starts on a vec4 (and rows are whole vec4s apart), a scalar tail. */
+static int order_net_chunk(fp_stream *s, const char *name, int vec4_ok, uint32_t nk, int64_t rb, const fp_tensor *X,
+                           fp_tensor *out, int64_t D, int64_t d0, int64_t n, const uint32_t lohi[2])
+{
+    fp_ctx *ctx = fp_stream_ctx(s);
+    int64_t K = X->shape[0];
+    int nb = (int)((K + rb - 1) / rb), opened = 0, rc = 0;
+    fp_win w[1 + ORDER_BANDS];
+    rc = fp_win_open(&w[0], out, d0, n);
+    if (!rc)
+        opened = 1;
+    for (int g = 0; g < nb && !rc; g++) {
+        int64_t k0 = g * rb, rows = K - k0 < rb ? K - k0 : rb;
+        rc = fp_win_open(&w[1 + g], X, k0 * D + d0, (rows - 1) * D + n);
+        if (!rc)
+            opened++;
+    }
+    int vec = !rc && vec4_ok && use_vec4(ctx) && (K == 1 || D % 4 == 0);
+    for (int i = 0; i < opened && vec; i++)
+        if (w[i].delta % 4)
+            vec = 0;
+    int64_t nv = vec ? n / 4 : 0;
+    fp_binding b[1 + ORDER_BANDS];
+    b[0] = FP_W(w[0].t);
+    for (int g = 0; g < nb && !rc; g++)
+        b[1 + g] = FP_R(w[1 + g].t);
+    for (int pass = 0; pass < 2 && !rc; pass++) {
+        int64_t cnt = pass == 0 ? nv : n - 4 * nv;
+        if (!cnt)
+            continue;
+        uint32_t unit = pass == 0 ? 4 : 1, skip = pass ? (uint32_t)nv * 4 : 0;
+        uint32_t push[3 + ORDER_BANDS] = {(uint32_t)cnt, (uint32_t)(K > 1 ? D / unit : D), (w[0].delta + skip) / unit};
+        for (int g = 0; g < ORDER_BANDS; g++)
+            push[3 + g] = g < nb ? (w[1 + g].delta + skip) / unit : 0;
+        char pn[48];
+        snprintf(pn, sizeof pn, "%s%s", name, unit == 4 ? "_vec4" : "");
+        /* one pipeline per (K, rows per band, kept ranks): the network is pruned to them */
+        uint32_t wg = reduce_wg(ctx), spec[7] = {wg, 1, 1, nk, (uint32_t)rb, lohi[0], lohi[1]}, gx, gy;
+        fp_pipeline *p;
+        rc = fp_pipeline_get(&p, ctx, pn, spec, 7);
+        if (rc)
+            break;
+        fp_grid_1d((uint32_t)cnt, wg, &gx, &gy);
+        rc = fp_stream_dispatch(s, p, b, (uint32_t)(1 + nb), push, sizeof push, gx, gy, 1);
+        if (!rc && (pass == 0 || !nv))
+            snprintf(last_variant, sizeof last_variant, "%s", pn); /* the body; a tail is scalar */
+    }
+    for (int i = 0; i < opened; i++)
+        fp_win_close(&w[i]);
+    return rc;
 }
 
 static uint32_t push_order(void *p, const agg_tile *t, const void *user)
@@ -627,6 +722,31 @@ static uint32_t push_order(void *p, const agg_tile *t, const void *user)
     const uint32_t *lohi = user;
     uint32_t q[7] = {t->cnt, (uint32_t)t->nk, t->ld, t->off[0], t->off[1], lohi[0], lohi[1]};
     return PUSH_OUT(p, q);
+}
+
+/* X [K, D] read in place (fp_agg_order_worksize(K, D) == 0): small K, a
+ * sorting network in registers (vec4 up to 16) over bands of X; beyond, radix
+ * select (any K) with X in one binding. */
+static int order_direct(fp_stream *s, const char *op, fp_tensor *out, const fp_tensor *X, const uint32_t lohi[2])
+{
+    fp_ctx *ctx = fp_stream_ctx(s);
+    int64_t K = X->shape[0], D = X->shape[1], rb, dc;
+    int rc = 0;
+    if (K <= order_net_max(ctx) && order_bands(ctx, K, D, &rb, &dc)) {
+        uint32_t kp = 4;
+        while (kp < K)
+            kp <<= 1;
+        char name[32];
+        snprintf(name, sizeof name, "agg_order_k%u", kp);
+        for (int64_t d0 = 0; d0 < D && !rc; d0 += dc)
+            rc = order_net_chunk(s, name, kp <= ORDER_VEC4_MAX_K, (uint32_t)K, rb, X, out, D, d0,
+                                 D - d0 < dc ? D - d0 : dc, lohi);
+        return rc ? fp_adderr(rc, "%s", op) : 0;
+    }
+    /* long per-thread loops: small groups (64) */
+    agg_job j = {.op = op, .shader = "agg_order_radix", .has_vec4 = 1, .all_rows = 1, .wg = reduce_wg(ctx), .K = K,
+                 .D = D, .nargs = 2, .arg = {{X, ARG_MAT, 0}, {out, ARG_VEC, 1}}, .push = push_order, .user = lohi};
+    return job_run(s, &j);
 }
 
 static int order_stat(fp_stream *s, const char *op, fp_tensor *out, const fp_tensor *X, int median, uint32_t b,
@@ -645,31 +765,15 @@ static int order_stat(fp_stream *s, const char *op, fp_tensor *out, const fp_ten
     if (2 * (int64_t)b >= K)
         return fp_seterr(FP_EINVAL, "%s: trimming %u from each end of %lld clients leaves nothing", op, b,
                          (long long)K);
-    /* small K: sorting network in registers (vec4 up to 16); beyond: radix select (any K) */
     fp_ctx *ctx = fp_stream_ctx(s);
-    char name[32] = "agg_order_radix";
-    int vec4 = 1;
-    uint32_t nk_spec = 0; /* networks: pruned to K inputs at pipeline creation */
-    if (K <= order_net_max(ctx)) {
-        nk_spec = (uint32_t)K;
-        uint32_t kp = 4;
-        while (kp < K)
-            kp <<= 1;
-        snprintf(name, sizeof name, "agg_order_k%u", kp);
-        vec4 = kp <= ORDER_VEC4_MAX_K;
-    }
     uint32_t lohi[2] = {b, (uint32_t)(K - 1 - b)};
-    /* register-heavy networks and long per-thread loops: small groups (64) */
-    agg_job j = {.op = op, .shader = name, .has_vec4 = vec4, .all_rows = 1, .wg = reduce_wg(ctx), .spec3 = nk_spec,
-                 .K = K, .D = D, .nargs = 2, .arg = {{X, ARG_MAT, 0}, {out, ARG_VEC, 1}}, .push = push_order,
-                 .user = lohi};
     int64_t need = fp_agg_order_worksize(ctx, K, D);
     if (need == 0)
-        return job_run(s, &j);
-    /* too big for one binding: gather column slabs [K, dc] into work (transfer copies) */
+        return order_direct(s, op, out, X, lohi);
+    /* too big for the bindings: gather column slabs [K, dc] into work (transfer copies) */
     if (!work || work->dtype != FP_F32 || fp_tensor_numel(work) < need)
         return fp_seterr(FP_EUNSUPPORTED,
-                         "%s: %lld clients x %lld coordinates do not fit one binding on %s (storage range %llu "
+                         "%s: %lld clients x %lld coordinates do not fit the bindings on %s (storage range %llu "
                          "bytes); pass an f32 work tensor of fp_agg_order_worksize = %lld elements",
                          op, (long long)K, (long long)D, fp_ctx_profile(ctx)->name,
                          (unsigned long long)fp_ctx_profile(ctx)->storage_range, (long long)need);
@@ -696,13 +800,8 @@ static int order_stat(fp_stream *s, const char *op, fp_tensor *out, const fp_ten
         rc = fp_tensor_view(&slab, work, 0, FP_F32, 2, shp);
         if (!rc)
             rc = fp_tensor_view(&ov, out, d0, FP_F32, 1, &n);
-        if (!rc) {
-            agg_job js = j;
-            js.D = n;
-            js.arg[0].t = slab;
-            js.arg[1].t = ov;
-            rc = job_run(s, &js);
-        }
+        if (!rc)
+            rc = order_direct(s, op, ov, slab, lohi);
         fp_tensor_free(slab);
         fp_tensor_free(ov);
     }

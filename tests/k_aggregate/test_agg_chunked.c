@@ -1,7 +1,9 @@
 /* Windowed binding: a custom overlay with a 64 KiB storage range forces every
  * op through row groups and column chunks (and misaligned windows); results
- * must still equal the references. Median beyond one binding gathers column
- * slabs through a work tensor, and is refused without one. */
+ * must still equal the references. Median and trimmed mean read X through
+ * up to 7 bindings of row bands (33 x 1000, 2 x 100003); beyond that they
+ * gather column slabs through a work tensor (33 x 7001), and are refused
+ * without one. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,14 +23,15 @@ int main(void)
         return fp_test_report("test_agg_chunked");
     fputs("{\"name\": \"tiny-range\", \"base\": \"minimal\", \"storage_range\": 65536}\n", f);
     fclose(f);
+    setenv("FP_AGG_ORDER_BANDS", "7", 1); /* in-place bands (default 1 on lavapipe) */
     fp_ctx *ctx = fp_test_ctx(path);
     printf("storage range %llu bytes\n", (unsigned long long)fp_ctx_profile(ctx)->storage_range);
     /* 16380 elements per binding: D = 100003 needs column chunks; K*D = 33000 needs row groups */
-    static const agg_case cases[] = {{5, 1000, 0}, {33, 1000, 1}, {3, 7001, 0}, {2, 100003, 1}};
+    static const agg_case cases[] = {{5, 1000, 0}, {33, 1000, 0}, {3, 7001, 0}, {2, 100003, 0}, {33, 7001, 1}};
     agg_suite(ctx, cases, (int)(sizeof cases / sizeof cases[0]));
     fp_stream *s;
     CHECK_OK(fp_stream_new(&s, ctx));
-    int64_t shp[2] = {33, 1000};
+    int64_t shp[2] = {33, 7001};
     fp_tensor *X, *o;
     CHECK_OK(fp_tensor_new(&X, ctx, FP_F32, 2, shp));
     CHECK_OK(fp_tensor_new(&o, ctx, FP_F32, 1, &shp[1]));
