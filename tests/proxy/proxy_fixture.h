@@ -116,4 +116,22 @@ static inline void pfx_copy_dir(const char *src, const char *dst)
     CHECK(system(cmd) == 0);
 }
 
+/* A random LoRA adapter (rank 3, alpha 6, every module, N(0, scale^2)
+ * entries) for the proxy in proxy_dir, saved as PEFT in adapter_dir. */
+static inline void pfx_random_adapter(fp_ctx *ctx, const char *proxy_dir, const char *adapter_dir, float scale)
+{
+    fp_model *pm = NULL;
+    CHECK_OK(fp_model_load_dir(&pm, ctx, proxy_dir));
+    fp_lora_config lc = {.rank = 3, .alpha = 6.0f, .targets = FP_LORA_ALL};
+    CHECK_OK(fp_model_lora_enable(pm, &lc, 1));
+    int64_t nl = fp_lora_param_count(fp_model_cfg(pm), &lc);
+    float *lv = malloc((size_t)nl * sizeof *lv);
+    for (int64_t i = 0; i < nl; i++)
+        lv[i] = scale * fp_test_normal();
+    CHECK_OK(fp_model_upload(pm, 1, lv, nl));
+    CHECK_OK(fp_model_save_adapter(pm, adapter_dir));
+    fp_model_free(pm);
+    free(lv);
+}
+
 #endif

@@ -96,18 +96,7 @@ int main(void)
     CHECK(map.proxy_layers == 6 && map.layers[2].llm == 2 && map.layers[2].span_last == 4);
 
     /* a random proxy adapter (rank 3, alpha 6, every module) */
-    fp_model *pm = NULL;
-    CHECK_OK(fp_model_load_dir(&pm, ctx, proxy));
-    fp_lora_config lc = {.rank = 3, .alpha = 6.0f, .targets = FP_LORA_ALL};
-    CHECK_OK(fp_model_lora_enable(pm, &lc, 1));
-    int64_t nl = fp_lora_param_count(fp_model_cfg(pm), &lc);
-    float *lv = malloc((size_t)nl * sizeof *lv);
-    for (int64_t i = 0; i < nl; i++)
-        lv[i] = 0.5f * fp_test_normal();
-    CHECK_OK(fp_model_upload(pm, 1, lv, nl));
-    CHECK_OK(fp_model_save_adapter(pm, adir));
-    fp_model_free(pm);
-    free(lv);
+    pfx_random_adapter(ctx, proxy, adir, 0.5f);
 
     fp_fuse_opts none = {"none", 0.0f, 0};
     CHECK_OK(fp_proxy_fuse(f.llm, proxy, adir, f.server.pk, &none, NULL, pdir));
