@@ -74,6 +74,12 @@ const fp_st_tensor *fp_st_at(const fp_st_file *f, size_t i);
 /* Lookup by name; NULL if absent (no error message set). */
 const fp_st_tensor *fp_st_find(const fp_st_file *f, const char *name);
 
+/* The files behind f: one, or every shard in the index's order of first
+ * mention. fp_st_file_at returns file i's path (owned by f; NULL past the
+ * end) and its tensors' range: fp_st_at(f, j) for *first <= j < *end. */
+size_t fp_st_file_count(const fp_st_file *f);
+const char *fp_st_file_at(const fp_st_file *f, size_t i, size_t *first, size_t *end);
+
 /* __metadata__ entries (of the first shard for a sharded set; string -> string).
  * fp_st_metadata returns the value for key or NULL. */
 size_t fp_st_metadata_count(const fp_st_file *f);

@@ -54,6 +54,19 @@ void fp_st_close(fp_st_file *f)
 
 size_t fp_st_count(const fp_st_file *f) { return f ? f->n : 0; }
 
+size_t fp_st_file_count(const fp_st_file *f) { return f ? f->n_maps : 0; }
+
+const char *fp_st_file_at(const fp_st_file *f, size_t i, size_t *first, size_t *end)
+{
+    if (!f || i >= f->n_maps)
+        return NULL;
+    if (first)
+        *first = f->maps[i].first;
+    if (end)
+        *end = i + 1 < f->n_maps ? f->maps[i + 1].first : f->n;
+    return f->maps[i].path;
+}
+
 const fp_st_tensor *fp_st_at(const fp_st_file *f, size_t i)
 {
     return f && i < f->n ? &f->tensors[i] : NULL;
@@ -316,6 +329,7 @@ int st_file_append(fp_st_file *f, const char *path, int keep_meta)
     struct st_map *m = &f->maps[f->n_maps];
     if ((rc = map_file(m, path)))
         return rc;
+    m->first = f->n;
     f->n_maps++; /* owned by f from here on, also on failure below */
 
     cJSON *root = NULL;

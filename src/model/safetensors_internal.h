@@ -9,6 +9,7 @@ struct st_map {
     char *path;
     void *base; /* mmap of the whole file; NULL for an empty mapping */
     size_t size;
+    size_t first; /* its tensors are tensors[first .. next map's first (or n)) */
 };
 
 struct fp_st_file {

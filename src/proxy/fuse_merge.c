@@ -175,59 +175,26 @@ static int check_out_dir(const char *out_dir, const char *llm_dir)
     return 0;
 }
 
-/* the shard list: the index's in order of first mention (names must be plain
- * *.safetensors file names), or the one model.safetensors */
-static int read_shards(cJSON **index, const char ***names, size_t *n, const char *llm_dir)
+/* the LLM's index (NULL when it is not sharded), to be written back with the
+ * new total_size; fp_st_open_dir has already checked it against the shards */
+static int read_index(cJSON **index, const char *llm_dir)
 {
     char path[4200];
     *index = NULL;
-    *n = 0;
-    *names = NULL;
     int rc = join(path, sizeof path, llm_dir, INDEX_NAME);
-    if (rc)
+    if (rc || access(path, F_OK) != 0)
         return rc;
-    if (access(path, F_OK) != 0) {
-        static const char *one[1] = {"model.safetensors"};
-        *names = one;
-        *n = 1;
-        return 0;
-    }
     void *text = NULL;
     size_t len = 0;
-    rc = fp_read_file(&text, &len, path, 100u << 20);
-    if (rc)
+    if ((rc = fp_read_file(&text, &len, path, 100u << 20)))
         return rc;
-    cJSON *root = cJSON_ParseWithLength(text, len);
+    *index = cJSON_ParseWithLength(text, len);
     free(text);
-    const cJSON *wm = root ? cJSON_GetObjectItemCaseSensitive(root, "weight_map") : NULL;
-    if (!cJSON_IsObject(wm)) {
-        cJSON_Delete(root);
-        return fp_seterr(FP_EFORMAT, "fuse: %s has no \"weight_map\" object", path);
+    if (!cJSON_IsObject(*index)) {
+        cJSON_Delete(*index);
+        *index = NULL;
+        return fp_seterr(FP_EFORMAT, "fuse: %s is not a JSON object", path);
     }
-    const char **list = calloc((size_t)cJSON_GetArraySize(wm) + 1, sizeof *list);
-    if (!list) {
-        cJSON_Delete(root);
-        return fp_seterr(FP_ENOMEM, "fuse: out of host memory");
-    }
-    size_t k = 0;
-    for (const cJSON *e = wm->child; e; e = e->next) {
-        const char *s = cJSON_IsString(e) ? e->valuestring : NULL;
-        size_t sl = s ? strlen(s) : 0;
-        if (!s || sl <= 12 || strcmp(s + sl - 12, ".safetensors") || strchr(s, '/') || s[0] == '.') {
-            free(list);
-            cJSON_Delete(root);
-            return fp_seterr(FP_EFORMAT, "fuse: %s maps %s to '%s', not a *.safetensors file name", path,
-                             e->string, s ? s : "(not a string)");
-        }
-        size_t j = 0;
-        while (j < k && strcmp(list[j], s))
-            j++;
-        if (j == k)
-            list[k++] = s;
-    }
-    *index = root;
-    *names = list;
-    *n = k;
     return 0;
 }
 
@@ -287,31 +254,21 @@ static int write_all(const char *tmp, const char *llm_dir, const fp_st_file *st,
                      int merge_dtype)
 {
     cJSON *index = NULL;
-    const char **shards = NULL;
-    size_t ns = 0;
-    int rc = read_shards(&index, &shards, &ns, llm_dir);
+    int rc = read_index(&index, llm_dir);
     if (rc)
         return rc;
-    const cJSON *wm = index ? cJSON_GetObjectItemCaseSensitive(index, "weight_map") : NULL;
-    size_t n = fp_st_count(st);
+    size_t n = fp_st_count(st), ns = fp_st_file_count(st);
     fp_st_entry *e = calloc(n ? n : 1, sizeof *e);
     void **owned = calloc(n ? n : 1, sizeof *owned);
     if (!e || !owned)
         rc = fp_seterr(FP_ENOMEM, "fuse: out of host memory");
     uint64_t total = 0;
     for (size_t s = 0; s < ns && !rc; s++) {
-        size_t m = 0;
-        for (size_t i = 0; i < n && !rc; i++) {
+        size_t m = 0, lo = 0, hi = 0;
+        const char *shard = fp_st_file_at(st, s, &lo, &hi), *slash = strrchr(shard, '/');
+        shard = slash ? slash + 1 : shard; /* a plain name in llm_dir (fp_st_open_dir checked) */
+        for (size_t i = lo; i < hi && !rc; i++) {
             const fp_st_tensor *t = fp_st_at(st, i);
-            if (wm) {
-                const cJSON *w = cJSON_GetObjectItemCaseSensitive(wm, t->name);
-                if (!w) {
-                    rc = fp_seterr(FP_EFORMAT, "fuse: %s/%s does not name tensor %s", llm_dir, INDEX_NAME, t->name);
-                    break;
-                }
-                if (strcmp(w->valuestring, shards[s]))
-                    continue;
-            }
             int od = merge_dtype && is_float(t->dtype) ? merge_dtype : t->dtype;
             int adapted = 0;
             char nm[160];
@@ -330,7 +287,7 @@ static int write_all(const char *tmp, const char *llm_dir, const fp_st_file *st,
         if (!rc) {
             char path[4400];
             const char *meta[2] = {"format", "pt"};
-            if (!(rc = join(path, sizeof path, tmp, shards[s])))
+            if (!(rc = join(path, sizeof path, tmp, shard)))
                 rc = fp_st_write(path, e, m, meta, 1);
         }
         for (size_t i = 0; i < m; i++) {
@@ -361,8 +318,6 @@ static int write_all(const char *tmp, const char *llm_dir, const fp_st_file *st,
             rc = fp_write_file_atomic(path, text, strlen(text), 0644);
         free(text);
     }
-    if (index)
-        free((void *)shards);
     cJSON_Delete(index);
     if (!rc)
         rc = write_config(llm_dir, tmp, merge_dtype);

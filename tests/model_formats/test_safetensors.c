@@ -248,6 +248,15 @@ static void test_shards(void)
     CHECK(t && ((const float *)t->data)[0] == 7.0f);
     t = fp_st_find(f, "a");
     CHECK(t && ((const float *)t->data)[1] == 2.0f);
+    /* the files behind it, in index order, with their tensors' ranges */
+    size_t lo = 9, hi = 9;
+    CHECK(fp_st_file_count(f) == 2);
+    const char *p0 = fp_st_file_at(f, 0, &lo, &hi);
+    CHECK(p0 && strstr(p0, "model-00001-of-00002.safetensors") && lo == 0 && hi == 1);
+    CHECK(!strcmp(fp_st_at(f, lo)->name, "a"));
+    const char *p1 = fp_st_file_at(f, 1, &lo, &hi);
+    CHECK(p1 && strstr(p1, "model-00002-of-00002.safetensors") && lo == 1 && hi == 3);
+    CHECK(fp_st_file_at(f, 2, &lo, &hi) == NULL);
     fp_st_close(f);
 
     /* A name indexed in a shard that lacks it. */
