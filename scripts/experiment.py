@@ -110,6 +110,7 @@ class Exp:
         self.curves = {}
         self.comm = {}
         self.spans = {}
+        self.pooled_done = set()
         self.server_lr, self.server_lr_search = 1.0, {}
         self.central_lr, self.central_lr_search = None, {}
         self.span_search = {}
@@ -227,7 +228,11 @@ class Exp:
 
     # ---- hyper-parameters ------------------------------------------------------
     def pooled(self, split):
+        """Every client's split in one file, written once per run."""
         path = self.p(f"pooled-{split}.txt")
+        if split in self.pooled_done:
+            return path
+        self.pooled_done.add(split)
         with open(path, "w", encoding="utf-8") as f:
             for k in self.clients:
                 with open(self.split(k, split), encoding="utf-8") as g:
@@ -240,15 +245,13 @@ class Exp:
             self.lr = self.a.lr
             self.lr_search = {}
             return
-        train, valid = self.pooled("train"), self.pooled("valid")
+        train = self.pooled("train")
         steps = self.hp["rounds"] * self.hp["local_steps"]
         self.lr_search = {}
         for lr in self.hp["lr_grid"]:
             out = self.p("lr", f"{lr:g}")
             self.train_lora(self.px["fedproxy"], train, steps, out, lr)
-            r, _ = self.r.run(["eval", "--model", self.px["fedproxy"], "--adapter", out, "--text", valid, "--seq",
-                               str(self.hp["eval_seq"]), "--json"], f"valid loss lr {lr:g}")
-            self.lr_search[f"{lr:g}"] = last_json(r)["loss"]
+            self.lr_search[f"{lr:g}"] = self.valid_loss(self.px["fedproxy"], out)
         self.lr = float(min(self.lr_search, key=self.lr_search.get))
         print(f"   lr {self.lr:g} (valid loss by lr: {self.lr_search})", file=sys.stderr)
 
