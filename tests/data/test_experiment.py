@@ -48,14 +48,26 @@ try:
                       f"{row['key']}: bytes per client {pc}")
                 check(row.get("wall_s", 0) > 0, f"{row['key']}: wall time")
                 check(len(row.get("proxy_heldout_loss_by_round", [])) == 2, f"{row['key']}: one loss per round")
-        check(set(t["lr_search_valid_loss"]) == {"0.0001", "0.0003", "0.001", "0.003"}, "lr searched on valid")
-        check(min(t["lr_search_valid_loss"], key=t["lr_search_valid_loss"].get) == f"{t['lr']:g}",
-              "the chosen lr has the lowest valid loss")
-        sl = t["server_lr_search_valid_loss"]
-        check(set(sl) == {"1", "2", "4", "8"} and min(sl, key=sl.get) == f"{t['server_lr']:g}",
-              f"server_lr searched on valid, the lowest chosen: {sl} -> {t['server_lr']}")
+        # The clients' lr and the server step come from full FedProxy federations scored on valid:
+        # every lr at server_lr_start, then every server step at the best lr; the pair with the lowest
+        # valid loss among those is chosen, and its run is FedProxy's row.
+        hp = t["hyper"]
+        fs = {(e["lr"], e["server_lr"]): e["valid_loss"] for e in t["fed_search"]}
+        lrs, slrs = hp["lr_grid"], sorted(set(hp["server_lr_grid"]) | {hp["server_lr_start"]})
+        check(all((lr, hp["server_lr_start"]) in fs for lr in lrs), f"every lr federated at the start step: {fs}")
+        best_lr = min(lrs, key=lambda lr: fs[(lr, hp["server_lr_start"])]) if fs else None
+        check(all((best_lr, s) in fs for s in slrs), f"every server step federated at the best lr {best_lr}: {fs}")
+        check(len(fs) == len(lrs) + len(slrs) - 1, f"no other federation was run: {sorted(fs)}")
+        check(fs and (t["lr"], t["server_lr"]) == min(((best_lr, s) for s in slrs), key=fs.get),
+              f"the chosen pair has the lowest valid loss: {fs} -> {t['lr']}, {t['server_lr']}")
+        check(t["lr_search_valid_loss"] == {f"{lr:g}": fs[(lr, hp["server_lr_start"])] for lr in lrs}
+              and t["server_lr_search_valid_loss"] == {f"{s:g}": fs[(best_lr, s)] for s in slrs},
+              "table.json's lr and server_lr searches are the federations'")
+        chosen = json.load(open(os.path.join(out, "fed", f"fedproxy-lr{t['lr']:g}-slr{t['server_lr']:g}",
+                                             "sim.json")))["server"]
+        check(chosen["lr"] == t["lr"] and chosen["server_lr"] == t["server_lr"], "the chosen run's config")
         cl = t["central_lr_search_valid_loss"]
-        check(set(cl) == set(t["lr_search_valid_loss"]) and min(cl, key=cl.get) == f"{t['central_lr']:g}",
+        check(set(cl) == {f"{lr:g}" for lr in lrs} and min(cl, key=cl.get) == f"{t['central_lr']:g}",
               f"the centralized row's lr searched on valid, the lowest chosen: {cl} -> {t['central_lr']}")
         sp = t["span_search_valid_loss"].get("fedproxy", {})
         check(set(sp) == {"none", "spread"} and min(sp, key=sp.get) == t["fuse_span"]["fedproxy"],
@@ -64,8 +76,10 @@ try:
               f"the baselines plug in plainly: {t['fuse_span']}")
         sims = {}
         for row in ("offsite", "fedavg_uniform"):
-            sims[row] = json.load(open(os.path.join(out, "fed", row, "sim.json")))["server"].get("server_lr")
-        check(all(v == t["server_lr"] for v in sims.values()), f"every federated row uses the chosen server_lr: {sims}")
+            sv = json.load(open(os.path.join(out, "fed", row, "sim.json")))["server"]
+            sims[row] = (sv.get("lr"), sv.get("server_lr"))
+        check(all(v == (t["lr"], t["server_lr"]) for v in sims.values()),
+              f"every federated row uses the chosen lr and server_lr: {sims}")
         md = open(os.path.join(out, "table.md")).read()
         for row in t["rows"]:
             check(row["row"] in md, f"table.md lists {row['row']}")
