@@ -280,6 +280,8 @@ class Exp:
                   "overrides": {f"c{k}": {"rank": self.hp["rank"], "batch": self.hp["batch"], "seq": self.hp["seq"]}
                                 for k in self.clients}}
         server["server_lr"] = getattr(self, "server_lr", 1.0)
+        if getattr(self.a, "server_momentum", 0):  # scripts/aggregators.py has no such option
+            server["server_momentum"] = self.a.server_momentum
         server.update(server_extra or {})
         clients = []
         for c in self.manifest["client_list"]:
@@ -476,6 +478,7 @@ def write(self):
              "middle": self.middle, "offsite_lora_layers": self.ot_layers, "rows": rows, "curves": self.curves,
              "fedproxy_gap_closed": gap, "fuse_span": self.spans, "server_lr": self.server_lr,
              "server_lr_search_valid_loss": self.server_lr_search, "fed_search": self.fed_search,
+             "server_momentum": getattr(self.a, "server_momentum", 0.0),
              "central_lr": self.central_lr, "central_lr_search_valid_loss": self.central_lr_search, "span_search_valid_loss": self.span_search, "total_s": self.total_s,
              "mixtures": {str(c["id"]): c["mixture"] for c in self.manifest["client_list"]}}
     with open(self.p("table.json"), "w") as fh:
@@ -591,6 +594,8 @@ def main():
                     help="skip the valid-split search of the centralized row's learning rate and use this one")
     ap.add_argument("--server-lr", type=float, default=0,
                     help="skip the valid-split search of the server's step size and use this one")
+    ap.add_argument("--server-momentum", type=float, default=0.0,
+                    help="server.json \"server_momentum\" (FedAvgM) for every federated row (default 0: none)")
     ap.add_argument("--out", default=None, help="output directory (default: experiments/<size>)")
     ap.add_argument("--fp", default=os.path.join(REPO, "build", "tools", "fp"))
     ap.add_argument("--per-round", action=argparse.BooleanOptionalAction, default=True,

@@ -212,6 +212,10 @@ typedef struct fp_fed_server_config {
                                       * (1: FedAvg; > 1 extrapolates the clients' mean step, which speeds
                                       * up rounds whose updates are small and agree; post-processing, so
                                       * DP guarantees are unchanged) */
+    float server_momentum;           /* FedAvgM (Hsu et al. 2019): v = m * v + aggregate, global +=
+                                      * server_lr * v; 0 (default): none, v = aggregate. v is kept in
+                                      * the round checkpoint, so a resumed server continues it. Also
+                                      * post-processing of the aggregate: DP is unchanged */
     char aggregator[32];             /* "fedavg"; FedProxy federations ("lora"): see below */
     fp_agg_opts agg_opts;            /* "aggregator_options" (aggregator.h) */
     uint32_t rounds;                 /* completed rounds to run */
@@ -249,7 +253,7 @@ void fp_fed_server_config_default(fp_fed_server_config *c);
  * "stage_timeout_ms","register_timeout_ms","steps","lr","dim","init_seed",
  * "init_scale","seed","secagg","threshold","degree","clip","scale_bits",
  * "overrides":{"<name or key hex>":{"rank":8,"batch":2,"seq":128}},
- * "proxy_dir", "adapter_out", "prox_mu", "server_lr" (in (0, 100]), "lora":{"rank":R,"alpha":A,
+ * "proxy_dir", "adapter_out", "prox_mu", "server_lr" (in (0, 100]), "server_momentum" (in [0, 1)), "lora":{"rank":R,"alpha":A,
  * "targets":"all"|"q,v,...","layers":"0,1,6,7"} (layers optional: all).
  * With "lora", "proxy_dir" is required and dim is the layout's (a "dim" that
  * disagrees is FP_EFORMAT); the initial global vector is fp_lora_vec_init

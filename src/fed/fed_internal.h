@@ -112,6 +112,7 @@ typedef struct fed_ckpt {
     uint64_t rng_counter;
     uint64_t dim;
     float *global; /* malloc'd */
+    float *velocity; /* malloc'd; NULL: none (a version-1 file, or written without momentum) */
     uint32_t n_clients;
     fed_ckpt_client *clients; /* malloc'd */
 } fed_ckpt;

@@ -434,6 +434,7 @@ int srv_write_checkpoint(fp_fed_server *s)
     memcpy(c.rng_key, s->rng_key, 32);
     c.dim = s->cfg.dim;
     c.global = s->global;
+    c.velocity = s->velocity;
     fed_ckpt_client *cc = calloc(s->ncl + 1, sizeof *cc);
     if (!cc)
         return fp_seterr(FP_ENOMEM, "checkpoint: out of memory");
@@ -507,6 +508,12 @@ static int resume(fp_fed_server *s)
     s->next_round = c.next_round > att + 1 ? c.next_round : att + 1;
     memcpy(s->rng_key, c.rng_key, 32);
     memcpy(s->global, c.global, (size_t)c.dim * sizeof(float));
+    /* FedAvgM continues its velocity; a checkpoint without one (momentum was off, or a
+     * version-1 file) starts it at zero, as a fresh server would. */
+    if (s->velocity && c.velocity)
+        memcpy(s->velocity, c.velocity, (size_t)c.dim * sizeof(float));
+    else if (s->velocity)
+        fed_log("fp serve: the checkpoint has no server momentum; it starts at zero\n");
     for (uint32_t i = 0; i < c.n_clients; i++) {
         long idx = fp_allowlist_find(s->allow, c.clients[i].key);
         if (idx < 0)
@@ -559,8 +566,9 @@ int fp_fed_server_create(fp_fed_server **out, const fp_fed_server_config *cfg, c
     s->ncl = fp_allowlist_count(s->allow);
     s->cl = calloc(s->ncl + 1, sizeof *s->cl);
     s->global = calloc(s->cfg.dim, sizeof(float));
+    s->velocity = s->cfg.server_momentum > 0 ? calloc(s->cfg.dim, sizeof(float)) : NULL;
     uint8_t(*keys)[32] = calloc(s->ncl + 1, 32);
-    if (!s->cl || !s->global || !keys) {
+    if (!s->cl || !s->global || !keys || (s->cfg.server_momentum > 0 && !s->velocity)) {
         free(keys);
         rc = fp_seterr(FP_ENOMEM, "server: out of memory for %zu clients, dim %llu", s->ncl,
                        (unsigned long long)s->cfg.dim);
@@ -642,6 +650,7 @@ void fp_fed_server_destroy(fp_fed_server *s)
     }
     free(s->cl);
     free(s->global);
+    free(s->velocity);
     free(s->proxy);
     fp_lora_vec_layout_free(&s->lay);
     fp_msg_guard_destroy(s->join_guard);

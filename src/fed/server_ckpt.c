@@ -1,11 +1,14 @@
 /* The server's round checkpoint, written atomically after every complete round.
  *
  * checkpoint.bin (little-endian):
- *   "FPCK" u32 version=1 | session[16] | completed u32 | next_round u32 |
- *   rng_key[32] | rng_counter u64 | dim u64 | n_clients u32 | 0 u32 |
- *   global f32[dim] | n_clients x (key[32] samples u64 rank i32 batch i32 seq i32 0 u32) |
+ *   "FPCK" u32 version=2 | session[16] | completed u32 | next_round u32 |
+ *   rng_key[32] | rng_counter u64 | dim u64 | n_clients u32 | flags u32 |
+ *   global f32[dim] | [velocity f32[dim] if flags bit 0] |
+ *   n_clients x (key[32] samples u64 rank i32 batch i32 seq i32 0 u32) |
  *   BLAKE2b-256 of everything before it
- * A torn or altered file fails the hash and is refused (FP_EFORMAT). */
+ * flags bit 0: the server's FedAvgM velocity follows the global vector. Version 1
+ * (flags always 0, no velocity) is still read. A torn or altered file fails the
+ * hash and is refused (FP_EFORMAT). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,12 +53,13 @@ int fed_ckpt_write(const char *state_dir, const fed_ckpt *c)
 {
     if (c->dim > FP_FED_MAX_DIM)
         return fp_seterr(FP_EINVAL, "checkpoint: dim %llu too large", (unsigned long long)c->dim);
-    size_t n = CK_HDR + (size_t)c->dim * 4 + (size_t)c->n_clients * CK_CLIENT + 32;
+    int has_v = c->velocity != NULL;
+    size_t n = CK_HDR + (size_t)c->dim * 4 * (has_v ? 2 : 1) + (size_t)c->n_clients * CK_CLIENT + 32;
     uint8_t *b = calloc(1, n);
     if (!b)
         return fp_seterr(FP_ENOMEM, "checkpoint: out of memory (%zu bytes)", n);
     memcpy(b, "FPCK", 4);
-    put32(b + 4, 1);
+    put32(b + 4, 2);
     memcpy(b + 8, c->session, 16);
     put32(b + 24, c->completed);
     put32(b + 28, c->next_round);
@@ -63,12 +67,16 @@ int fed_ckpt_write(const char *state_dir, const fed_ckpt *c)
     put64(b + 64, c->rng_counter);
     put64(b + 72, c->dim);
     put32(b + 80, c->n_clients);
-    /* 84..104 zero */
+    put32(b + 84, has_v ? 1u : 0u);
+    /* 88..104 zero */
     uint8_t *p = b + CK_HDR;
-    for (uint64_t i = 0; i < c->dim; i++, p += 4) {
-        uint32_t u;
-        memcpy(&u, &c->global[i], 4);
-        put32(p, u);
+    for (int v = 0; v <= has_v; v++) {
+        const float *x = v ? c->velocity : c->global;
+        for (uint64_t i = 0; i < c->dim; i++, p += 4) {
+            uint32_t u;
+            memcpy(&u, &x[i], 4);
+            put32(p, u);
+        }
     }
     for (uint32_t i = 0; i < c->n_clients; i++, p += CK_CLIENT) {
         memcpy(p, c->clients[i].key, 32);
@@ -101,8 +109,9 @@ int fed_ckpt_read(fed_ckpt *out, const char *state_dir)
         return fp_adderr(rc, "reading the round checkpoint");
     const uint8_t *b = data;
     rc = FP_EFORMAT;
-    if (n < CK_HDR + 32 || memcmp(b, "FPCK", 4) || get32(b + 4) != 1) {
-        fp_seterr(rc, "checkpoint %s: not a version-1 checkpoint", path);
+    uint32_t version = n >= 8 ? get32(b + 4) : 0;
+    if (n < CK_HDR + 32 || memcmp(b, "FPCK", 4) || (version != 1 && version != 2)) {
+        fp_seterr(rc, "checkpoint %s: not a version-1 or -2 checkpoint", path);
         goto out;
     }
     uint8_t h[32];
@@ -112,9 +121,14 @@ int fed_ckpt_read(fed_ckpt *out, const char *state_dir)
         goto out;
     }
     uint64_t dim = get64(b + 72);
-    uint32_t nc = get32(b + 80);
+    uint32_t nc = get32(b + 80), flags = get32(b + 84);
+    if (flags & ~1u || (version == 1 && flags)) {
+        fp_seterr(rc, "checkpoint %s: unknown flags 0x%x", path, flags);
+        goto out;
+    }
+    int has_v = flags & 1u;
     if (dim > FP_FED_MAX_DIM || nc > FP_ALLOWLIST_MAX ||
-        n != CK_HDR + (size_t)dim * 4 + (size_t)nc * CK_CLIENT + 32) {
+        n != CK_HDR + (size_t)dim * 4 * (has_v ? 2 : 1) + (size_t)nc * CK_CLIENT + 32) {
         fp_seterr(rc, "checkpoint %s: sizes disagree (dim %llu, %u clients, %zu bytes)", path,
                   (unsigned long long)dim, nc, n);
         goto out;
@@ -127,16 +141,20 @@ int fed_ckpt_read(fed_ckpt *out, const char *state_dir)
     out->dim = dim;
     out->n_clients = nc;
     out->global = malloc((size_t)dim * 4 + 4);
+    out->velocity = has_v ? malloc((size_t)dim * 4 + 4) : NULL;
     out->clients = calloc(nc + 1, sizeof *out->clients);
-    if (!out->global || !out->clients) {
+    if (!out->global || !out->clients || (has_v && !out->velocity)) {
         fed_ckpt_free(out);
         rc = fp_seterr(FP_ENOMEM, "checkpoint: out of memory");
         goto out;
     }
     const uint8_t *p = b + CK_HDR;
-    for (uint64_t i = 0; i < dim; i++, p += 4) {
-        uint32_t u = get32(p);
-        memcpy(&out->global[i], &u, 4);
+    for (int v = 0; v <= has_v; v++) {
+        float *x = v ? out->velocity : out->global;
+        for (uint64_t i = 0; i < dim; i++, p += 4) {
+            uint32_t u = get32(p);
+            memcpy(&x[i], &u, 4);
+        }
     }
     for (uint32_t i = 0; i < nc; i++, p += CK_CLIENT) {
         memcpy(out->clients[i].key, p, 32);
@@ -156,8 +174,10 @@ void fed_ckpt_free(fed_ckpt *c)
     if (!c)
         return;
     free(c->global);
+    free(c->velocity);
     free(c->clients);
     c->global = NULL;
+    c->velocity = NULL;
     c->clients = NULL;
 }
 

@@ -26,6 +26,7 @@ void fp_fed_server_config_default(fp_fed_server_config *c)
     c->steps = 1;
     c->lr = 1.0f;
     c->server_lr = 1.0f;
+    c->server_momentum = 0.0f;
     c->dim = 16;
     c->init_scale = 0.1f;
     c->clip = 1.0f;
@@ -139,6 +140,7 @@ int fp_fed_server_config_parse(fp_fed_server_config *out, const char *json, size
         {"overrides", FP_JSON_OBJECT, 0},      {"proxy_dir", FP_JSON_STRING, 0},
         {"adapter_out", FP_JSON_STRING, 0},    {"lora", FP_JSON_OBJECT, 0},
         {"prox_mu", FP_JSON_NUMBER, 0},        {"server_lr", FP_JSON_NUMBER, 0},
+        {"server_momentum", FP_JSON_NUMBER, 0},
         {"aggregator_options", FP_JSON_OBJECT, 0},
         {"dp", FP_JSON_OBJECT, 0},
     };
@@ -235,6 +237,11 @@ int fp_fed_server_config_parse(fp_fed_server_config *out, const char *json, size
         out->server_lr = (float)fed_jnum(o, "server_lr", 1.0);
         if (!(out->server_lr > 0 && out->server_lr <= 100))
             rc = fp_seterr(FP_EFORMAT, "server config: \"server_lr\" must be a number in (0, 100]");
+    }
+    if (!rc) {
+        out->server_momentum = (float)fed_jnum(o, "server_momentum", 0.0);
+        if (!(out->server_momentum >= 0 && out->server_momentum < 1))
+            rc = fp_seterr(FP_EFORMAT, "server config: \"server_momentum\" must be a number in [0, 1)");
     }
     const cJSON *dp = cJSON_GetObjectItemCaseSensitive(o, "dp");
     if (!rc && dp)

@@ -181,12 +181,13 @@ static inline void fx_free(fx *f)
 
 /* Expected global after rounds where in[r][i] says whether client i's update
  * counted in round r: direct computation with the stand-in's formula, fedavg
- * weighted by samples (the server's arithmetic: double sums, float result). */
-static inline void fx_expected_slr(float *g, const fx *f, int rounds, int in[][FX_MAX], float lr, int steps,
-                                   float server_lr)
+ * weighted by samples (the server's arithmetic: double sums, float result),
+ * then the server's step: v = momentum * v + mean, g += server_lr * v. */
+static inline void fx_expected_opt(float *g, const fx *f, int rounds, int in[][FX_MAX], float lr, int steps,
+                                   float server_lr, float momentum)
 {
     memset(g, 0, f->dim * sizeof(float));
-    float *u = malloc(f->dim * sizeof(float) * FX_MAX);
+    float *u = malloc(f->dim * sizeof(float) * FX_MAX), *v = calloc(f->dim, sizeof(float));
     for (int r = 0; r < rounds; r++) {
         double W = 0;
         for (int i = 0; i < f->n; i++)
@@ -200,10 +201,18 @@ static inline void fx_expected_slr(float *g, const fx *f, int rounds, int in[][F
             for (int i = 0; i < f->n; i++)
                 if (in[r][i])
                     s += (double)f->c[i].data.samples * u[(size_t)i * f->dim + d];
-            g[d] += server_lr * (float)(s / W);
+            v[d] = momentum * v[d] + (float)(s / W);
+            g[d] += server_lr * v[d];
         }
     }
     free(u);
+    free(v);
+}
+
+static inline void fx_expected_slr(float *g, const fx *f, int rounds, int in[][FX_MAX], float lr, int steps,
+                                   float server_lr)
+{
+    fx_expected_opt(g, f, rounds, in, lr, steps, server_lr, 0.0f);
 }
 
 static inline void fx_expected(float *g, const fx *f, int rounds, int in[][FX_MAX], float lr, int steps)

@@ -82,6 +82,52 @@ static void test_server_lr(int secure)
     }
 }
 
+/* "server_momentum" (FedAvgM): v = m v + mean update, global += server_lr v,
+ * plain and secure; the server is stopped after two rounds and resumed from its
+ * checkpoint for the third, so the velocity must survive the checkpoint (a
+ * restart from zero velocity gives a different third step). [0, 1) only. */
+static void test_server_momentum(int secure)
+{
+    fx f;
+    fx_init(&f, secure ? "fed-mom-sa" : "fed-mom", 4, 96, 0.4f);
+    f.sc.secagg = secure;
+    f.sc.server_lr = 1.5f;
+    f.sc.server_momentum = 0.6f;
+    f.sc.lr = 0.5f;
+    f.sc.rounds = 2;
+    CHECK_OK(fx_run(&f));
+    CHECK(f.completed == 2);
+    free(f.global);
+    f.global = NULL;
+    f.sc.rounds = 3;
+    f.stop = 0; /* the first run stopped its client threads; the second starts new ones */
+    for (int i = 0; i < f.n; i++)
+        f.c[i].done = 0;
+    fx_hooks h = {.resume = 1};
+    CHECK_OK(fx_run_with(&f, &h));
+    CHECK(f.completed == 3);
+    float *g = malloc(f.dim * sizeof(float)), *g0 = malloc(f.dim * sizeof(float));
+    fx_expected_opt(g, &f, 3, all_in, 0.5f, 1, 1.5f, 0.6f);
+    fx_expected_slr(g0, &f, 3, all_in, 0.5f, 1, 1.5f);
+    double e = fx_maxdiff(f.global, g, f.dim), e0 = fx_maxdiff(g, g0, f.dim);
+    CHECKF(e <= (secure ? 1e-4 : 1e-6), "momentum 0.6 %s, resumed: max |global - direct| = %g",
+           secure ? "secure" : "plain", e);
+    CHECKF(e0 > 1e-2, "momentum changes the global (max diff to server_lr alone %g)", e0);
+    free(g);
+    free(g0);
+    fx_free(&f);
+    if (!secure) {
+        fp_fed_server_config c;
+        const char *one = "{\"server_momentum\": 1}", *neg = "{\"server_momentum\": -0.1}",
+                   *ok = "{\"server_momentum\": 0.9}";
+        CHECK_ERR(fp_fed_server_config_parse(&c, one, strlen(one), "."), FP_EFORMAT);
+        CHECK(strstr(fp_errmsg(), "server_momentum") != NULL);
+        CHECK_ERR(fp_fed_server_config_parse(&c, neg, strlen(neg), "."), FP_EFORMAT);
+        CHECK_OK(fp_fed_server_config_parse(&c, ok, strlen(ok), "."));
+        CHECK(c.server_momentum == 0.9f);
+    }
+}
+
 /* One client drops at `stage` in round 0 (index 0); one round, lr 1, E 1:
  * the result is the weighted mean of the targets of those whose masked input
  * made it into the sum. */
@@ -177,7 +223,12 @@ static void test_chunked(int secure)
     f.sc.secagg = secure;
     f.sc.stage_timeout_ms = 20000;
     CHECK_OK(fx_run(&f));
-    int in[1][FX_MAX] = {{1, 1, 1}};
+    /* Who was included, as each client was told: on a starved machine a client can
+     * miss a stage and the round completes without it (seen once under load). */
+    int in[1][FX_MAX] = {{0}}, nin = 0;
+    for (int i = 0; i < f.n; i++)
+        nin += in[0][i] = f.c[i].res.rounds > 0;
+    CHECKF(nin >= 2, "chunked (secure %d): %d clients included", secure, nin);
     float *g = malloc(f.dim * sizeof(float));
     fx_expected(g, &f, 1, in, 1.0f, 1);
     double e = fx_maxdiff(f.global, g, f.dim);
@@ -230,6 +281,8 @@ int main(void)
     test_secure();
     test_server_lr(0);
     test_server_lr(1);
+    test_server_momentum(0);
+    test_server_momentum(1);
     test_drop(FP_STAGE_ADVERTISE, 0);
     test_drop(FP_STAGE_SHARE, 0);
     test_drop(FP_STAGE_MASKED, 0);
