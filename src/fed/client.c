@@ -738,7 +738,11 @@ int fp_fed_client_run(const fp_fed_client_config *cfg, fp_fed_client_result *res
             break;
         }
         if (now - last_rx > idle && now - c.last_hello_ms > idle) {
-            fed_link_reset(&c.link); /* whatever was in flight went to a server that is not answering */
+            /* What we were sending went to a server that is not answering: drop it. What we
+             * are receiving is kept: a silent pause in a large transfer (a busy server, a
+             * slow link) resumes where it stopped instead of starting over, and a restarted
+             * server's new transfer replaces it. */
+            fed_link_reset_out(&c.link);
             send_hello(&c);
         }
         if (!fed_link_idle(&c.link))

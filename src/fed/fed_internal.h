@@ -33,12 +33,17 @@ typedef struct fed_link {
     uint64_t next_id;
     uint64_t max_total;     /* largest chunked envelope accepted */
     uint64_t bytes_sent, bytes_recv;
+    uint64_t queued, popped; /* envelopes ever queued / finished or dropped: the k-th queued
+                              * (k = queued after queueing it) is still waiting iff popped < k */
 } fed_link;
 
 void fed_link_init(fed_link *l, const uint8_t peer[32], uint64_t max_total);
 void fed_link_free(fed_link *l);
 /* Drops everything queued and any transfer in progress. */
 void fed_link_reset(fed_link *l);
+/* Drops everything queued to send, keeps an inbound transfer in progress (it
+ * resumes, or gives way to the sender's next BEGIN). */
+void fed_link_reset_out(fed_link *l);
 /* Takes ownership of buf (malloc'd) in every case. */
 int fed_link_queue(fed_link *l, uint8_t *buf, size_t len);
 /* Sends what can go now. Returns 0, or the send error when the peer is gone

@@ -30,15 +30,22 @@ static void pop(fed_link *l)
     out_free(&l->q[l->qhead]);
     l->qhead++;
     l->qn--;
+    l->popped++;
     l->pend_len = 0;
     if (l->qn == 0)
         l->qhead = 0;
 }
 
-void fed_link_reset(fed_link *l)
+void fed_link_reset_out(fed_link *l)
 {
     while (l->qn)
         pop(l);
+    l->pend_len = 0;
+}
+
+void fed_link_reset(fed_link *l)
+{
+    fed_link_reset_out(l);
     fp_chunk_rx_destroy(l->rx);
     l->rx = NULL;
     l->pend_len = 0;
@@ -77,6 +84,7 @@ int fed_link_queue(fed_link *l, uint8_t *buf, size_t len)
     memset(o, 0, sizeof *o);
     o->buf = buf;
     o->len = len;
+    l->queued++;
     return 0;
 }
 

@@ -137,7 +137,10 @@ static void handle_hello(fp_fed_server *s, srv_client *c, const fp_msg *m)
     c->dev.uma = fed_jbool(d, "uma", 0);
     c->dev.mem_bytes = (uint64_t)fed_jnum(d, "mem_bytes", 0);
     c->dev.gflops = fed_jnum(d, "gflops", 0);
-    if (!fed_jbool(o, "have_proxy", 0))
+    /* A client without the proxy gets it again, unless our copy is still queued to it:
+     * a client that re-HELLOs during a long transfer keeps receiving that one (one
+     * more copy per HELLO once sent 9 GB in a round on a starved machine). */
+    if (!fed_jbool(o, "have_proxy", 0) && !(c->proxy_sent && c->link.popped < c->proxy_ord))
         c->proxy_sent = 0;
     if (!c->name[0])
         snprintf(c->name, sizeof c->name, "%.60s", fed_jstr(o, "name", "?"));
@@ -181,8 +184,10 @@ static void handle_hello(fp_fed_server *s, srv_client *c, const fp_msg *m)
         uint8_t *buf = NULL;
         size_t len = 0;
         if (fed_encode_bytes(&buf, &len, &h, s->proxy, s->proxy_len, &s->id) == 0 &&
-            srv_queue(s, c, buf, len) == 0)
+            srv_queue(s, c, buf, len) == 0) {
             c->proxy_sent = 1;
+            c->proxy_ord = c->link.queued;
+        }
     }
 }
 

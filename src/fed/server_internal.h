@@ -15,6 +15,7 @@ typedef struct srv_client {
     char name[FP_FED_NAME_MAX + 1];
     uint32_t id; /* allow-list index: also the SecAgg id */
     int registered, active, proxy_sent;
+    uint64_t proxy_ord; /* link.queued right after the proxy was queued (fed_link's counters) */
     int said_bye; /* the client sent BYE (at the end: acknowledged ours) */
     uint64_t samples;
     fp_fed_device dev;
