@@ -44,8 +44,10 @@
  *    order plus the boundary values times their kept multiplicity (so a
  *    trimmed mean may differ from the reference's sorted-order sum by
  *    rounding; medians are exact: the middle value, or (a + b) / 2).
- *  - norms: f32 partial sums per workgroup, combined in fixed order (device);
- *    the reference accumulates in double.
+ *  - norms: f32 partial sums (per workgroup on GPUs; per invocation or
+ *    subgroup of at most ~1024 coordinates on CPU devices), combined in fixed
+ *    order (device); the reference accumulates in double. Tested: NMSE <=
+ *    1e-7 and relative error <= 1e-5 per client.
  *  - quantisation: bit-exact between device and reference (see fp_agg_qparams).
  *
  * NaN / Inf (documented behaviour, tested):
@@ -87,7 +89,8 @@ int fp_agg_axpy(fp_stream *s, fp_tensor *out, const fp_tensor *x, float w);
 /* ---- norms and clipping ------------------------------------------------------ */
 
 /* f32 scratch elements fp_agg_norms needs for K clients of D coordinates on
- * this context's device (a two-stage reduction keeps per-workgroup partials). */
+ * this context's device (a two-stage reduction keeps partial sums: about
+ * K*D/4096 on GPUs, K*D/1024 at most on CPU devices). */
 int64_t fp_agg_norms_worksize(const fp_ctx *ctx, int64_t K, int64_t D);
 
 /* norms[k] = sqrt(sum_d X[k, d]^2). X: f32 [K, D]; norms: f32, K elements;
