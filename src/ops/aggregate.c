@@ -503,7 +503,7 @@ int fp_agg_ties_trim(fp_stream *s, fp_tensor *X, const fp_tensor *thr)
 #define NORM_SLICE 4096 /* tree: coordinates per stage-1 workgroup (at most NORM_MAXP of them per chunk) */
 #define NORM_MAXP 256
 
-/* How stage 1 runs on this device (a pure function of the context, so that
+/* How stage 1 runs (a pure function of the context, K and D, so that
  * fp_agg_norms_worksize and fp_agg_norms agree):
  *  - tree (GPUs): workgroups of reduce_wg invocations reduce a slice each
  *    (subgroupAdd where the profile has it, else a shared-memory tree) to one
@@ -567,6 +567,10 @@ static norm_cfg norm_config(const fp_ctx *ctx, int64_t K, int64_t D)
         while (c.items > 64 && K * ((D + (int64_t)wg * c.items - 1) / ((int64_t)wg * c.items)) < 64)
             c.items >>= 1;
     }
+    /* a chunk's workgroups along x stay within the 65535 every device allows */
+    int64_t R = fp_win_max_elems(ctx), dc = D <= R ? D : R;
+    while ((dc + (int64_t)wg * c.items - 1) / ((int64_t)wg * c.items) > 65535)
+        c.items *= 2;
     c.slots = c.sg ? (wg + smin - 1) / smin : wg;
     return c;
 }

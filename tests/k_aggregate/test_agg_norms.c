@@ -3,7 +3,8 @@
  * lavapipe runs both), under every built-in overlay, the native profile, and
  * a custom overlay that only widens the subgroup range down to 4 (flat with
  * subgroups then reserves twice the partials a lavapipe workgroup has
- * subgroups for: the unused slots must be written 0).
+ * subgroups for: the unused slots must be written 0) and one with 64 KiB
+ * bindings (row groups and column chunks).
  *
  * Checks: norms vs fp_agg_norms_ref (which accumulates in double) by NMSE <=
  * 1e-7 and relative error <= 1e-5 per client (the device sums squares in f32:
@@ -119,22 +120,32 @@ int main(void)
         return fp_test_report("test_agg_norms");
     fputs("{\"name\": \"sg4\", \"subgroup_min\": 4}\n", f);
     fclose(f);
-    const char *profiles[16] = {"", sg4};
-    int np = 2;
-    for (int i = 0; fp_overlay_builtin_names[i] && np < 16; i++)
-        profiles[np++] = fp_overlay_builtin_names[i];
+    /* 64 KiB bindings: row groups (K = 100 x D = 1000) and column chunks (D = 65536, 100003) */
+    char tiny[512];
+    snprintf(tiny, sizeof tiny, "%s/tiny-range.json", fp_test_tmpdir("agg_norms"));
+    f = fopen(tiny, "w");
+    CHECK(f != NULL);
+    if (!f)
+        return fp_test_report("test_agg_norms");
+    fputs("{\"name\": \"tiny-range\", \"storage_range\": 65536}\n", f);
+    fclose(f);
+    const char *profiles[16] = {"", sg4, tiny};
+    const char *pname[16] = {"", "sg4", "tiny-range"};
+    int np = 3;
+    for (int i = 0; fp_overlay_builtin_names[i] && np < 16; i++, np++)
+        profiles[np] = pname[np] = fp_overlay_builtin_names[i];
     for (int p = 0; p < np; p++) {
         fp_ctx *ctx = fp_test_ctx(profiles[p]);
         if (!ctx)
             continue;
         const fp_profile *pr = fp_ctx_profile(ctx);
-        printf("profile '%s' (subgroup ops %d, sizes %u..%u)\n", p == 1 ? "sg4" : profiles[p], pr->subgroup_ops,
+        printf("profile '%s' (subgroup ops %d, sizes %u..%u)\n", pname[p], pr->subgroup_ops,
                pr->subgroup_min, pr->subgroup_max);
         fp_stream *s = NULL;
         CHECK_OK(fp_stream_new(&s, ctx));
         nseen = 0;
         for (size_t m = 0; m < sizeof modes / sizeof modes[0] && s; m++) {
-            /* every mode on native, sg4 and minimal; the built-in overlays run the three main ones */
+            /* every mode on native, sg4, tiny-range and minimal; the other overlays run the main ones */
             if (!modes[m].all_profiles && p > 2 && strcmp(profiles[p], "minimal"))
                 continue;
             modes[m].norm ? setenv("FP_AGG_NORM", modes[m].norm, 1) : unsetenv("FP_AGG_NORM");
