@@ -203,7 +203,9 @@ int fp_agg_dequantize_ref(float *out, const uint32_t *sum, int64_t D, uint32_t s
 /* GB/s (bytes read + written / time, best of repeats) of every kernel for K = 10
  * and 100 clients of a 1 M-float (4 MiB) update, and the device's copy bandwidth
  * (fp_op_copy of 64 MiB) in the same run, with each kernel's ratio to it.
- * quick: fewer repeats and K = 10 only. *json_out: malloc'd JSON (caller frees). */
+ * quick: fewer repeats and K = 10 only. *json_out: malloc'd JSON (caller frees).
+ * Environment FP_BENCH_AGG_ONLY="norms,clip" (names as in the JSON) times only
+ * those kernels; copy always runs. */
 int fp_bench_aggregate(fp_ctx *ctx, int quick, char **json_out);
 
 #ifdef __cplusplus
