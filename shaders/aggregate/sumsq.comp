@@ -1,20 +1,78 @@
 #version 450
-// Stage 1 of per-client L2 norms: workgroup (p, k) sums the squares of its slice
-// [p*chunk, min((p+1)*chunk, n)) of row k and writes partial[poff + k*pstride + p].
-// Reduction in the workgroup: subgroupAdd + a short serial pass over subgroups
-// (SUBGROUP), or a shared-memory tree (the portable path; WG <= 64 invocations).
-// VEC4: n, ld, xoff and chunk in vec4 units (the host keeps rows whole vec4s).
+// Stage 1 of per-client L2 norms: sums of squares of slices of rows, written as
+// partial sums that stage 2 (norm_finish.comp) adds up in order.
+//
+// Default (tree): workgroup (p, k) sums its slice [p*chunk, min((p+1)*chunk, n))
+// of row k and writes partial[poff + k*pstride + p]. Reduction in the
+// workgroup: subgroupAdd + a short serial pass over subgroups (SUBGROUP), or a
+// shared-memory tree (the portable path; WG <= 64 invocations). For GPUs:
+// neighbouring invocations read neighbouring addresses, and few partials.
+//
+// FLAT: no barrier and no shared memory. Workgroup (p, k) covers WG*ITEMS
+// coordinates of row k from p*WG*ITEMS; each invocation accumulates ITEMS of
+// them (ITEMS/4 vec4s with VEC4) serially, strided by WG so that a subgroup
+// reads one contiguous run per step. The partials are written per invocation
+// (slots = WG) or, with SUBGROUP, per subgroup after subgroupAdd (slots =
+// WG / subgroup_min; slots of subgroups that do not exist are written 0), at
+// partial[poff + k*pstride + p*slots + j]. For CPU devices (lavapipe), where
+// a barrier costs a coroutine switch per subgroup and every invocation of a
+// workgroup runs on one core: many loads per invocation, nothing shared.
+//
+// VEC4: n, ld, xoff (and chunk) in vec4 units (the host keeps rows whole vec4s).
 #include "common.glsl"
 #ifdef SUBGROUP
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
 #endif
 #ifdef VEC4
-layout(std430, binding = 0) readonly buffer XB { vec4 x[]; };
+#define T vec4
+#define UNIT 4u
 #else
-layout(std430, binding = 0) readonly buffer XB { float x[]; };
+#define T float
+#define UNIT 1u
 #endif
+layout(std430, binding = 0) readonly buffer XB { T x[]; };
 layout(std430, binding = 1) writeonly buffer PB { float part[]; };
+
+#ifdef FLAT
+layout(constant_id = 3) const uint ITEMS = 64; // coordinates per invocation (a multiple of 4)
+layout(push_constant) uniform P { uint n, ld, xoff, slots, poff, pstride; } pc;
+
+void main()
+{
+    const uint wg = gl_WorkGroupSize.x, per = ITEMS / UNIT;
+    uint lid = gl_LocalInvocationID.x;
+    uint p = gl_WorkGroupID.x, k = gl_WorkGroupID.y;
+    uint b = p * wg * per; // first unit of this workgroup
+    uint i = pc.xoff + k * pc.ld + b + lid;
+    float acc = 0.0;
+    if (b + wg * per <= pc.n) {
+        // whole slice: no bounds checks
+        for (uint j = 0u; j < per; j++, i += wg) {
+            T t = x[i];
+            acc += dot(t, t);
+        }
+    } else if (b < pc.n) {
+        uint e = pc.xoff + k * pc.ld + pc.n;
+        for (uint j = 0u; j < per; j++, i += wg)
+            if (i < e) {
+                T t = x[i];
+                acc += dot(t, t);
+            }
+    }
+    uint slot = pc.poff + k * pc.pstride + p * pc.slots;
+#ifdef SUBGROUP
+    float r = subgroupAdd(acc);
+    if (subgroupElect())
+        part[slot + gl_SubgroupID] = r;
+    if (lid >= gl_NumSubgroups && lid < pc.slots)
+        part[slot + lid] = 0.0; // subgroups larger than the host assumed: fewer partials
+#else
+    part[slot + lid] = acc;
+#endif
+}
+
+#else
 layout(push_constant) uniform P { uint n, ld, xoff, chunk, poff, pstride; } pc;
 
 #ifdef SUBGROUP
@@ -31,13 +89,8 @@ void main()
     uint base = pc.xoff + k * pc.ld;
     float acc = 0.0;
     for (uint d = b + lid; d < e; d += gl_WorkGroupSize.x) {
-#ifdef VEC4
-        vec4 t = x[base + d];
+        T t = x[base + d];
         acc += dot(t, t);
-#else
-        float t = x[base + d];
-        acc += t * t;
-#endif
     }
 #ifdef SUBGROUP
     float r = subgroupAdd(acc);
@@ -62,3 +115,4 @@ void main()
         part[pc.poff + k * pc.pstride + p] = sh[0];
 #endif
 }
+#endif

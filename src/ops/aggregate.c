@@ -500,26 +500,107 @@ int fp_agg_ties_trim(fp_stream *s, fp_tensor *X, const fp_tensor *thr)
 }
 /* ---- norms ----------------------------------------------------------------------------------- */
 
-#define NORM_SLICE 4096 /* coordinates per stage-1 workgroup (at most NORM_MAXP of them per chunk) */
+#define NORM_SLICE 4096 /* tree: coordinates per stage-1 workgroup (at most NORM_MAXP of them per chunk) */
 #define NORM_MAXP 256
 
-/* Stage-1 workgroups per column chunk of dc coordinates, and the chunk size. */
-static void norm_geom(const fp_ctx *ctx, int64_t D, int64_t *dc, int64_t *nchunks, int64_t *P)
+/* How stage 1 runs (a pure function of the context, K and D, so that
+ * fp_agg_norms_worksize and fp_agg_norms agree):
+ *  - tree (GPUs): workgroups of reduce_wg invocations reduce a slice each
+ *    (subgroupAdd where the profile has it, else a shared-memory tree) to one
+ *    partial; few partials.
+ *  - flat (CPU devices, or tuned "aggregate.norm" = "flat"): no barrier, no
+ *    shared memory; each invocation accumulates `items` coordinates serially
+ *    and writes its own partial, or one per subgroup after subgroupAdd. On
+ *    lavapipe a barrier is a coroutine switch per subgroup and a workgroup runs
+ *    on one core, so the tree spends more time reducing than loading.
+ * FP_AGG_NORM = tree | flat, FP_AGG_NORM_WG, FP_AGG_NORM_ITEMS override (experiments). */
+typedef struct norm_cfg {
+    int flat, sg;
+    uint32_t wg, items, slots; /* flat: coordinates per invocation, partials per workgroup */
+} norm_cfg;
+
+static uint32_t env_u32(const char *name, const char *tune, const fp_ctx *ctx)
+{
+    const char *t = getenv(name);
+    if ((!t || !*t) && tune)
+        t = fp_measured_tune_get(fp_ctx_measured(ctx), tune);
+    return t && *t ? (uint32_t)strtoul(t, NULL, 10) : 0;
+}
+
+static norm_cfg norm_config(const fp_ctx *ctx, int64_t K, int64_t D)
+{
+    const fp_profile *pr = fp_ctx_profile(ctx);
+    norm_cfg c = {0};
+    const char *t = getenv("FP_AGG_NORM");
+    if (!t || !*t)
+        t = fp_measured_tune_get(fp_ctx_measured(ctx), "aggregate.norm");
+    c.flat = t && *t ? !strcmp(t, "flat") : pr->type == FP_DEVICE_CPU;
+    c.sg = pr->subgroup_ops;
+    uint32_t smin = pr->subgroup_min ? pr->subgroup_min : 1;
+    if (!c.flat) {
+        c.wg = reduce_wg(ctx);
+        if (c.sg && c.wg / smin > 128)
+            c.sg = 0;
+        return c;
+    }
+    /* One subgroup per workgroup (the driver's default size; on lavapipe the
+     * SIMD width, 8): each step of an invocation's loop then reads one
+     * contiguous run per workgroup. Measured on lavapipe (D = 2^20): 8
+     * invocations ~10 GB/s, 16 or 64 (several subgroups striding past each
+     * other) 2-4 GB/s. Partials are per invocation or per subgroup, so any
+     * size is correct whatever the real subgroup size. */
+    uint32_t wg = env_u32("FP_AGG_NORM_WG", "aggregate.norm_wg", ctx);
+    if (!wg)
+        wg = pr->subgroup_size;
+    if (wg < 4 || (wg & (wg - 1)))
+        wg = 64;
+    while (wg > pr->max_wg_invocations || wg > pr->max_wg_size[0])
+        wg >>= 1;
+    c.wg = wg;
+    /* coordinates per invocation: 1024 (256..4096 measured alike on lavapipe),
+     * fewer when that would leave fewer than 64 workgroups to spread over cores */
+    uint32_t it = env_u32("FP_AGG_NORM_ITEMS", "aggregate.norm_items", ctx);
+    if (it >= 4 && it <= 65536 && it % 4 == 0) {
+        c.items = it;
+    } else {
+        c.items = 1024;
+        while (c.items > 64 && K * ((D + (int64_t)wg * c.items - 1) / ((int64_t)wg * c.items)) < 64)
+            c.items >>= 1;
+    }
+    /* a chunk's workgroups along x stay within the 65535 every device allows */
+    int64_t R = fp_win_max_elems(ctx), dc = D <= R ? D : R;
+    while ((dc + (int64_t)wg * c.items - 1) / ((int64_t)wg * c.items) > 65535)
+        c.items *= 2;
+    c.slots = c.sg ? (wg + smin - 1) / smin : wg;
+    return c;
+}
+
+/* Column chunks of dc coordinates (a binding's worth), and per chunk P stage-1
+ * workgroups of `slots` partials each. */
+static void norm_geom(const fp_ctx *ctx, const norm_cfg *c, int64_t D, int64_t *dc, int64_t *nchunks, int64_t *P)
 {
     int64_t R = fp_win_max_elems(ctx);
     *dc = D <= R ? D : R - R % 64;
     *nchunks = (D + *dc - 1) / *dc;
-    int64_t p = (*dc + NORM_SLICE - 1) / NORM_SLICE;
-    *P = p < NORM_MAXP ? p : NORM_MAXP;
+    if (c->flat) {
+        int64_t span = (int64_t)c->wg * c->items;
+        *P = (*dc + span - 1) / span;
+    } else {
+        int64_t p = (*dc + NORM_SLICE - 1) / NORM_SLICE;
+        *P = p < NORM_MAXP ? p : NORM_MAXP;
+    }
 }
+
+static int64_t norm_slots(const norm_cfg *c) { return c->flat ? c->slots : 1; }
 
 int64_t fp_agg_norms_worksize(const fp_ctx *ctx, int64_t K, int64_t D)
 {
     if (!ctx || K < 1 || D < 1)
         return 0;
+    norm_cfg c = norm_config(ctx, K, D);
     int64_t dc, nch, P;
-    norm_geom(ctx, D, &dc, &nch, &P);
-    return K * nch * P;
+    norm_geom(ctx, &c, D, &dc, &nch, &P);
+    return K * nch * P * norm_slots(&c);
 }
 
 int fp_agg_norms(fp_stream *s, fp_tensor *norms, const fp_tensor *X, fp_tensor *work)
@@ -541,23 +622,25 @@ int fp_agg_norms(fp_stream *s, fp_tensor *norms, const fp_tensor *X, fp_tensor *
     if (work->nbytes > fp_ctx_profile(ctx)->storage_range)
         return fp_seterr(FP_EUNSUPPORTED, "%s: the scratch of %lld elements exceeds one binding", op,
                          (long long)need);
-    int64_t dc, nch, P, g = 1, gdc = 1;
-    norm_geom(ctx, D, &dc, &nch, &P);
-    if ((rc = plan(ctx, op, K, D, 0, &g, &gdc)))
-        return rc;
-    const fp_profile *pr = fp_ctx_profile(ctx);
-    int sg = pr->subgroup_ops;
-    uint32_t wg = reduce_wg(ctx);
-    if (sg && wg / (pr->subgroup_min ? pr->subgroup_min : 1) > 128)
-        sg = 0;
+    norm_cfg cf = norm_config(ctx, K, D);
+    int64_t dc, nch, P;
+    norm_geom(ctx, &cf, D, &dc, &nch, &P);
+    /* rows per dispatch: as many as one binding holds (each workgroup reads one
+     * row, so the CPU row cap of the streaming ops does not apply) */
+    int64_t R = fp_win_max_elems(ctx), g = D <= R ? R / D : 1;
+    if (g > K)
+        g = K;
+    if (g > 65535)
+        g = 65535;
     fp_pipeline *p1, *p1v, *p2;
-    const char *n1 = sg ? "agg_sumsq_sg" : "agg_sumsq";
-    char n1v[32];
+    char n1[40], n1v[48];
+    snprintf(n1, sizeof n1, "agg_sumsq%s%s", cf.flat ? "_flat" : "", cf.sg ? "_sg" : "");
     snprintf(n1v, sizeof n1v, "%s_vec4", n1);
-    if ((rc = get_pipe(&p2, s, "agg_norm_finish", stream_wg(ctx), 0)) || (rc = get_pipe(&p1v, s, n1v, wg, 0)) ||
-        (rc = get_pipe(&p1, s, n1, wg, 0)))
+    if ((rc = get_pipe(&p2, s, "agg_norm_finish", stream_wg(ctx), 0)) ||
+        (rc = get_pipe(&p1v, s, n1v, cf.wg, cf.flat ? cf.items : 0)) ||
+        (rc = get_pipe(&p1, s, n1, cf.wg, cf.flat ? cf.items : 0)))
         return rc;
-    int64_t pstride = nch * P;
+    int64_t slots = norm_slots(&cf), pstride = nch * P * slots;
     for (int64_t k0 = 0; k0 < K && !rc; k0 += g) {
         int64_t nk = K - k0 < g ? K - k0 : g;
         for (int64_t c = 0; c < nch && !rc; c++) {
@@ -567,10 +650,11 @@ int fp_agg_norms(fp_stream *s, fp_tensor *norms, const fp_tensor *X, fp_tensor *
                 break;
             /* vec4 loads where the chunk and every row start on a vec4 (no tail to handle) */
             uint32_t u = use_vec4(ctx) && n % 4 == 0 && (nk == 1 || D % 4 == 0) && wx.delta % 4 == 0 ? 4 : 1;
-            /* all P groups run (empty slices write 0), so every slot of work is defined */
-            uint32_t sl = (uint32_t)((n / u + P - 1) / P);
+            /* all P groups run (empty slices write 0), so every slot of work is defined; flat
+             * workgroups cover wg*items coordinates in either unit, so P does not depend on u */
+            uint32_t sl = cf.flat ? (uint32_t)slots : (uint32_t)((n / u + P - 1) / P);
             uint32_t push[6] = {(uint32_t)(n / u), (uint32_t)(D / u), wx.delta / u, sl,
-                                (uint32_t)(k0 * pstride + c * P), (uint32_t)pstride};
+                                (uint32_t)(k0 * pstride + c * P * slots), (uint32_t)pstride};
             fp_binding b[2] = {FP_R(wx.t), FP_W(work)};
             rc = fp_stream_dispatch(s, u == 4 ? p1v : p1, b, 2, push, sizeof push, (uint32_t)P, (uint32_t)nk, 1);
             snprintf(last_variant, sizeof last_variant, "%s", u == 4 ? n1v : n1);
@@ -956,6 +1040,20 @@ static int bench_fill(fp_tensor *t, int64_t n, uint32_t seed)
     return rc;
 }
 
+/* FP_BENCH_AGG_ONLY="norms,clip" times only those kernels (copy always runs:
+ * every ratio is against it); for iterating on one kernel. */
+static int bench_selected(int which)
+{
+    const char *only = getenv("FP_BENCH_AGG_ONLY");
+    if (!only || !*only)
+        return 1;
+    size_t n = strlen(bench_names[which]);
+    for (const char *p = only; (p = strstr(p, bench_names[which])) != NULL; p += n)
+        if ((p == only || p[-1] == ',') && (p[n] == ',' || p[n] == 0))
+            return 1;
+    return 0;
+}
+
 int fp_bench_aggregate(fp_ctx *ctx, int quick, char **json_out)
 {
     if (!ctx || !json_out)
@@ -1030,6 +1128,8 @@ int fp_bench_aggregate(fp_ctx *ctx, int quick, char **json_out)
         if (!rc)
             rc = bench_fill(e.out3, D, 4);
         for (int b = B_WSUM; b < B_COUNT && !rc; b++) {
+            if (!bench_selected(b))
+                continue;
             if (ki > 0 && (b == B_AXPY || b == B_RING_ADD || b == B_QUANT || b == B_DEQUANT || b == B_TIES_MEAN))
                 continue; /* independent of K */
             int heavy = b == B_MEDIAN || b == B_TRIM_MEAN;
