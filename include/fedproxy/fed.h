@@ -31,7 +31,9 @@
  * Wire round numbers ("round") increase with every attempt and are never reused,
  * also across a resumed server; "index" counts completed rounds (a retried round
  * keeps its index). The client answers a silent server with HELLO every
- * idle_hello_ms, which is how a restarted server learns its clients again.
+ * idle_hello_ms, which is how a restarted server learns its clients again; it
+ * keeps its transfers in flight meanwhile (a pause is not a restart) and drops
+ * what it was sending only after give_up_ms / 4 of silence.
  *
  * FedAvg weights: each client's weight is the sample count it declared at
  * registration. With secure aggregation, client k sends the ring vector

@@ -132,6 +132,8 @@ static int send_hello(fed_cl *c)
     int rc = fed_encode_json(&buf, &len, &h, o, c->cfg->id);
     if (!rc)
         rc = cl_queue(c, buf, len);
+    if (!rc)
+        c->hello_ord = c->link.queued;
     cJSON_Delete(o);
     c->last_hello_ms = fed_now_ms();
     return rc;
@@ -723,6 +725,7 @@ int fp_fed_client_run(const fp_fed_client_config *cfg, fp_fed_client_result *res
         return rc;
     int idle = cfg->idle_hello_ms > 0 ? cfg->idle_hello_ms : 1000;
     int give_up = cfg->give_up_ms > 0 ? cfg->give_up_ms : 60000;
+    int stale = give_up / 4 > idle ? give_up / 4 : idle; /* silence after which our queue is dropped */
     int64_t last_rx = fed_now_ms();
     rc = send_hello(&c);
     if (rc == FP_ETIMEOUT)
@@ -738,12 +741,20 @@ int fp_fed_client_run(const fp_fed_client_config *cfg, fp_fed_client_result *res
             break;
         }
         if (now - last_rx > idle && now - c.last_hello_ms > idle) {
-            /* What we were sending went to a server that is not answering: drop it. What we
-             * are receiving is kept: a silent pause in a large transfer (a busy server, a
-             * slow link) resumes where it stopped instead of starting over, and a restarted
-             * server's new transfer replaces it. */
-            fed_link_reset_out(&c.link);
-            send_hello(&c);
+            /* Silence: say HELLO again (a restarted server learns of us; a live one answers
+             * WELCOME), but keep what is in flight both ways. A busy server (a secure round's
+             * arithmetic, a starved machine) or a slow link pauses a large transfer; dropping
+             * our queue then lost the update being uploaded, and the round waited for it
+             * until its stage timeout while we gave up on the silent server. A chunked
+             * transfer resumes after a pause, and one to a server that restarted completes
+             * there and is refused as a stale session. Only after stale_ms of silence is
+             * the queue dropped, and one HELLO waits in it at a time. */
+            if (now - last_rx > stale)
+                fed_link_reset_out(&c.link);
+            if (c.link.popped >= c.hello_ord)
+                send_hello(&c);
+            else
+                c.last_hello_ms = now;
         }
         if (!fed_link_idle(&c.link))
             fed_link_pump(&c.link, now, cl_sendfn, &c);
@@ -771,6 +782,10 @@ int fp_fed_client_run(const fp_fed_client_config *cfg, fp_fed_client_result *res
         if (env) {
             int e = on_envelope(&c, env, env_len, res);
             free(env);
+            /* on_envelope may have trained for minutes (a slow device, a starved CPU):
+             * that is our time, not the server's silence. Counting it made every client
+             * whose local round took longer than give_up_ms quit right after training. */
+            last_rx = fed_now_ms();
             if (e == 1)
                 break;
             if (e < 0)

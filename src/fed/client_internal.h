@@ -13,6 +13,7 @@ typedef struct fed_cl {
     fed_link link;
     uint64_t seq, last_join_seq;
     int64_t last_hello_ms;
+    uint64_t hello_ord; /* link.queued right after the last HELLO was queued */
     int have_session, welcomed;
     uint8_t session[16];
     fp_msg_guard *guard; /* FOLLOW policy, the server's key only */
