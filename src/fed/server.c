@@ -561,6 +561,15 @@ int fp_fed_server_create(fp_fed_server **out, const fp_fed_server_config *cfg, c
         fp_agg_ctx ac = {.dim = (size_t)s->cfg.dim, .layout = s->agg_layout, .opts = &s->cfg.agg_opts,
                          .clip = s->cfg.clip, .max_steps = (uint32_t)s->cfg.steps};
         rc = fp_agg_check(s->agg, &ac, s->cfg.secagg);
+        /* Under secure aggregation a client's masked vector can be longer than the
+         * adapter (flexlora sums the full products B A): the largest message a client
+         * may send follows the longest pass. The limit used to be the adapter's size
+         * alone, so secure flexlora on a real proxy had every masked input refused. */
+        for (unsigned p = 0; !rc && s->cfg.secagg && p < s->agg->secure_sums; p++) {
+            uint64_t need = ((uint64_t)fp_agg_secure_len(s->agg, &ac, p) + 1) * 4 + ((uint64_t)1 << 20);
+            if (need > s->max_payload)
+                s->max_payload = need;
+        }
     }
     if (!rc && s->cfg.quorum < 1)
         rc = fp_seterr(FP_EINVAL, "server config: quorum must be at least 1");

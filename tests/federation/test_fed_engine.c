@@ -40,6 +40,7 @@ static char dir[600], proxy[700];
 static fp_llama_config mcfg;
 /* the aggregator and round count of federate() (fedavg over 2 rounds unless a check changes them) */
 static const char *g_agg = "fedavg";
+static const char *g_proxy = "proxy"; /* the proxy directory under dir that federate() serves */
 static int g_rounds = 2;
 
 static void write_text(const char *name, const char *t, int reps)
@@ -55,9 +56,9 @@ static void write_text(const char *name, const char *t, int reps)
 }
 
 /* The proxy: tokenizer trained on the clients' text, random tiny Llama. */
-static void make_proxy(void)
+static void make_proxy_sized(const char *name, int64_t hidden, int64_t layers, int64_t heads, int64_t inter)
 {
-    snprintf(proxy, sizeof proxy, "%s/proxy", dir);
+    snprintf(proxy, sizeof proxy, "%s/%s", dir, name);
     static const char *sp[] = {"<|endoftext|>"};
     fp_bpe_train_opts o = {300, sp, 1, 2};
     size_t lens[NC];
@@ -69,8 +70,9 @@ static void make_proxy(void)
     CHECK_OK(fp_tokenizer_parse(&tk, tj, strlen(tj), "tokenizer"));
     int64_t V = (int64_t)fp_tokenizer_vocab_size(tk);
     fp_tokenizer_free(tk);
-    fp_llama_config c = {.hidden = 32, .layers = 2, .heads = 4, .kv_heads = 2, .head_dim = 8, .intermediate = 48,
-                         .vocab = V, .rms_eps = 1e-5f, .rope_theta = 10000.0f};
+    fp_llama_config c = {.hidden = hidden, .layers = layers, .heads = heads, .kv_heads = heads / 2,
+                         .head_dim = hidden / heads, .intermediate = inter, .vocab = V, .rms_eps = 1e-5f,
+                         .rope_theta = 10000.0f};
     mcfg = c;
     fp_ctx *ctx = fp_test_ctx(NULL);
     fp_model *m = NULL;
@@ -84,6 +86,8 @@ static void make_proxy(void)
     CHECK_OK(fp_write_file_atomic(p, tj, strlen(tj), 0644));
     free(tj);
 }
+
+static void make_proxy(void) { make_proxy_sized("proxy", 32, 2, 4, 48); }
 
 typedef struct client {
     fp_identity id;
@@ -148,14 +152,14 @@ static void federate(run *u, int secagg, const char *tag)
     /* server.json as a user writes it: the proxy dir, the LoRA layout, the adapter output */
     char js[3000];
     snprintf(js, sizeof js,
-             "{\"clients\": \"%s-clients.json\", \"state_dir\": \"%s-state\", \"proxy_dir\": \"proxy\",\n"
+             "{\"clients\": \"%s-clients.json\", \"state_dir\": \"%s-state\", \"proxy_dir\": \"%s\",\n"
              " \"adapter_out\": \"%s-adapter\", \"lora\": {\"rank\": %d, \"alpha\": 8, \"targets\": \"all\"},\n"
              " \"rounds\": %d, \"aggregator\": \"%s\", \"min_clients\": %d, \"quorum\": %d, \"steps\": 6,\n"
              " \"lr\": 0.01, \"seed\": 3,\n"
              " \"init_seed\": 7, \"secagg\": %s, \"clip\": 1, \"scale_bits\": %d, \"stage_timeout_ms\": 60000,\n"
              " \"register_timeout_ms\": 30000, \"overrides\": {\"c0\": {\"rank\": 8, \"batch\": 2, \"seq\": 16},\n"
              " \"c1\": {\"rank\": 4, \"batch\": 2, \"seq\": 16}, \"c2\": {\"rank\": 2, \"batch\": 2, \"seq\": 16}}}",
-             tag, tag, tag, R, g_rounds, g_agg, NC, NC, secagg ? "true" : "false", SCALE_BITS);
+             tag, tag, g_proxy, tag, R, g_rounds, g_agg, NC, NC, secagg ? "true" : "false", SCALE_BITS);
     fp_fed_server_config sc;
     CHECK_OK(fp_fed_server_config_parse(&sc, js, strlen(js), dir));
     CHECK(sc.lora.rank == R && sc.lora.targets == FP_LORA_ALL && sc.dim == 0);
@@ -464,6 +468,44 @@ static void check_hetlora_secure(void)
     g_rounds = 2;
 }
 
+/* Secure flexlora sums the full products B A, far longer than the adapter on a
+ * wide model: hidden 256, one layer, rank 4 is 19456 adapter floats and 790529
+ * product floats (3.2 MB). The server sized its message limit from the adapter
+ * alone and refused every masked input; one round must now complete and move the
+ * adapter. */
+static void check_flexlora_wide(void)
+{
+    fp_llama_config small = mcfg;
+    char small_proxy[sizeof proxy];
+    memcpy(small_proxy, proxy, sizeof proxy);
+    make_proxy_sized("proxy-wide", 256, 1, 4, 688);
+    g_agg = "flexlora";
+    g_proxy = "proxy-wide";
+    g_rounds = 1;
+    run u;
+    federate(&u, 1, "flexwide");
+    CHECKF(u.nrep == 1, "secure flexlora on a wide proxy: %u rounds", u.nrep);
+    if (u.global[0]) {
+        float *init = malloc(u.dim * sizeof(float));
+        fp_lora_config lc = {R, 8.0f, FP_LORA_ALL, 0};
+        fp_lora_vec_layout lay;
+        CHECK_OK(fp_lora_vec_layout_build(&lay, &mcfg, &lc));
+        CHECK_OK(fp_lora_vec_init(init, u.dim, &lay, 7));
+        double moved = fp_test_maxerr(u.global[0], init, u.dim);
+        CHECKF(moved > 1e-4, "the secure flexlora round moved the adapter by only %g", moved);
+        free(init);
+        fp_lora_vec_layout_free(&lay);
+    }
+    for (int i = 0; i < 2; i++)
+        free(u.global[i]);
+    fp_fed_server_destroy(u.s);
+    g_agg = "fedavg";
+    g_proxy = "proxy";
+    g_rounds = 2;
+    mcfg = small;
+    memcpy(proxy, small_proxy, sizeof proxy);
+}
+
 int main(void)
 {
     setenv("FP_QUIET", "1", 0);
@@ -503,6 +545,7 @@ int main(void)
     fp_fed_server_destroy(sec.s);
     fp_fed_server_destroy(pl.s);
     check_hetlora_secure();
+    check_flexlora_wide();
     check_sim();
     check_fedproxy();
     return fp_test_report("test_fed_engine");
