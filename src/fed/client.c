@@ -747,8 +747,8 @@ int fp_fed_client_run(const fp_fed_client_config *cfg, fp_fed_client_result *res
              * our queue then lost the update being uploaded, and the round waited for it
              * until its stage timeout while we gave up on the silent server. A chunked
              * transfer resumes after a pause, and one to a server that restarted completes
-             * there and is refused as a stale session. Only after stale_ms of silence is
-             * the queue dropped, and one HELLO waits in it at a time. */
+             * there and is refused as a stale session. Only after `stale` (give_up / 4) of
+             * silence is the queue dropped, and one HELLO waits in it at a time. */
             if (now - last_rx > stale)
                 fed_link_reset_out(&c.link);
             if (c.link.popped >= c.hello_ord)

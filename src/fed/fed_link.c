@@ -48,7 +48,6 @@ void fed_link_reset(fed_link *l)
     fed_link_reset_out(l);
     fp_chunk_rx_destroy(l->rx);
     l->rx = NULL;
-    l->pend_len = 0;
 }
 
 void fed_link_free(fed_link *l)
