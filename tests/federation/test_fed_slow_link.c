@@ -65,12 +65,12 @@ static void test_slow_training(int secure)
     f.sc.quorum = 3;
     f.sc.stage_timeout_ms = 10000;
     for (int i = 0; i < f.n; i++) {
-        f.c[i].cfg.give_up_ms = 1200;
+        f.c[i].cfg.give_up_ms = 2500; /* long enough for a loaded machine to register */
         f.c[i].cfg.idle_hello_ms = 100;
     }
     slow_trainer st[FX_MAX];
     for (int i = 0; i < f.n; i++)
-        st[i].ms = 3000; /* 2.5 x give_up_ms */
+        st[i].ms = 6000; /* 2.4 x give_up_ms */
     fx_hooks h = {.wrap = wrap_slow, .wrap_ctx = st};
     CHECK_OK(fx_run_with(&f, &h));
     CHECKF(f.completed == 2, "slow training (secure %d): %u of 2 rounds", secure, f.completed);
