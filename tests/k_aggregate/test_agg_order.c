@@ -3,7 +3,8 @@
  * under every built-in overlay and the native profile. Two kinds of data:
  *  - small integers with many ties: every sum of them is exact in f32 in any
  *    order, so the device must equal the reference bit for bit; that checks
- *    the selected values themselves (a wrong rank changes the sum);
+ *    the selected values themselves (a wrong rank changes the sum; the
+ *    trimmed mean's final division may be 2.5 ulp off, as Vulkan allows);
  *  - normal floats: NMSE <= 1e-7 (the trimmed mean's kept values are summed
  *    in another order than the reference's ascending one), medians bit-exact.
  * Small D (not a multiple of 4: vec4 body plus scalar tail where allowed).
@@ -22,6 +23,19 @@
 #include "agg_suite.h"
 #include "fedproxy/ops_aggregate.h"
 #include "fp_test.h"
+
+/* every element within `ulps` units in the last place of the reference */
+static int ulp_close(const float *o, const float *r, int64_t n, int ulps)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float ref = r[i], tol = ulps * (nextafterf(fabsf(ref), INFINITY) - fabsf(ref));
+        if (!(fabsf(o[i] - ref) <= tol)) {
+            printf("  element %lld: %.9g vs reference %.9g\n", (long long)i, o[i], ref);
+            return 0;
+        }
+    }
+    return 1;
+}
 
 static void one(fp_ctx *ctx, fp_stream *s, int64_t K, int64_t D, int ints, int ntrim)
 {
@@ -52,8 +66,11 @@ static void one(fp_ctx *ctx, fp_stream *s, int64_t K, int64_t D, int ints, int n
         CHECK_OK(fp_agg_trimmed_mean(s, to, tX, bs[i], tw));
         CHECK_OK(fp_stream_run(s));
         CHECK_OK(fp_tensor_download(o, D * 4, to));
+        /* the integer sum is exact; the division by the kept count may be off by
+         * Vulkan's 2.5 ulp for OpFDiv (NVIDIA is; lavapipe rounds correctly). A
+         * wrong rank moves the sum by at least 1, i.e. the mean by >= 1/K */
         if (ints)
-            CHECKF(fp_test_maxerr(o, r, D) == 0.0, "trimmed mean exact K=%lld b=%u", (long long)K, bs[i]);
+            CHECKF(ulp_close(o, r, D, 3), "trimmed mean exact but the division K=%lld b=%u", (long long)K, bs[i]);
         CHECKF(agg_close("trimmed mean", o, r, D, 1e-7), "K=%lld b=%u %s", (long long)K, bs[i], kind);
     }
 out:
