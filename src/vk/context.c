@@ -199,6 +199,8 @@ int fp_ctx_create(fp_ctx **out, const fp_ctx_opts *opts)
     pthread_mutex_init(&ctx->pipe_lock, NULL);
     ctx->profiling = o.profiling;
     ctx->no_cache = o.no_pipeline_cache;
+    const char *tr = getenv("FP_TRACE_MS");
+    ctx->trace_ms = tr ? atoi(tr) : 0;
     const char *fail = getenv("FP_FAIL_PIPELINE");
     if (fail)
         snprintf(ctx->fail_pattern, sizeof ctx->fail_pattern, "%s", fail);

@@ -2,10 +2,12 @@
  * where a dispatch touches memory an earlier one (since the last barrier) wrote,
  * or writes memory one read. Descriptor sets come from per-stream pools that are
  * reset after each run. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "vk_internal.h"
+#include "fedproxy/probe.h"
 
 #define SETS_PER_POOL 256
 #define MAX_TIMED 4096
@@ -27,6 +29,7 @@ struct fp_stream {
     struct access *acc;
     uint32_t nacc, cap_acc;
     uint32_t dispatches, barriers;
+    const char *first_pipe, *last_pipe; /* for FP_TRACE_MS */
     fp_stream_stats last;
     /* profiling */
     VkQueryPool qpool;
@@ -209,6 +212,9 @@ int fp_stream_dispatch(fp_stream *s, fp_pipeline *p, const fp_binding *bindings,
         return fp_seterr(FP_EINVAL, "dispatch of '%s': grid %ux%ux%u exceeds %s's limit %ux%ux%u", p->name, gx, gy,
                          gz, ctx->prof.name, ctx->prof.max_wg_count[0], ctx->prof.max_wg_count[1],
                          ctx->prof.max_wg_count[2]);
+    if (!s->first_pipe || !s->dispatches)
+        s->first_pipe = p->name;
+    s->last_pipe = p->name;
     struct access acc[FP_MAX_BINDINGS];
     VkDescriptorBufferInfo bi[FP_MAX_BINDINGS];
     for (uint32_t i = 0; i < FP_MAX_BINDINGS; i++) {
@@ -304,11 +310,16 @@ int fp_stream_run(fp_stream *s)
     if (r != VK_SUCCESS)
         return fp_vk_fail(ctx, r, "vkEndCommandBuffer");
     VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1, .pCommandBuffers = &s->cmd};
+    double t0 = ctx->trace_ms > 0 ? fp_now() : 0;
     pthread_mutex_lock(&ctx->queue_lock);
     r = vkQueueSubmit(ctx->q_compute, 1, &si, s->fence);
     pthread_mutex_unlock(&ctx->queue_lock);
     if (r == VK_SUCCESS)
         r = vkWaitForFences(ctx->dev, 1, &s->fence, VK_TRUE, UINT64_MAX);
+    if (ctx->trace_ms > 0 && (fp_now() - t0) * 1e3 >= ctx->trace_ms)
+        fprintf(stderr, "fp trace: stream run %.1f ms: %u dispatches (first %s, last %s), %u barriers\n",
+                (fp_now() - t0) * 1e3, s->dispatches, s->first_pipe ? s->first_pipe : "-",
+                s->last_pipe ? s->last_pipe : "-", s->barriers);
     vkResetFences(ctx->dev, 1, &s->fence);
     s->last.dispatches = s->dispatches;
     s->last.barriers = s->barriers;

@@ -77,6 +77,7 @@ struct fp_ctx {
     char fail_pattern[96];
 
     int profiling;
+    int trace_ms; /* FP_TRACE_MS: report stream runs, transfers and pipeline builds at least this long */
     volatile uint32_t validation_count;
 };
 

@@ -1,6 +1,8 @@
 /* Pipelines: lazy creation and reuse, the on-disk cache reused by a second
  * context, and a forced build failure falling back to a simpler variant. */
+#include <fcntl.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -19,13 +21,34 @@ int main(void)
     CHECK(path[0] != '\0');
     remove(path); /* start cold */
     fp_test_ctx_done(ctx);
+    setenv("FP_TRACE_MS", "1", 1); /* a cold build on lavapipe takes well over 1 ms */
     ctx = fp_test_ctx("");
+    unsetenv("FP_TRACE_MS");
     fp_ctx_pipeline_stats(ctx, &ps);
     CHECK(ps.cache_bytes_loaded == 0);
 
     uint32_t spec[3] = {64, 1, 1};
     fp_pipeline *p1, *p2, *p3;
+    /* FP_TRACE_MS reports the build on stderr */
+    char tpath[600];
+    snprintf(tpath, sizeof tpath, "%s/trace.txt", fp_test_tmpdir("vk_pipeline"));
+    fflush(stderr);
+    int saved = dup(2), fd = open(tpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    CHECK(saved >= 0 && fd >= 0);
+    dup2(fd, 2);
     CHECK_OK(fp_pipeline_get(&p1, ctx, "axpb_f32", spec, 3));
+    fflush(stderr);
+    dup2(saved, 2);
+    close(fd);
+    close(saved);
+    char tbuf[512] = "";
+    FILE *tf = fopen(tpath, "r");
+    if (tf) {
+        size_t n = fread(tbuf, 1, sizeof tbuf - 1, tf);
+        tbuf[n] = 0;
+        fclose(tf);
+    }
+    CHECKF(strstr(tbuf, "fp trace: pipeline axpb_f32 built in") != NULL, "trace output: '%s'", tbuf);
     CHECK_OK(fp_pipeline_get(&p2, ctx, "axpb_f32", spec, 3));
     CHECK(p1 == p2); /* created once */
     uint32_t spec32[3] = {32, 1, 1};
