@@ -47,7 +47,7 @@ typedef struct fp_ctx_opts {
     int validate;        /* 1 on, 0 off, -1: $FP_VALIDATE */
     /* (FP_TRACE_MS=N in the environment: every stream run, staged transfer and
      * pipeline build that takes N ms or more is reported on stderr, with the
-     * pipelines involved: where the time goes on a new device) */
+     * pipelines involved: where the time goes on a new device; 0 reports all) */
     int profiling;       /* record per-dispatch timestamps in streams */
     int no_pipeline_cache; /* do not load/save the on-disk pipeline cache */
 } fp_ctx_opts;

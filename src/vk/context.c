@@ -200,7 +200,7 @@ int fp_ctx_create(fp_ctx **out, const fp_ctx_opts *opts)
     ctx->profiling = o.profiling;
     ctx->no_cache = o.no_pipeline_cache;
     const char *tr = getenv("FP_TRACE_MS");
-    ctx->trace_ms = tr ? atoi(tr) : 0;
+    ctx->trace_ms = tr && *tr ? atoi(tr) : -1; /* unset: off; 0: everything */
     const char *fail = getenv("FP_FAIL_PIPELINE");
     if (fail)
         snprintf(ctx->fail_pattern, sizeof ctx->fail_pattern, "%s", fail);

@@ -222,9 +222,9 @@ int fp_pipeline_get(fp_pipeline **out, fp_ctx *ctx, const char *name, const uint
         rc = fp_seterr(FP_ENOMEM, "out of memory");
         goto done;
     }
-    double t0 = ctx->trace_ms > 0 ? fp_now() : 0;
+    double t0 = ctx->trace_ms >= 0 ? fp_now() : 0;
     VkResult r = vkCreateComputePipelines(ctx->dev, ctx->cache, 1, &ci, NULL, &p->pipe);
-    if (ctx->trace_ms > 0 && (fp_now() - t0) * 1e3 >= ctx->trace_ms)
+    if (ctx->trace_ms >= 0 && (fp_now() - t0) * 1e3 >= ctx->trace_ms)
         fprintf(stderr, "fp trace: pipeline %s built in %.1f ms\n", name, (fp_now() - t0) * 1e3);
     if (r != VK_SUCCESS) {
         free(p);

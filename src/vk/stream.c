@@ -310,13 +310,13 @@ int fp_stream_run(fp_stream *s)
     if (r != VK_SUCCESS)
         return fp_vk_fail(ctx, r, "vkEndCommandBuffer");
     VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1, .pCommandBuffers = &s->cmd};
-    double t0 = ctx->trace_ms > 0 ? fp_now() : 0;
+    double t0 = ctx->trace_ms >= 0 ? fp_now() : 0;
     pthread_mutex_lock(&ctx->queue_lock);
     r = vkQueueSubmit(ctx->q_compute, 1, &si, s->fence);
     pthread_mutex_unlock(&ctx->queue_lock);
     if (r == VK_SUCCESS)
         r = vkWaitForFences(ctx->dev, 1, &s->fence, VK_TRUE, UINT64_MAX);
-    if (ctx->trace_ms > 0 && (fp_now() - t0) * 1e3 >= ctx->trace_ms)
+    if (ctx->trace_ms >= 0 && (fp_now() - t0) * 1e3 >= ctx->trace_ms)
         fprintf(stderr, "fp trace: stream run %.1f ms: %u dispatches (first %s, last %s), %u barriers\n",
                 (fp_now() - t0) * 1e3, s->dispatches, s->first_pipe ? s->first_pipe : "-",
                 s->last_pipe ? s->last_pipe : "-", s->barriers);

@@ -69,12 +69,12 @@ static int staged_copy(fp_ctx *ctx, const fp_tensor *t, uint64_t off, uint64_t l
     vkEndCommandBuffer(ctx->xfer_cmd);
     VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1,
                        .pCommandBuffers = &ctx->xfer_cmd};
-    double t0 = ctx->trace_ms > 0 ? fp_now() : 0;
+    double t0 = ctx->trace_ms >= 0 ? fp_now() : 0;
     VkResult r = vkQueueSubmit(ctx->q_transfer, 1, &si, ctx->xfer_fence);
     if (r == VK_SUCCESS)
         r = vkWaitForFences(ctx->dev, 1, &ctx->xfer_fence, VK_TRUE, UINT64_MAX);
     vkResetFences(ctx->dev, 1, &ctx->xfer_fence);
-    if (ctx->trace_ms > 0 && (fp_now() - t0) * 1e3 >= ctx->trace_ms)
+    if (ctx->trace_ms >= 0 && (fp_now() - t0) * 1e3 >= ctx->trace_ms)
         fprintf(stderr, "fp trace: %s of %llu bytes took %.1f ms\n", to_device ? "upload" : "download",
                 (unsigned long long)len, (fp_now() - t0) * 1e3);
     return r == VK_SUCCESS ? 0 : fp_vk_fail(ctx, r, to_device ? "upload" : "download");

@@ -77,7 +77,7 @@ struct fp_ctx {
     char fail_pattern[96];
 
     int profiling;
-    int trace_ms; /* FP_TRACE_MS: report stream runs, transfers and pipeline builds at least this long */
+    int trace_ms; /* FP_TRACE_MS: report stream runs, transfers and pipeline builds at least this long (-1: off) */
     volatile uint32_t validation_count;
 };
 
