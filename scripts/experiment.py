@@ -29,7 +29,10 @@ fixed server step, then the server step at the best lr); the training budget
 of each row is rounds x local steps per client (centralized: that times the
 client count, the same number of samples). The centralized upper bound picks
 its own learning rate from the same grid by pooled valid loss for its own
-budget. Python 3 standard library only.
+budget. The server's optimizer is FedAvg (server SGD) unless --server-momentum
+(FedAvgM) or --server-optimizer adam|yogi (FedAdam/FedYogi, with
+--server-beta1/--server-beta2/--server-tau) say otherwise, for every federated
+row alike. Python 3 standard library only.
 """
 import argparse
 import json
@@ -501,7 +504,8 @@ def write(self):
              "fedproxy_gap_closed": gap, "fuse_span": self.spans, "server_lr": self.server_lr,
              "server_lr_search_valid_loss": self.server_lr_search, "fed_search": self.fed_search,
              "server_momentum": getattr(self.a, "server_momentum", 0.0),
-             "server_optimizer": server_opt_keys(self.a) or {"server_optimizer": "sgd"},
+             "server_optimizer": getattr(self.a, "server_optimizer", "sgd"),
+             "server_optimizer_options": {k: v for k, v in server_opt_keys(self.a).items() if k != "server_optimizer"},
              "central_lr": self.central_lr, "central_lr_search_valid_loss": self.central_lr_search, "span_search_valid_loss": self.span_search, "total_s": self.total_s,
              "mixtures": {str(c["id"]): c["mixture"] for c in self.manifest["client_list"]}}
     with open(self.p("table.json"), "w") as fh:
