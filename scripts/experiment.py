@@ -29,7 +29,10 @@ fixed server step, then the server step at the best lr); the training budget
 of each row is rounds x local steps per client (centralized: that times the
 client count, the same number of samples). The centralized upper bound picks
 its own learning rate from the same grid by pooled valid loss for its own
-budget. Python 3 standard library only.
+budget. The server's optimizer is FedAvg (server SGD) unless --server-momentum
+(FedAvgM) or --server-optimizer adam|yogi (FedAdam/FedYogi, with
+--server-beta1/--server-beta2/--server-tau) say otherwise, for every federated
+row alike. Python 3 standard library only.
 """
 import argparse
 import json
@@ -60,6 +63,25 @@ SIZES = {
                   lr_grid=[1e-4, 3e-4, 1e-3], client_bytes=96 * 1024, clients=6, rounds=6, eval_seq=128,
                   server_lr_grid=[1.0, 2.0, 4.0], server_lr_start=2.0),
 }
+# With --server-optimizer adam or yogi, server_lr is a per-coordinate step size (about server_lr * sign(aggregate)
+# in the first round, server.json docs in include/fedproxy/fed.h), not a multiple of the clients' mean step as
+# under SGD, so the sizes' SGD grids (1..8) would be steps hundreds of times the clients' own: the search uses
+# this grid instead (Reddi et al. 2021 found 10^-2..10^-1.5 best for FedAdam on their tasks). Used only then.
+ADAPTIVE_SERVER_LR = dict(server_lr_grid=[0.003, 0.01, 0.03], server_lr_start=0.01)
+
+
+def server_opt_keys(a):
+    """The server.json keys of --server-optimizer and its options, for every federated row's server config
+    ({} for sgd, the default, so its configs stay as they were). Only the options given are passed; the server
+    supplies the other defaults and validates the values."""
+    opt = getattr(a, "server_optimizer", "sgd")  # scripts/aggregators.py has no such option
+    if opt == "sgd":
+        return {}
+    keys = {"server_optimizer": opt}
+    for k in ("server_beta1", "server_beta2", "server_tau"):
+        if getattr(a, k, None) is not None:
+            keys[k] = getattr(a, k)
+    return keys
 
 
 class Runner:
@@ -283,6 +305,7 @@ class Exp:
         server["server_lr"] = getattr(self, "server_lr", 1.0)
         if getattr(self.a, "server_momentum", 0):  # scripts/aggregators.py has no such option
             server["server_momentum"] = self.a.server_momentum
+        server.update(server_opt_keys(self.a))
         server.update(server_extra or {})
         clients = []
         for c in self.manifest["client_list"]:
@@ -351,8 +374,9 @@ class Exp:
             print(f"   lr {lr:g} server_lr {slr:g}: pooled valid loss {trials[(lr, slr)][2]}", file=sys.stderr)
 
         lrs = [self.a.lr] if self.a.lr else self.hp["lr_grid"]
-        slr0 = self.a.server_lr or self.hp["server_lr_start"]
-        slrs = [self.a.server_lr] if self.a.server_lr else sorted(set(self.hp["server_lr_grid"]) | {slr0})
+        shp = ADAPTIVE_SERVER_LR if server_opt_keys(self.a) else self.hp
+        slr0 = self.a.server_lr or shp["server_lr_start"]
+        slrs = [self.a.server_lr] if self.a.server_lr else sorted(set(shp["server_lr_grid"]) | {slr0})
         for lr in lrs:
             trial(lr, slr0)
         best_lr = min(lrs, key=lambda lr: trials[(lr, slr0)][2])
@@ -480,6 +504,8 @@ def write(self):
              "fedproxy_gap_closed": gap, "fuse_span": self.spans, "server_lr": self.server_lr,
              "server_lr_search_valid_loss": self.server_lr_search, "fed_search": self.fed_search,
              "server_momentum": getattr(self.a, "server_momentum", 0.0),
+             "server_optimizer": getattr(self.a, "server_optimizer", "sgd"),
+             "server_optimizer_options": {k: v for k, v in server_opt_keys(self.a).items() if k != "server_optimizer"},
              "central_lr": self.central_lr, "central_lr_search_valid_loss": self.central_lr_search, "span_search_valid_loss": self.span_search, "total_s": self.total_s,
              "mixtures": {str(c["id"]): c["mixture"] for c in self.manifest["client_list"]}}
     with open(self.p("table.json"), "w") as fh:
@@ -487,7 +513,8 @@ def write(self):
     lines = [f"# FedProxy benchmark ({self.a.size}: LLM {self.L} layers, hidden {self.llm_cfg['hidden_size']}, "
              f"vocab {self.llm_cfg['vocab_size']}; {len(clients)} clients, alpha {self.a.alpha}, "
              f"{self.hp['rounds']} rounds x {self.hp['local_steps']} local steps, LoRA rank {self.hp['rank']}, "
-             f"lr {self.lr:g}, server lr {self.server_lr:g}, FedProxy span {self.spans.get('fedproxy', 'none')} "
+             f"lr {self.lr:g}, server lr {self.server_lr:g}"
+             + "".join(f", {k.replace('_', ' ')} {v}" for k, v in server_opt_keys(self.a).items()) + ", FedProxy span {self.spans.get('fedproxy', 'none')} "
              + (f", centralized lr {self.central_lr:g} " if self.central_lr else "") + "chosen on valid)", "",
              "Held-out perplexity (accuracy) per client; mean over clients.", "",
              "| row | " + " | ".join(f"client {k}" for k in clients) + " | mean ppl | mean acc | bytes/client | wall s |",
@@ -597,6 +624,16 @@ def main():
                     help="skip the valid-split search of the server's step size and use this one")
     ap.add_argument("--server-momentum", type=float, default=0.0,
                     help="server.json \"server_momentum\" (FedAvgM) for every federated row (default 0: none)")
+    ap.add_argument("--server-optimizer", choices=["sgd", "adam", "yogi"], default="sgd",
+                    help="server.json \"server_optimizer\" for every federated row: sgd (default: FedAvg, or FedAvgM "
+                         "with --server-momentum), adam or yogi (FedAdam/FedYogi; the server_lr search then uses "
+                         f"{ADAPTIVE_SERVER_LR['server_lr_grid']})")
+    ap.add_argument("--server-beta1", type=float, default=None,
+                    help="server.json \"server_beta1\" (adam/yogi only; default the server's, 0.9)")
+    ap.add_argument("--server-beta2", type=float, default=None,
+                    help="server.json \"server_beta2\" (adam/yogi only; default the server's, 0.99)")
+    ap.add_argument("--server-tau", type=float, default=None,
+                    help="server.json \"server_tau\", the adaptivity epsilon (adam/yogi only; default the server's, 1e-3)")
     ap.add_argument("--out", default=None, help="output directory (default: experiments/<size>)")
     ap.add_argument("--fp", default=os.path.join(REPO, "build", "tools", "fp"))
     ap.add_argument("--per-round", action=argparse.BooleanOptionalAction, default=True,
@@ -608,6 +645,10 @@ def main():
         ap.error("--rounds, --clients and --local-steps must be positive")
     if not os.access(a.fp, os.X_OK):
         ap.error(f"{a.fp} is not an executable fp; build first or pass --fp")
+    if a.server_optimizer == "sgd" and any(x is not None for x in (a.server_beta1, a.server_beta2, a.server_tau)):
+        ap.error("--server-beta1, --server-beta2 and --server-tau need --server-optimizer adam or yogi")
+    if a.server_optimizer != "sgd" and a.server_momentum:
+        ap.error("--server-momentum is FedAvgM (--server-optimizer sgd); adam and yogi keep their own (--server-beta1)")
     a.out = a.out or os.path.join(REPO, "experiments", a.size)
     Exp(a).run()
 

@@ -200,6 +200,35 @@ typedef struct fp_fed_override {
     int rank, batch, seq;       /* 0 = keep the recommendation */
 } fp_fed_override;
 
+/* The server's optimizer over the rounds' aggregates (server.json
+ * "server_optimizer"), FedOpt of Reddi et al. 2021, "Adaptive Federated
+ * Optimization". Delta is the round's aggregate (the aggregator's output, after
+ * secure aggregation and DP noise, so every aggregator and DP mode works with
+ * every optimizer; all of them are post-processing: DP guarantees are unchanged).
+ *   SGD  (default): global += server_lr * Delta (FedAvg at server_lr 1), or
+ *        FedAvgM with "server_momentum".
+ *   ADAM: m = b1 m + (1 - b1) Delta;  v = b2 v + (1 - b2) Delta^2;
+ *        global += server_lr * m / (sqrt(v) + tau), per coordinate.
+ *   YOGI: as ADAM but v = v - (1 - b2) Delta^2 sign(v - Delta^2) (v grows
+ *        additively, so one large round does not inflate it the way Adam's
+ *        average does, and it shrinks slower).
+ * No bias correction, as in Reddi et al. (Algorithm 2), so their tuned
+ * server_lr, beta and tau apply as they are, and the state is m and v alone
+ * (no round count to keep beside them). m and v start at zero (the paper
+ * allows v >= tau^2; tau > 0 keeps the denominator positive either way). With
+ * the default betas the first round's step is about server_lr * sign(Delta)
+ * per coordinate where |Delta| >> tau ((1 - b1) / sqrt(1 - b2) = 1, the same
+ * as a corrected step); for a steady Delta the uncorrected step then grows to
+ * about 2x by round 8..20 and returns to 1x over a few hundred rounds: a mild
+ * warm-up, not a blow-up. server_lr is thus a per-coordinate step size and
+ * wants values near one round's per-coordinate change (the paper's best are
+ * about 10^-2..10^-0.5), not FedAvg's 1. Coordinates whose sqrt(v) is well
+ * below tau step like SGD with momentum, at a rate of about server_lr / tau.
+ * m and v are kept in the round checkpoint and continue after --resume; a
+ * checkpoint written under another optimizer (or before format 3) starts them
+ * at zero, with a message. */
+enum fp_fed_server_opt { FP_FED_SERVER_SGD = 0, FP_FED_SERVER_ADAM = 1, FP_FED_SERVER_YOGI = 2 };
+
 typedef struct fp_fed_server_config {
     char endpoint[FP_FED_PATH_MAX];  /* "tcp://127.0.0.1:0": any free port */
     char keys_dir[FP_FED_PATH_MAX];  /* server identity (fp keygen) */
@@ -218,6 +247,9 @@ typedef struct fp_fed_server_config {
                                       * server_lr * v; 0 (default): none, v = aggregate. v is kept in
                                       * the round checkpoint, so a resumed server continues it. Also
                                       * post-processing of the aggregate: DP is unchanged */
+    int server_optimizer;            /* enum fp_fed_server_opt: the server's step on the aggregate */
+    float server_beta1, server_beta2; /* FedAdam/FedYogi decay rates of m and v (0.9, 0.99) */
+    float server_tau;                /* FedAdam/FedYogi adaptivity epsilon tau (1e-3) */
     char aggregator[32];             /* "fedavg"; FedProxy federations ("lora"): see below */
     fp_agg_opts agg_opts;            /* "aggregator_options" (aggregator.h) */
     uint32_t rounds;                 /* completed rounds to run */
@@ -246,7 +278,8 @@ typedef struct fp_fed_server_config {
 
 /* Defaults: endpoint tcp://127.0.0.1:0, fedavg, 3 rounds, min_clients 2,
  * fraction 1, quorum 2, max_attempts 3*rounds, 10 s stages, 30 s registration,
- * 1 step, lr 1, server_lr 1, dim 16, clip 1, model bench. */
+ * 1 step, lr 1, server_lr 1, server optimizer sgd (beta1 0.9, beta2 0.99,
+ * tau 1e-3 for adam/yogi), dim 16, clip 1, model bench. */
 void fp_fed_server_config_default(fp_fed_server_config *c);
 
 /* server.json: an object with the fields above by name (all optional but
@@ -255,7 +288,11 @@ void fp_fed_server_config_default(fp_fed_server_config *c);
  * "stage_timeout_ms","register_timeout_ms","steps","lr","dim","init_seed",
  * "init_scale","seed","secagg","threshold","degree","clip","scale_bits",
  * "overrides":{"<name or key hex>":{"rank":8,"batch":2,"seq":128}},
- * "proxy_dir", "adapter_out", "prox_mu", "server_lr" (in (0, 100]), "server_momentum" (in [0, 1)), "lora":{"rank":R,"alpha":A,
+ * "proxy_dir", "adapter_out", "prox_mu", "server_lr" (in (0, 100]), "server_momentum" (in [0, 1)),
+ * "server_optimizer" ("sgd" (default), "adam", "yogi"; fp_fed_server_opt),
+ * "server_beta1" (in [0, 1), default 0.9), "server_beta2" (in [0, 1), default
+ * 0.99), "server_tau" (finite, > 0, default 1e-3); the last three only with
+ * adam or yogi, and "server_momentum" > 0 only with sgd, "lora":{"rank":R,"alpha":A,
  * "targets":"all"|"q,v,...","layers":"0,1,6,7"} (layers optional: all).
  * With "lora", "proxy_dir" is required and dim is the layout's (a "dim" that
  * disagrees is FP_EFORMAT); the initial global vector is fp_lora_vec_init

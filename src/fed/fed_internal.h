@@ -118,9 +118,19 @@ typedef struct fed_ckpt {
     uint64_t dim;
     float *global; /* malloc'd */
     float *velocity; /* malloc'd; NULL: none (a version-1 file, or written without momentum) */
+    int adaptive;    /* FP_FED_SERVER_ADAM or _YOGI: m and v below are that optimizer's; 0: none */
+    float *m, *v;    /* malloc'd when adaptive (format 3), else NULL */
     uint32_t n_clients;
     fed_ckpt_client *clients; /* malloc'd */
 } fed_ckpt;
+
+/* The server's step on the round's aggregate delta (server_opt.c): updates
+ * global, and the optimizer's state: velocity (sgd with server_momentum > 0,
+ * else NULL), m and v (adam, yogi; else NULL), all of dim floats. */
+void fed_server_opt_step(const fp_fed_server_config *cfg, float *global, float *velocity, float *m, float *v,
+                         const float *delta, uint64_t dim);
+/* "sgd", "adam", "yogi" (fp_fed_server_opt). */
+const char *fed_server_opt_name(int opt);
 
 int fed_ckpt_write(const char *state_dir, const fed_ckpt *c);
 int fed_ckpt_read(fed_ckpt *out, const char *state_dir);

@@ -440,6 +440,9 @@ int srv_write_checkpoint(fp_fed_server *s)
     c.dim = s->cfg.dim;
     c.global = s->global;
     c.velocity = s->velocity;
+    c.adaptive = s->opt_m ? s->cfg.server_optimizer : 0;
+    c.m = s->opt_m;
+    c.v = s->opt_v;
     fed_ckpt_client *cc = calloc(s->ncl + 1, sizeof *cc);
     if (!cc)
         return fp_seterr(FP_ENOMEM, "checkpoint: out of memory");
@@ -519,6 +522,21 @@ static int resume(fp_fed_server *s)
         memcpy(s->velocity, c.velocity, (size_t)c.dim * sizeof(float));
     else if (s->velocity)
         fed_log("fp serve: the checkpoint has no server momentum; it starts at zero\n");
+    /* FedAdam/FedYogi continue m and v written by the same optimizer; any other
+     * checkpoint (sgd, the other one, format 1 or 2) starts them at zero. */
+    const char *opt = fed_server_opt_name(s->cfg.server_optimizer);
+    if (s->opt_m && c.adaptive == s->cfg.server_optimizer && c.m && c.v) {
+        memcpy(s->opt_m, c.m, (size_t)c.dim * sizeof(float));
+        memcpy(s->opt_v, c.v, (size_t)c.dim * sizeof(float));
+    } else if (s->opt_m && c.adaptive) {
+        fed_log("fp serve: the checkpoint's server optimizer state is %s's, not %s's; m and v start at zero\n",
+                fed_server_opt_name(c.adaptive), opt);
+    } else if (s->opt_m) {
+        fed_log("fp serve: the checkpoint has no %s state; m and v start at zero\n", opt);
+    } else if (c.adaptive) {
+        fed_log("fp serve: the checkpoint's %s state (m, v) is dropped: server_optimizer is %s\n",
+                fed_server_opt_name(c.adaptive), opt);
+    }
     for (uint32_t i = 0; i < c.n_clients; i++) {
         long idx = fp_allowlist_find(s->allow, c.clients[i].key);
         if (idx < 0)
@@ -573,6 +591,18 @@ int fp_fed_server_create(fp_fed_server **out, const fp_fed_server_config *cfg, c
     }
     if (!rc && s->cfg.quorum < 1)
         rc = fp_seterr(FP_EINVAL, "server config: quorum must be at least 1");
+    /* A config built in code skips the parser's checks: the optimizer's are repeated
+     * here, since a beta of 1 or a tau of 0 would silently stall or blow up the global. */
+    if (!rc && (s->cfg.server_optimizer < FP_FED_SERVER_SGD || s->cfg.server_optimizer > FP_FED_SERVER_YOGI))
+        rc = fp_seterr(FP_EINVAL, "server config: server_optimizer %d is unknown", s->cfg.server_optimizer);
+    if (!rc && s->cfg.server_optimizer != FP_FED_SERVER_SGD &&
+        (s->cfg.server_momentum > 0 || !(s->cfg.server_beta1 >= 0 && s->cfg.server_beta1 < 1) ||
+         !(s->cfg.server_beta2 >= 0 && s->cfg.server_beta2 < 1) || !(s->cfg.server_tau > 0) ||
+         !isfinite(s->cfg.server_tau)))
+        rc = fp_seterr(FP_EINVAL,
+                       "server config: %s needs server_beta1 and server_beta2 in [0, 1), server_tau > 0 and no "
+                       "server_momentum",
+                       fed_server_opt_name(s->cfg.server_optimizer));
     if (!rc)
         rc = fp_allowlist_load(&s->allow, s->cfg.clients);
     if (rc)
@@ -580,9 +610,13 @@ int fp_fed_server_create(fp_fed_server **out, const fp_fed_server_config *cfg, c
     s->ncl = fp_allowlist_count(s->allow);
     s->cl = calloc(s->ncl + 1, sizeof *s->cl);
     s->global = calloc(s->cfg.dim, sizeof(float));
-    s->velocity = s->cfg.server_momentum > 0 ? calloc(s->cfg.dim, sizeof(float)) : NULL;
+    int mom = s->cfg.server_optimizer == FP_FED_SERVER_SGD && s->cfg.server_momentum > 0;
+    int adaptive = s->cfg.server_optimizer != FP_FED_SERVER_SGD;
+    s->velocity = mom ? calloc(s->cfg.dim, sizeof(float)) : NULL;
+    s->opt_m = adaptive ? calloc(s->cfg.dim, sizeof(float)) : NULL;
+    s->opt_v = adaptive ? calloc(s->cfg.dim, sizeof(float)) : NULL;
     uint8_t(*keys)[32] = calloc(s->ncl + 1, 32);
-    if (!s->cl || !s->global || !keys || (s->cfg.server_momentum > 0 && !s->velocity)) {
+    if (!s->cl || !s->global || !keys || (mom && !s->velocity) || (adaptive && (!s->opt_m || !s->opt_v))) {
         free(keys);
         rc = fp_seterr(FP_ENOMEM, "server: out of memory for %zu clients, dim %llu", s->ncl,
                        (unsigned long long)s->cfg.dim);
@@ -665,6 +699,8 @@ void fp_fed_server_destroy(fp_fed_server *s)
     free(s->cl);
     free(s->global);
     free(s->velocity);
+    free(s->opt_m);
+    free(s->opt_v);
     free(s->proxy);
     fp_lora_vec_layout_free(&s->lay);
     fp_msg_guard_destroy(s->join_guard);

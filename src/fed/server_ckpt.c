@@ -1,14 +1,19 @@
 /* The server's round checkpoint, written atomically after every complete round.
  *
  * checkpoint.bin (little-endian):
- *   "FPCK" u32 version=2 | session[16] | completed u32 | next_round u32 |
+ *   "FPCK" u32 version=3 | session[16] | completed u32 | next_round u32 |
  *   rng_key[32] | rng_counter u64 | dim u64 | n_clients u32 | flags u32 |
+ *   adaptive u32 | 0[12] |
  *   global f32[dim] | [velocity f32[dim] if flags bit 0] |
+ *   [m f32[dim] v f32[dim] if flags bit 1] |
  *   n_clients x (key[32] samples u64 rank i32 batch i32 seq i32 0 u32) |
  *   BLAKE2b-256 of everything before it
- * flags bit 0: the server's FedAvgM velocity follows the global vector. Version 1
- * (flags always 0, no velocity) is still read. A torn or altered file fails the
- * hash and is refused (FP_EFORMAT). */
+ * flags bit 0: the server's FedAvgM velocity follows the global vector; bit 1:
+ * FedAdam's or FedYogi's m and v follow, and `adaptive` says whose
+ * (fp_fed_server_opt: 1 adam, 2 yogi). Version 2 (bit 0 only; `adaptive` was
+ * reserved, written 0) and version 1 (flags always 0, no velocity) are still
+ * read, as are their files' sizes. A torn or altered file fails the hash and
+ * is refused (FP_EFORMAT). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,12 +59,17 @@ int fed_ckpt_write(const char *state_dir, const fed_ckpt *c)
     if (c->dim > FP_FED_MAX_DIM)
         return fp_seterr(FP_EINVAL, "checkpoint: dim %llu too large", (unsigned long long)c->dim);
     int has_v = c->velocity != NULL;
-    size_t n = CK_HDR + (size_t)c->dim * 4 * (has_v ? 2 : 1) + (size_t)c->n_clients * CK_CLIENT + 32;
+    int has_mv = c->adaptive != 0;
+    if (has_mv && (!c->m || !c->v || (c->adaptive != FP_FED_SERVER_ADAM && c->adaptive != FP_FED_SERVER_YOGI)))
+        return fp_seterr(FP_EINVAL, "checkpoint: optimizer state %d without m and v", c->adaptive);
+    const float *vecs[4] = {c->global, c->velocity, c->m, c->v};
+    size_t nvec = 1 + (size_t)has_v + 2 * (size_t)has_mv;
+    size_t n = CK_HDR + (size_t)c->dim * 4 * nvec + (size_t)c->n_clients * CK_CLIENT + 32;
     uint8_t *b = calloc(1, n);
     if (!b)
         return fp_seterr(FP_ENOMEM, "checkpoint: out of memory (%zu bytes)", n);
     memcpy(b, "FPCK", 4);
-    put32(b + 4, 2);
+    put32(b + 4, 3);
     memcpy(b + 8, c->session, 16);
     put32(b + 24, c->completed);
     put32(b + 28, c->next_round);
@@ -67,11 +77,14 @@ int fed_ckpt_write(const char *state_dir, const fed_ckpt *c)
     put64(b + 64, c->rng_counter);
     put64(b + 72, c->dim);
     put32(b + 80, c->n_clients);
-    put32(b + 84, has_v ? 1u : 0u);
-    /* 88..104 zero */
+    put32(b + 84, (has_v ? 1u : 0u) | (has_mv ? 2u : 0u));
+    put32(b + 88, has_mv ? (uint32_t)c->adaptive : 0u);
+    /* 92..104 zero */
     uint8_t *p = b + CK_HDR;
-    for (int v = 0; v <= has_v; v++) {
-        const float *x = v ? c->velocity : c->global;
+    for (int k = 0; k < 4; k++) {
+        const float *x = vecs[k];
+        if (!x || (k == 1 && !has_v) || (k >= 2 && !has_mv))
+            continue;
         for (uint64_t i = 0; i < c->dim; i++, p += 4) {
             uint32_t u;
             memcpy(&u, &x[i], 4);
@@ -104,14 +117,15 @@ int fed_ckpt_read(fed_ckpt *out, const char *state_dir)
     ck_path(path, sizeof path, state_dir);
     void *data = NULL;
     size_t n = 0;
-    int rc = fp_read_file(&data, &n, path, (size_t)FP_FED_MAX_DIM * 4 + ((size_t)64 << 20));
+    /* global, velocity, m and v at most */
+    int rc = fp_read_file(&data, &n, path, (size_t)FP_FED_MAX_DIM * 16 + ((size_t)64 << 20));
     if (rc)
         return fp_adderr(rc, "reading the round checkpoint");
     const uint8_t *b = data;
     rc = FP_EFORMAT;
     uint32_t version = n >= 8 ? get32(b + 4) : 0;
-    if (n < CK_HDR + 32 || memcmp(b, "FPCK", 4) || (version != 1 && version != 2)) {
-        fp_seterr(rc, "checkpoint %s: not a version-1 or -2 checkpoint", path);
+    if (n < CK_HDR + 32 || memcmp(b, "FPCK", 4) || version < 1 || version > 3) {
+        fp_seterr(rc, "checkpoint %s: not a version-1, -2 or -3 checkpoint", path);
         goto out;
     }
     uint8_t h[32];
@@ -122,13 +136,20 @@ int fed_ckpt_read(fed_ckpt *out, const char *state_dir)
     }
     uint64_t dim = get64(b + 72);
     uint32_t nc = get32(b + 80), flags = get32(b + 84);
-    if (flags & ~1u || (version == 1 && flags)) {
-        fp_seterr(rc, "checkpoint %s: unknown flags 0x%x", path, flags);
+    uint32_t known = version == 1 ? 0u : version == 2 ? 1u : 3u;
+    if (flags & ~known) {
+        fp_seterr(rc, "checkpoint %s: unknown flags 0x%x for version %u", path, flags, version);
         goto out;
     }
-    int has_v = flags & 1u;
+    int has_v = flags & 1u, has_mv = (flags & 2u) != 0;
+    uint32_t adaptive = has_mv ? get32(b + 88) : 0;
+    if (has_mv && adaptive != FP_FED_SERVER_ADAM && adaptive != FP_FED_SERVER_YOGI) {
+        fp_seterr(rc, "checkpoint %s: optimizer state of unknown optimizer %u", path, adaptive);
+        goto out;
+    }
+    size_t nvec = 1 + (size_t)has_v + 2 * (size_t)has_mv;
     if (dim > FP_FED_MAX_DIM || nc > FP_ALLOWLIST_MAX ||
-        n != CK_HDR + (size_t)dim * 4 * (has_v ? 2 : 1) + (size_t)nc * CK_CLIENT + 32) {
+        n != CK_HDR + (size_t)dim * 4 * nvec + (size_t)nc * CK_CLIENT + 32) {
         fp_seterr(rc, "checkpoint %s: sizes disagree (dim %llu, %u clients, %zu bytes)", path,
                   (unsigned long long)dim, nc, n);
         goto out;
@@ -142,15 +163,21 @@ int fed_ckpt_read(fed_ckpt *out, const char *state_dir)
     out->n_clients = nc;
     out->global = malloc((size_t)dim * 4 + 4);
     out->velocity = has_v ? malloc((size_t)dim * 4 + 4) : NULL;
+    out->adaptive = (int)adaptive;
+    out->m = has_mv ? malloc((size_t)dim * 4 + 4) : NULL;
+    out->v = has_mv ? malloc((size_t)dim * 4 + 4) : NULL;
     out->clients = calloc(nc + 1, sizeof *out->clients);
-    if (!out->global || !out->clients || (has_v && !out->velocity)) {
+    if (!out->global || !out->clients || (has_v && !out->velocity) || (has_mv && (!out->m || !out->v))) {
         fed_ckpt_free(out);
         rc = fp_seterr(FP_ENOMEM, "checkpoint: out of memory");
         goto out;
     }
     const uint8_t *p = b + CK_HDR;
-    for (int v = 0; v <= has_v; v++) {
-        float *x = v ? out->velocity : out->global;
+    float *vecs[4] = {out->global, out->velocity, out->m, out->v};
+    for (int k = 0; k < 4; k++) {
+        float *x = vecs[k];
+        if (!x)
+            continue;
         for (uint64_t i = 0; i < dim; i++, p += 4) {
             uint32_t u = get32(p);
             memcpy(&x[i], &u, 4);
@@ -175,9 +202,14 @@ void fed_ckpt_free(fed_ckpt *c)
         return;
     free(c->global);
     free(c->velocity);
+    free(c->m);
+    free(c->v);
     free(c->clients);
     c->global = NULL;
     c->velocity = NULL;
+    c->m = NULL;
+    c->v = NULL;
+    c->adaptive = 0;
     c->clients = NULL;
 }
 

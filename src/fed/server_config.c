@@ -27,6 +27,10 @@ void fp_fed_server_config_default(fp_fed_server_config *c)
     c->lr = 1.0f;
     c->server_lr = 1.0f;
     c->server_momentum = 0.0f;
+    c->server_optimizer = FP_FED_SERVER_SGD;
+    c->server_beta1 = 0.9f;
+    c->server_beta2 = 0.99f;
+    c->server_tau = 1e-3f;
     c->dim = 16;
     c->init_scale = 0.1f;
     c->clip = 1.0f;
@@ -122,6 +126,51 @@ int fed_lora_config_parse(fp_lora_config *out, const cJSON *o)
     return 0;
 }
 
+const char *fed_server_opt_name(int opt)
+{
+    return opt == FP_FED_SERVER_ADAM ? "adam" : opt == FP_FED_SERVER_YOGI ? "yogi" : "sgd";
+}
+
+/* "server_optimizer" and its hyperparameters (fed.h). A beta or tau given for
+ * sgd would be ignored silently, and momentum on top of adam/yogi is not the
+ * paper's algorithm: both are refused rather than half-applied. */
+static int server_optimizer(fp_fed_server_config *out, const cJSON *o)
+{
+    const char *name = fed_jstr(o, "server_optimizer", "sgd");
+    if (!strcmp(name, "sgd"))
+        out->server_optimizer = FP_FED_SERVER_SGD;
+    else if (!strcmp(name, "adam"))
+        out->server_optimizer = FP_FED_SERVER_ADAM;
+    else if (!strcmp(name, "yogi"))
+        out->server_optimizer = FP_FED_SERVER_YOGI;
+    else
+        return fp_seterr(FP_EFORMAT, "server config: \"server_optimizer\" \"%s\" is unknown (sgd, adam or yogi)",
+                         name);
+    static const char *const adaptive_keys[] = {"server_beta1", "server_beta2", "server_tau"};
+    for (size_t i = 0; i < 3; i++)
+        if (out->server_optimizer == FP_FED_SERVER_SGD && cJSON_GetObjectItemCaseSensitive(o, adaptive_keys[i]))
+            return fp_seterr(FP_EFORMAT,
+                             "server config: \"%s\" applies to \"server_optimizer\" adam or yogi only (it is sgd)",
+                             adaptive_keys[i]);
+    if (out->server_optimizer != FP_FED_SERVER_SGD && out->server_momentum > 0)
+        return fp_seterr(FP_EFORMAT,
+                         "server config: \"server_momentum\" is for \"server_optimizer\" sgd (FedAvgM); %s keeps "
+                         "its own first moment (\"server_beta1\")",
+                         name);
+    double b1 = fed_jnum(o, "server_beta1", out->server_beta1), b2 = fed_jnum(o, "server_beta2", out->server_beta2);
+    double tau = fed_jnum(o, "server_tau", out->server_tau);
+    if (!(b1 >= 0 && (float)b1 < 1))
+        return fp_seterr(FP_EFORMAT, "server config: \"server_beta1\" must be a number in [0, 1), is %g", b1);
+    if (!(b2 >= 0 && (float)b2 < 1))
+        return fp_seterr(FP_EFORMAT, "server config: \"server_beta2\" must be a number in [0, 1), is %g", b2);
+    if (!(tau > 0) || !isfinite(tau) || !((float)tau > 0))
+        return fp_seterr(FP_EFORMAT, "server config: \"server_tau\" must be a finite number > 0, is %g", tau);
+    out->server_beta1 = (float)b1;
+    out->server_beta2 = (float)b2;
+    out->server_tau = (float)tau;
+    return 0;
+}
+
 int fp_fed_server_config_parse(fp_fed_server_config *out, const char *json, size_t len, const char *base_dir)
 {
     static const fp_json_field f[] = {
@@ -140,7 +189,9 @@ int fp_fed_server_config_parse(fp_fed_server_config *out, const char *json, size
         {"overrides", FP_JSON_OBJECT, 0},      {"proxy_dir", FP_JSON_STRING, 0},
         {"adapter_out", FP_JSON_STRING, 0},    {"lora", FP_JSON_OBJECT, 0},
         {"prox_mu", FP_JSON_NUMBER, 0},        {"server_lr", FP_JSON_NUMBER, 0},
-        {"server_momentum", FP_JSON_NUMBER, 0},
+        {"server_momentum", FP_JSON_NUMBER, 0}, {"server_optimizer", FP_JSON_STRING, 0},
+        {"server_beta1", FP_JSON_NUMBER, 0},   {"server_beta2", FP_JSON_NUMBER, 0},
+        {"server_tau", FP_JSON_NUMBER, 0},
         {"aggregator_options", FP_JSON_OBJECT, 0},
         {"dp", FP_JSON_OBJECT, 0},
     };
@@ -243,6 +294,8 @@ int fp_fed_server_config_parse(fp_fed_server_config *out, const char *json, size
         if (!(out->server_momentum >= 0 && out->server_momentum < 1))
             rc = fp_seterr(FP_EFORMAT, "server config: \"server_momentum\" must be a number in [0, 1)");
     }
+    if (!rc)
+        rc = server_optimizer(out, o);
     const cJSON *dp = cJSON_GetObjectItemCaseSensitive(o, "dp");
     if (!rc && dp)
         rc = fed_dp_config_parse(out, dp);

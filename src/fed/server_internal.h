@@ -45,6 +45,7 @@ struct fp_fed_server {
     uint8_t rng_key[32];
     float *global;
     float *velocity; /* server_momentum > 0: FedAvgM's v, dim floats (else NULL) */
+    float *opt_m, *opt_v; /* server_optimizer adam/yogi: their m and v, dim floats each (else NULL) */
     uint64_t seq;
     uint64_t max_payload;
     const fp_aggregator *agg;

@@ -566,15 +566,8 @@ int srv_run_round(fp_fed_server *s, fp_fed_round_report *rep)
         rc = dp_srv_finish(s, delta, secure ? &sp : NULL);
     if (rc)
         goto out;
-    if (s->velocity) { /* FedAvgM: the step follows the aggregates' running sum */
-        for (uint64_t i = 0; i < s->cfg.dim; i++) {
-            s->velocity[i] = s->cfg.server_momentum * s->velocity[i] + delta[i];
-            s->global[i] += s->cfg.server_lr * s->velocity[i];
-        }
-    } else {
-        for (uint64_t i = 0; i < s->cfg.dim; i++)
-            s->global[i] += s->cfg.server_lr * delta[i];
-    }
+    /* The server's optimizer (FedAvg, FedAvgM, FedAdam, FedYogi) on the aggregate. */
+    fed_server_opt_step(&s->cfg, s->global, s->velocity, s->opt_m, s->opt_v, delta, s->cfg.dim);
     s->completed++;
     rc = srv_write_checkpoint(s);
     if (!rc)

@@ -209,6 +209,53 @@ static inline void fx_expected_opt(float *g, const fx *f, int rounds, int in[][F
     free(v);
 }
 
+/* Expected global under FedAdam / FedYogi (Reddi et al. 2021, no bias
+ * correction), in double throughout, from the same clients' updates and the
+ * same fedavg mean as fx_expected_opt: round r uses optimizer opt[r]
+ * (FP_FED_SERVER_ADAM or _YOGI); m and v start at zero, and restart at zero
+ * at round reset_at and, unless reset_at is -2, where opt changes between
+ * rounds (-1: only there). */
+static inline void fx_expected_adaptive(float *g, const fx *f, int rounds, int in[][FX_MAX], float lr, int steps,
+                                        float server_lr, const int *opt, double b1, double b2, double tau,
+                                        int reset_at)
+{
+    memset(g, 0, f->dim * sizeof(float));
+    float *u = malloc(f->dim * sizeof(float) * FX_MAX);
+    double *m = calloc(f->dim, sizeof(double)), *v = calloc(f->dim, sizeof(double));
+    double *gd = calloc(f->dim, sizeof(double));
+    for (int r = 0; r < rounds; r++) {
+        if (r == reset_at || (reset_at != -2 && r > 0 && opt[r] != opt[r - 1]))
+            for (size_t d = 0; d < f->dim; d++)
+                m[d] = v[d] = 0;
+        double W = 0;
+        for (int i = 0; i < f->n; i++)
+            if (in[r][i]) {
+                /* the clients train from the float global the server sent */
+                fp_standin_update(u + (size_t)i * f->dim, g, f->c[i].data.target, f->dim, steps, lr, 0,
+                                  f->c[i].data.seed, (uint32_t)r);
+                W += (double)f->c[i].data.samples;
+            }
+        for (size_t d = 0; d < f->dim; d++) {
+            double s = 0;
+            for (int i = 0; i < f->n; i++)
+                if (in[r][i])
+                    s += (double)f->c[i].data.samples * u[(size_t)i * f->dim + d];
+            double delta = (double)(float)(s / W), d2 = delta * delta; /* the aggregate is float */
+            m[d] = b1 * m[d] + (1 - b1) * delta;
+            if (opt[r] == FP_FED_SERVER_YOGI)
+                v[d] -= (1 - b2) * d2 * (v[d] > d2 ? 1.0 : v[d] < d2 ? -1.0 : 0.0);
+            else
+                v[d] = b2 * v[d] + (1 - b2) * d2;
+            gd[d] += server_lr * m[d] / (sqrt(v[d]) + tau);
+            g[d] = (float)gd[d];
+        }
+    }
+    free(u);
+    free(m);
+    free(v);
+    free(gd);
+}
+
 static inline void fx_expected_slr(float *g, const fx *f, int rounds, int in[][FX_MAX], float lr, int steps,
                                    float server_lr)
 {

@@ -46,6 +46,9 @@ int fp_cmd_serve(int argc, char **argv)
         fprintf(cfgp ? stdout : stderr,
                 "usage: fp serve --config server.json [--resume] [--json] [--endpoint-file FILE]\n"
                 "Runs federated rounds (format of server.json: include/fedproxy/fed.h).\n"
+                "The server's step on each round's aggregate: \"server_lr\" (1: FedAvg), \"server_momentum\"\n"
+                "(FedAvgM), or \"server_optimizer\": \"adam\" | \"yogi\" (FedAdam/FedYogi; default \"sgd\") with\n"
+                "\"server_beta1\" (0.9), \"server_beta2\" (0.99) and \"server_tau\" (1e-3).\n"
                 "  --resume         continue from state_dir/checkpoint.bin\n"
                 "  --json           one JSON object per round on stdout\n"
                 "  --endpoint-file  write the bound endpoint there (for port 0)\n");
