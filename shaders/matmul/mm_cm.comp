@@ -1,0 +1,117 @@
+#version 450
+// Cooperative-matrix matmul (tensor cores) through GL_NV_cooperative_matrix:
+// f16 inputs, f32 accumulation. NVIDIA (Turing and newer) exposes
+// VK_NV_cooperative_matrix; the KHR form (GL_KHR_cooperative_matrix, for AMD and
+// Intel) needs a newer glslang than Debian bookworm's 11.13 and is not built.
+//
+// A workgroup of 4 subgroups of 32 (128 invocations; the host only selects this
+// kernel where the subgroup size is exactly 32) computes a BM x BN tile of C,
+// each subgroup one (BM/2) x (BN/2) quarter as FM x FN fragments of 16x16.
+// Per K step of BK = 32, every invocation converts its share of a BM x BK slab
+// of A and a BK x BN slab of B to float16 in shared memory (scalar loads with
+// bounds checks, zero outside the matrices: any M, N, K, layout, batch), then
+// each subgroup loads its A and B fragments from shared memory and multiplies
+// them into f32 accumulators. At the end each subgroup stores one accumulator at
+// a time into its own 16x16 f32 scratch and writes C from there with bounds
+// checks and alpha/beta in f32.
+//
+// Precision: A and B are rounded to f16 (11-bit significand; values beyond
+// +-65504 overflow to inf): only for data within f16 range, and only where the
+// caller allows it (see include/fedproxy/ops_matmul.h).
+//
+// Defines: BM, BN (tile; multiples of 32) plus mm_io.glsl's B dtype defines.
+// Spec constants: 0..2 = workgroup size (128, 1, 1), 5 = TA, 6 = TB.
+// Shared memory: BM*(BK+8)*2 + BK*(BN+8)*2 + 4*256*4 bytes
+// (64x64: 18,944; 128x128: 27,136). Every fragment offset and stride is a
+// multiple of 8 halves / 16 bytes.
+#extension GL_NV_cooperative_matrix : require
+#extension GL_KHR_memory_scope_semantics : require
+#extension GL_KHR_shader_subgroup_basic : require
+#extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
+#include "common.glsl"
+#include "mm_io.glsl"
+
+#ifndef BM
+#define BM 64
+#endif
+#ifndef BN
+#define BN 64
+#endif
+#define BK 32
+#define NT 128
+#define AST (BK + 8) // row stride of As (halves): skews banks, keeps 16-byte rows
+#define BST (BN + 8) // row stride of Bs
+#define WM (BM / 2)  // one subgroup's quarter of the tile
+#define WN (BN / 2)
+#define FM (WM / 16) // fragments per subgroup
+#define FN (WN / 16)
+
+shared float16_t As[BM * AST]; // As[m * AST + k]
+shared float16_t Bs[BK * BST]; // Bs[k * BST + n]
+shared float Cs[4 * 256];      // one 16x16 f32 scratch per subgroup
+
+void main()
+{
+    uint lid = gl_LocalInvocationIndex;
+    uint sg = gl_SubgroupID; // 0..3: uniform within the subgroup, as coopmat ops need
+    uint lane = gl_SubgroupInvocationID;
+    uint bz = gl_WorkGroupID.z + pc.zbase;
+    uint m0 = gl_WorkGroupID.y * BM, n0 = gl_WorkGroupID.x * BN;
+    uint abase = pc.oa + bz * pc.sa, bbase = pc.ob + bz * pc.sb;
+    uint wm0 = (sg >> 1) * WM, wn0 = (sg & 1u) * WN;
+
+    fcoopmatNV<32, gl_ScopeSubgroup, 16, 16> acc[FM * FN];
+    [[unroll]] for (uint i = 0; i < FM * FN; i++)
+        acc[i] = fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>(0.0);
+
+    for (uint k0 = 0; k0 < pc.K; k0 += BK) {
+        // A slab: element e = (mm, kk); the stored-contiguous index varies fastest
+        for (uint e = lid; e < BM * BK; e += NT) {
+            uint mm, kk;
+            if (TA == 0u) { kk = e % BK; mm = e / BK; } else { mm = e % BM; kk = e / BM; }
+            uint gm = m0 + mm, gk = k0 + kk;
+            float v = 0.0;
+            if (gm < pc.M && gk < pc.K)
+                v = ldA(abase + (TA == 0u ? gm * pc.lda + gk : gk * pc.lda + gm));
+            As[mm * AST + kk] = float16_t(v);
+        }
+        for (uint e = lid; e < BK * BN; e += NT) {
+            uint nn, kk;
+            if (TB == 0u) { nn = e % BN; kk = e / BN; } else { kk = e % BK; nn = e / BK; }
+            uint gn = n0 + nn, gk = k0 + kk;
+            float v = 0.0;
+            if (gn < pc.N && gk < pc.K)
+                v = ldB(bbase + (TB == 0u ? gk * pc.ldb + gn : gn * pc.ldb + gk));
+            Bs[kk * BST + nn] = float16_t(v);
+        }
+        barrier();
+        [[unroll]] for (uint kk = 0; kk < BK; kk += 16) {
+            fcoopmatNV<16, gl_ScopeSubgroup, 16, 16> fa[FM];
+            fcoopmatNV<16, gl_ScopeSubgroup, 16, 16> fb[FN];
+            [[unroll]] for (uint i = 0; i < FM; i++)
+                coopMatLoadNV(fa[i], As, (wm0 + 16u * i) * AST + kk, AST, false);
+            [[unroll]] for (uint j = 0; j < FN; j++)
+                coopMatLoadNV(fb[j], Bs, kk * BST + wn0 + 16u * j, BST, false);
+            [[unroll]] for (uint i = 0; i < FM; i++)
+                [[unroll]] for (uint j = 0; j < FN; j++)
+                    acc[i * FN + j] = coopMatMulAddNV(fa[i], fb[j], acc[i * FN + j]);
+        }
+        barrier();
+    }
+
+    uint cbase = pc.oc + bz * pc.sc;
+    [[unroll]] for (uint i = 0; i < FM; i++) {
+        [[unroll]] for (uint j = 0; j < FN; j++) {
+            coopMatStoreNV(acc[i * FN + j], Cs, sg * 256u, 16u, false);
+            subgroupMemoryBarrierShared();
+            subgroupBarrier();
+            uint fm = m0 + wm0 + 16u * i, fn = n0 + wn0 + 16u * j;
+            for (uint e = lane; e < 256u; e += gl_SubgroupSize) {
+                uint m = fm + e / 16u, n = fn + e % 16u;
+                if (m < pc.M && n < pc.N)
+                    mm_store(cbase + m * pc.ldc + n, Cs[sg * 256u + e]);
+            }
+            subgroupBarrier(); // the scratch is reused by the next fragment
+        }
+    }
+}
