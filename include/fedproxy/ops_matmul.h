@@ -27,7 +27,7 @@
  *                    |values| above 65504 overflow to inf, small ones lose
  *                    precision (relative rounding 2^-11 per input, NMSE ~1e-7 on
  *                    N(0,1) data). 128 invocations (4 subgroups of exactly 32),
- *                    64x64 or 128x128 tile, K step 32, 19 / 27 KiB shared memory.
+ *                    64x64 or 128x128 tile, K step 32, 13.5 / 22.5 KiB shared memory.
  *                    Same desc support as the others (trans, batch, strides, any
  *                    size, B f32/f16/bf16). The KHR extension (AMD, Intel) is not
  *                    built: its GLSL needs a newer glslang.
@@ -36,6 +36,10 @@
  *                    or the measured profile's tune key "matmul.allow_f16" is "1"
  *                    (fp_matmul_f16_allowed); without that they run only when
  *                    named in desc.variant, and in fp_bench_matmul.
+ *   "cm_64x64_emu|cm_128x128_emu"  test hook (not in fp_matmul_variant_names, never
+ *                    picked): the cm kernel's staging, fragment offsets and epilogue
+ *                    with the matrix operations emulated in scalar arithmetic on the
+ *                    same f16 tiles; needs only f16 arithmetic (runs on lavapipe).
  * Default without tuning: CPU devices (llvmpipe) take reg_8x8 below 128^3 flops,
  * sg_16x8 for small/skinny shapes and sg_32x8 for the rest (reg_16x16 without
  * usable subgroups); GPUs take
@@ -94,7 +98,8 @@ void fp_matmul_ref_b16(float *C, const float *A, const uint16_t *B, fp_dtype b_d
 extern const char *const fp_matmul_variant_names[];
 int fp_matmul_variant_ok(fp_ctx *ctx, const char *name);
 
-/* 1 for the variants that round A and B to f16 (the "cm_*" ones), else 0. */
+/* 1 for the variants that round A and B to f16 (the "cm_*" ones, the test hooks
+ * "cm_*_emu" too), else 0. */
 int fp_matmul_variant_f16(const char *name);
 
 /* 1 when automatic choice may use f16-input variants: the environment's

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum mm_kind { MM_SG, MM_REG, MM_TILED, MM_CM };
+enum mm_kind { MM_SG, MM_REG, MM_TILED, MM_CM, MM_CM_EMU };
 
 struct mm_var {
     const char *name;
@@ -40,6 +40,10 @@ static const struct mm_var VARS[] = {
      * a quarter of the tile in 16x16 fragments; BK is fixed at 32 in the shader */
     {"cm_64x64", MM_CM, 0, 0, 128, 1, 64, 64, 32, 0},
     {"cm_128x128", MM_CM, 0, 0, 128, 1, 128, 128, 32, 0},
+    /* test hook, not in fp_matmul_variant_names: mm_cm.comp with CM_EMULATE, the
+     * matrix ops in scalar arithmetic on the same f16 tiles (needs f16 only) */
+    {"cm_64x64_emu", MM_CM_EMU, 0, 0, 128, 1, 64, 64, 32, 0},
+    {"cm_128x128_emu", MM_CM_EMU, 0, 0, 128, 1, 128, 128, 32, 0},
 };
 #define NVARS (sizeof VARS / sizeof VARS[0])
 
@@ -83,6 +87,9 @@ static int var_fits(const fp_profile *p, const struct mm_var *v)
          * device was created with (profile coopmat) */
         return p->coopmat && p->fp16_arith && p->subgroup_ops && p->subgroup_min == 32 && p->subgroup_max == 32 &&
                v->wx <= p->max_wg_invocations && v->wx <= p->max_wg_size[0] && cm_shared(v) <= p->shared_mem;
+    case MM_CM_EMU:
+        return p->fp16_arith && v->wx <= p->max_wg_invocations && v->wx <= p->max_wg_size[0] &&
+               cm_shared(v) <= p->shared_mem;
     }
     return 0;
 }
@@ -102,7 +109,7 @@ int fp_matmul_variant_ok(fp_ctx *ctx, const char *name)
 int fp_matmul_variant_f16(const char *name)
 {
     const struct mm_var *v = name ? find_var(name) : NULL;
-    return v && v->kind == MM_CM;
+    return v && (v->kind == MM_CM || v->kind == MM_CM_EMU);
 }
 
 int fp_matmul_f16_allowed(fp_ctx *ctx)
@@ -174,7 +181,7 @@ const char *fp_matmul_pick(fp_ctx *ctx, int64_t M, int64_t N, int64_t K)
         snprintf(key, sizeof key, "matmul.f16.%s", cls);
         const char *t = fp_measured_tune_get(fp_ctx_measured(ctx), key);
         const struct mm_var *v = t ? find_var(t) : NULL;
-        if (v && var_fits(p, v))
+        if (v && v->kind != MM_CM_EMU && var_fits(p, v))
             return v->name;
         const char *cm[] = {!strcmp(cls, "large") ? "cm_128x128" : "cm_64x64", "cm_64x64"};
         for (int i = 0; i < 2; i++)
@@ -185,7 +192,7 @@ const char *fp_matmul_pick(fp_ctx *ctx, int64_t M, int64_t N, int64_t K)
     const char *t = fp_measured_tune_get(fp_ctx_measured(ctx), key);
     if (t) {
         const struct mm_var *v = find_var(t);
-        if (v && v->kind != MM_CM && var_fits(p, v))
+        if (v && v->kind != MM_CM && v->kind != MM_CM_EMU && var_fits(p, v))
             return v->name;
     }
     return default_pick(p, cls, (double)M * (double)N * (double)K);
@@ -214,8 +221,8 @@ static int record(fp_stream *s, const struct mm_var *v, int v4, const char *dt, 
     uint32_t spec[10];
     uint32_t nspec, gx, gy, tile_n, tile_m;
     const char *kind = v->kind == MM_SG ? "sg" : v->kind == MM_REG ? "reg" : v->kind == MM_TILED ? "tiled" : "cm";
-    if (v->kind == MM_CM)
-        snprintf(name, sizeof name, "mm_cm%u_%s", v->bm, dt);
+    if (v->kind == MM_CM || v->kind == MM_CM_EMU)
+        snprintf(name, sizeof name, "mm_cm%u%s_%s", v->bm, v->kind == MM_CM_EMU ? "e" : "", dt);
     else
         snprintf(name, sizeof name, "mm_%s_%s%s", kind, dt, v4 && v->kind != MM_TILED ? "_v4" : "");
     switch (v->kind) {
@@ -236,7 +243,8 @@ static int record(fp_stream *s, const struct mm_var *v, int v4, const char *dt, 
         tile_m = v->wy * v->tm;
         break;
     }
-    case MM_CM: {
+    case MM_CM:
+    case MM_CM_EMU: {
         /* tile sizes are compile-time defines (arrays of fragments); 3, 4 unused */
         uint32_t sp[7] = {v->wx, 1, 1, v->bm, v->bn, (uint32_t)ta, (uint32_t)tb};
         memcpy(spec, sp, sizeof sp);
@@ -335,7 +343,8 @@ int fp_matmul(fp_stream *s, fp_tensor *C, const fp_tensor *A, const fp_tensor *B
         if (!var_fits(p, v))
             return fp_seterr(FP_EUNSUPPORTED, "matmul: variant '%s' cannot run on %s (overlay '%s')%s", v->name,
                              p->name, p->overlay,
-                             v->kind != MM_CM ? ""
+                             v->kind == MM_CM_EMU ? ": needs f16 arithmetic, 128 invocations and its shared memory"
+                             : v->kind != MM_CM ? ""
                              : !p->coopmat ? ": no usable cooperative matrix (VK_NV_cooperative_matrix with a "
                                              "16x16x16 f16 subgroup shape, f16 arithmetic, Vulkan memory model)"
                                            : ": needs subgroups of exactly 32, subgroup ops and its shared memory");
