@@ -68,6 +68,8 @@ shared float Cs[4 * 256];      // one 16x16 f32 scratch per subgroup
 void main()
 {
     uint lid = gl_LocalInvocationIndex;
+    uint bz = gl_WorkGroupID.z + pc.zbase;
+    uint m0 = gl_WorkGroupID.y * BM, n0 = gl_WorkGroupID.x * BN;
 #ifdef CM_EMULATE
     uint sg = lid / 32u, lane = lid % 32u;
     const uint SGSIZE = 32u;
@@ -75,9 +77,19 @@ void main()
     uint sg = gl_SubgroupID; // 0..3: uniform within the subgroup, as coopmat ops need
     uint lane = gl_SubgroupInvocationID;
     uint SGSIZE = gl_SubgroupSize;
+    if (gl_NumSubgroups != 4u) {
+        // the host selects this kernel only for 32-wide subgroups, which NVIDIA
+        // always fills; should a driver split the workgroup otherwise, the tile
+        // is NaN (loud in every check) instead of out-of-range shared indexing.
+        // Uniform across the workgroup: every invocation returns before any barrier.
+        for (uint e = lid; e < BM * BN; e += NT) {
+            uint m = m0 + e / BN, n = n0 + e % BN;
+            if (m < pc.M && n < pc.N)
+                c[pc.oc + bz * pc.sc + m * pc.ldc + n] = uintBitsToFloat(0x7fc00000u);
+        }
+        return;
+    }
 #endif
-    uint bz = gl_WorkGroupID.z + pc.zbase;
-    uint m0 = gl_WorkGroupID.y * BM, n0 = gl_WorkGroupID.x * BN;
     uint abase = pc.oa + bz * pc.sa, bbase = pc.ob + bz * pc.sb;
     uint wm0 = (sg >> 1) * WM, wn0 = (sg & 1u) * WN;
 
