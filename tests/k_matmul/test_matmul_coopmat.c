@@ -244,6 +244,10 @@ int main(void)
         const fp_profile *p = fp_ctx_profile(ctx);
         if (o < 0)
             snprintf(device, sizeof device, "%s", p->name);
+        if (o < 0 && p->vendor == FP_VENDOR_NVIDIA && !p->coopmat)
+            printf("NOTE: NVIDIA device without usable cooperative matrices: VK_NV_cooperative_matrix, its "
+                   "cooperativeMatrix feature for compute, a subgroup 16x16x16 f16*f16+f32 shape, shaderFloat16 or "
+                   "vulkanMemoryModel is missing (or FP_NO_COOPMAT / FP_NO_FP16 is set)\n");
         for (int i = 0; i < NCM; i++) {
             int ok = fp_matmul_variant_ok(ctx, CM[i]);
             if (!emu && (!p->coopmat || !p->fp16_arith || p->subgroup_min != 32 || p->subgroup_max != 32))
