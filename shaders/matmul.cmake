@@ -2,6 +2,8 @@
 #  mm_reg_*    register-blocked, no shared memory, no barriers (spec: TM, TN, TA, TB)
 #  mm_sg_*     like reg, with A spread over a subgroup and shuffled (fixed subgroup size)
 #  mm_tiled_*  shared-memory tiles + register blocking (spec: BM, BN, BK, TM, TN)
+#  mm_cm<T>_*  cooperative matrices (GL_NV_cooperative_matrix; f16 inputs, f32
+#              accumulation), T x T tile by define (arrays of fragments need it)
 #  *_v4        vec4 loads (host checks alignment), else scalar loads with clamped tails
 #  B dtype:    f32, f16 (packed pairs in uint words: any device), f16s (16-bit storage), bf16
 foreach(dt f32 f16 f16s bf16)
@@ -19,4 +21,9 @@ foreach(dt f32 f16 f16s bf16)
   fp_shader(mm_sg_${dt} matmul/mm_sg.comp DEFINES ${d})
   fp_shader(mm_sg_${dt}_v4 matmul/mm_sg.comp DEFINES VEC4=1 ${d})
   fp_shader(mm_tiled_${dt} matmul/mm_tiled.comp DEFINES ${d})
+  foreach(t 64 128)
+    fp_shader(mm_cm${t}_${dt} matmul/mm_cm.comp DEFINES BM=${t} BN=${t} ${d})
+    # test hook: the same kernel with the matrix ops emulated (runs on lavapipe)
+    fp_shader(mm_cm${t}e_${dt} matmul/mm_cm.comp DEFINES BM=${t} BN=${t} CM_EMULATE=1 ${d})
+  endforeach()
 endforeach()

@@ -20,6 +20,26 @@
  *                    ("reg_4x4" and "reg_8x8" fit the 'minimal' profile)
  *   "tiled_small|medium|large"  shared-memory tiles + register blocking (GPUs);
  *                    small = 32x32 tile, 64 invocations, 2 KiB: fits 'minimal'
+ *   "cm_64x64|cm_128x128"  cooperative matrices (tensor cores) through
+ *                    VK_NV_cooperative_matrix (NVIDIA Turing and newer; profile
+ *                    coopmat): A and B are ROUNDED TO F16, products accumulate in
+ *                    f32, alpha/beta apply in f32. For data within f16 range only:
+ *                    |values| above 65504 overflow to inf, small ones lose
+ *                    precision (relative rounding 2^-11 per input, NMSE ~1e-7 on
+ *                    N(0,1) data). 128 invocations (4 subgroups of exactly 32),
+ *                    64x64 or 128x128 tile, K step 32, 13.5 / 22.5 KiB shared memory.
+ *                    Same desc support as the others (trans, batch, strides, any
+ *                    size, B f32/f16/bf16). The KHR extension (AMD, Intel) is not
+ *                    built: its GLSL needs a newer glslang.
+ *                    Reduced precision is opt-in: the cm variants are never picked
+ *                    automatically unless FP_MATMUL_F16=1 is set in the environment
+ *                    or the measured profile's tune key "matmul.allow_f16" is "1"
+ *                    (fp_matmul_f16_allowed); without that they run only when
+ *                    named in desc.variant, and in fp_bench_matmul.
+ *   "cm_64x64_emu|cm_128x128_emu"  test hook (not in fp_matmul_variant_names, never
+ *                    picked): the cm kernel's staging, fragment offsets and epilogue
+ *                    with the matrix operations emulated in scalar arithmetic on the
+ *                    same f16 tiles; needs only f16 arithmetic (runs on lavapipe).
  * Default without tuning: CPU devices (llvmpipe) take reg_8x8 below 128^3 flops,
  * sg_16x8 for small/skinny shapes and sg_32x8 for the rest (reg_16x16 without
  * usable subgroups); GPUs take
@@ -30,7 +50,7 @@
  * Each of sg/reg uses vec4 loads when K, the row strides, offsets and the vector
  * dimensions are multiples of 4, else scalar loads; tails are always handled.
  * f16 B uses 16-bit storage where the profile has it, else packed uint words;
- * bf16 is always unpacked from uint words. Cooperative matrices are not used.
+ * bf16 is always unpacked from uint words. The cm variants use scalar loads only.
  *
  * Limits: every index fits 32 bits. A binding larger than the profile's
  * storage_range is processed in chunks of rows of A/C (non-transposed A, one
@@ -78,12 +98,22 @@ void fp_matmul_ref_b16(float *C, const float *A, const uint16_t *B, fp_dtype b_d
 extern const char *const fp_matmul_variant_names[];
 int fp_matmul_variant_ok(fp_ctx *ctx, const char *name);
 
+/* 1 for the variants that round A and B to f16 (the "cm_*" ones, the test hooks
+ * "cm_*_emu" too), else 0. */
+int fp_matmul_variant_f16(const char *name);
+
+/* 1 when automatic choice may use f16-input variants: the environment's
+ * FP_MATMUL_F16 (any value but "" or "0"; "0" forbids even a tuned "1"), else the
+ * measured profile's "matmul.allow_f16" == "1". ctx may be NULL (environment only). */
+int fp_matmul_f16_allowed(fp_ctx *ctx);
+
 /* 1 for the variants whose pipelines take llvmpipe's LLVM 10 s to a minute to
  * compile (sg_64x16, sg_64x8, sg_32x16, reg_32x32): never picked by default,
  * only when tuned (Mesa caches compiled shaders on disk). */
 int fp_matmul_variant_heavy(const char *name);
 
-/* The variant fp_matmul would pick for this shape (tuned or heuristic). */
+/* The variant fp_matmul would pick for this shape (tuned or heuristic). Never an
+ * f16-input variant unless fp_matmul_f16_allowed(ctx). */
 const char *fp_matmul_pick(fp_ctx *ctx, int64_t M, int64_t N, int64_t K);
 
 /* Shape class used for tuning keys: "small", "medium", "large" or "skinny". */
@@ -91,13 +121,17 @@ const char *fp_matmul_class(int64_t M, int64_t N, int64_t K);
 
 /* Times every runnable variant on one shape per class (after checking it against
  * fp_matmul_ref on a small odd shape), writes the winners into m with
- * fp_measured_tune_set(m, "matmul.f32.<class>", name) and m->matmul_gflops (best
- * at 1024^3; 512^3 when quick). Does not save m. */
+ * fp_measured_tune_set(m, "matmul.f32.<class>", name) (f32 variants only) and, where
+ * an f16-input variant runs, "matmul.f16.<class>" (winner among all, used only when
+ * fp_matmul_f16_allowed), and m->matmul_gflops (best f32 at 1024^3; 512^3 when
+ * quick). Does not save m. */
 int fp_matmul_autotune(fp_ctx *ctx, fp_measured *m, int quick);
 
-/* Benchmark: GFLOP/s of every runnable variant on square 256..2048 (quick: 256,
- * 512) and the engine shapes, with OpenBLAS cblas_sgemm on the same shapes where
- * the library was built with it. *json_out: malloc'd JSON (caller frees). */
+/* Benchmark: GFLOP/s of every runnable variant (f16-input ones included; the
+ * JSON's "precision" object names each variant's precision) on square 256..2048
+ * (quick: 256, 512) and the engine shapes, with OpenBLAS cblas_sgemm on the same
+ * shapes where the library was built with it. best_variant is over all variants,
+ * best_f32_variant over the f32 ones. *json_out: malloc'd JSON (caller frees). */
 int fp_bench_matmul(fp_ctx *ctx, int quick, char **json_out);
 
 /* Host OpenBLAS sgemm timing (best of reps, seconds) for C = A*B (M x K times

@@ -73,7 +73,9 @@ typedef struct fp_profile {
     int int8_arith;   /* shaderInt8 */
     int storage8;     /* storageBuffer8BitAccess */
     int int_dot;      /* shaderIntegerDotProduct */
-    int coopmat;      /* VK_KHR_cooperative_matrix */
+    int coopmat;      /* fedproxy's cooperative-matrix kernels can run: VK_NV_cooperative_matrix
+                         with a subgroup 16x16x16 f16*f16+f32 shape, shaderFloat16 and the
+                         Vulkan memory model (KHR-only devices: 0, no kernel is built for it) */
 
     /* memory */
     uint64_t storage_range;     /* maxStorageBufferRange: no binding exceeds it */

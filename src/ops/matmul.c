@@ -5,16 +5,17 @@
 #include "error_internal.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-enum mm_kind { MM_SG, MM_REG, MM_TILED };
+enum mm_kind { MM_SG, MM_REG, MM_TILED, MM_CM, MM_CM_EMU };
 
 struct mm_var {
     const char *name;
     enum mm_kind kind;
     uint32_t tm, tn;     /* outputs per invocation */
     uint32_t wx, wy;     /* reg: workgroup shape */
-    uint32_t bm, bn, bk; /* tiled: workgroup tile */
+    uint32_t bm, bn, bk; /* tiled, cm: workgroup tile */
     int heavy;           /* llvmpipe's LLVM needs 10 s to a minute to compile each of its
                             pipelines (once per machine with Mesa's shader cache) */
 };
@@ -35,12 +36,21 @@ static const struct mm_var VARS[] = {
     {"tiled_small", MM_TILED, 4, 4, 0, 0, 32, 32, 8, 0},
     {"tiled_medium", MM_TILED, 4, 4, 0, 0, 64, 64, 16, 0},
     {"tiled_large", MM_TILED, 8, 8, 0, 0, 128, 128, 16, 0},
+    /* cooperative matrices (f16 inputs, f32 accumulation): 4 subgroups of 32, each
+     * a quarter of the tile in 16x16 fragments; BK is fixed at 32 in the shader */
+    {"cm_64x64", MM_CM, 0, 0, 128, 1, 64, 64, 32, 0},
+    {"cm_128x128", MM_CM, 0, 0, 128, 1, 128, 128, 32, 0},
+    /* test hook, not in fp_matmul_variant_names: mm_cm.comp with CM_EMULATE, the
+     * matrix ops in scalar arithmetic on the same f16 tiles (needs f16 only) */
+    {"cm_64x64_emu", MM_CM_EMU, 0, 0, 128, 1, 64, 64, 32, 0},
+    {"cm_128x128_emu", MM_CM_EMU, 0, 0, 128, 1, 128, 128, 32, 0},
 };
 #define NVARS (sizeof VARS / sizeof VARS[0])
 
 const char *const fp_matmul_variant_names[] = {"sg_64x16", "sg_64x8", "sg_32x16", "sg_32x8", "sg_16x8",
                                                "reg_32x32", "reg_16x16", "reg_8x8", "reg_4x4",
-                                               "tiled_small", "tiled_medium", "tiled_large", NULL};
+                                               "tiled_small", "tiled_medium", "tiled_large",
+                                               "cm_64x64", "cm_128x128", NULL};
 
 static const struct mm_var *find_var(const char *name)
 {
@@ -48,6 +58,13 @@ static const struct mm_var *find_var(const char *name)
         if (!strcmp(VARS[i].name, name))
             return &VARS[i];
     return NULL;
+}
+
+/* Shared memory of mm_cm.comp: f16 A and B slabs with rows padded by 8 halves,
+ * plus one 16x16 f32 scratch per subgroup. */
+static uint32_t cm_shared(const struct mm_var *v)
+{
+    return v->bm * (v->bk + 8) * 2 + v->bk * (v->bn + 8) * 2 + 4 * 256 * 4;
 }
 
 static int var_fits(const fp_profile *p, const struct mm_var *v)
@@ -64,6 +81,15 @@ static int var_fits(const fp_profile *p, const struct mm_var *v)
         return wx * wy <= p->max_wg_invocations && wx <= p->max_wg_size[0] && wy <= p->max_wg_size[1] &&
                (v->bm + v->bn) * v->bk * 4u <= p->shared_mem;
     }
+    case MM_CM:
+        /* the shader addresses its 4 fragment quarters by gl_SubgroupID: exactly
+         * 32-wide subgroups (NVIDIA's), f16 arithmetic and the coopmat features the
+         * device was created with (profile coopmat) */
+        return p->coopmat && p->fp16_arith && p->subgroup_ops && p->subgroup_min == 32 && p->subgroup_max == 32 &&
+               v->wx <= p->max_wg_invocations && v->wx <= p->max_wg_size[0] && cm_shared(v) <= p->shared_mem;
+    case MM_CM_EMU:
+        return p->fp16_arith && v->wx <= p->max_wg_invocations && v->wx <= p->max_wg_size[0] &&
+               cm_shared(v) <= p->shared_mem;
     }
     return 0;
 }
@@ -78,6 +104,21 @@ int fp_matmul_variant_ok(fp_ctx *ctx, const char *name)
 {
     const struct mm_var *v = name ? find_var(name) : NULL;
     return v && ctx && var_fits(fp_ctx_profile(ctx), v);
+}
+
+int fp_matmul_variant_f16(const char *name)
+{
+    const struct mm_var *v = name ? find_var(name) : NULL;
+    return v && (v->kind == MM_CM || v->kind == MM_CM_EMU);
+}
+
+int fp_matmul_f16_allowed(fp_ctx *ctx)
+{
+    const char *e = getenv("FP_MATMUL_F16");
+    if (e && e[0])
+        return strcmp(e, "0") != 0;
+    const char *t = ctx ? fp_measured_tune_get(fp_ctx_measured(ctx), "matmul.allow_f16") : NULL;
+    return t && !strcmp(t, "1");
 }
 
 fp_matmul_desc fp_matmul_desc_make(int64_t M, int64_t N, int64_t K)
@@ -133,11 +174,25 @@ const char *fp_matmul_pick(fp_ctx *ctx, int64_t M, int64_t N, int64_t K)
     const fp_profile *p = fp_ctx_profile(ctx);
     const char *cls = fp_matmul_class(M, N, K);
     char key[64];
+    if (fp_matmul_f16_allowed(ctx)) {
+        /* reduced precision allowed: the tuned winner among all variants, else a
+         * cooperative-matrix variant where one fits (128x128 tiles for large
+         * shapes), else the f32 choice below */
+        snprintf(key, sizeof key, "matmul.f16.%s", cls);
+        const char *t = fp_measured_tune_get(fp_ctx_measured(ctx), key);
+        const struct mm_var *v = t ? find_var(t) : NULL;
+        if (v && v->kind != MM_CM_EMU && var_fits(p, v))
+            return v->name;
+        const char *cm[] = {!strcmp(cls, "large") ? "cm_128x128" : "cm_64x64", "cm_64x64"};
+        for (int i = 0; i < 2; i++)
+            if (var_fits(p, find_var(cm[i])))
+                return cm[i];
+    }
     snprintf(key, sizeof key, "matmul.f32.%s", cls);
     const char *t = fp_measured_tune_get(fp_ctx_measured(ctx), key);
     if (t) {
         const struct mm_var *v = find_var(t);
-        if (v && var_fits(p, v))
+        if (v && v->kind != MM_CM && v->kind != MM_CM_EMU && var_fits(p, v))
             return v->name;
     }
     return default_pick(p, cls, (double)M * (double)N * (double)K);
@@ -165,8 +220,11 @@ static int record(fp_stream *s, const struct mm_var *v, int v4, const char *dt, 
     char name[48];
     uint32_t spec[10];
     uint32_t nspec, gx, gy, tile_n, tile_m;
-    const char *kind = v->kind == MM_SG ? "sg" : v->kind == MM_REG ? "reg" : "tiled";
-    snprintf(name, sizeof name, "mm_%s_%s%s", kind, dt, v4 && v->kind != MM_TILED ? "_v4" : "");
+    const char *kind = v->kind == MM_SG ? "sg" : v->kind == MM_REG ? "reg" : v->kind == MM_TILED ? "tiled" : "cm";
+    if (v->kind == MM_CM || v->kind == MM_CM_EMU)
+        snprintf(name, sizeof name, "mm_cm%u%s_%s", v->bm, v->kind == MM_CM_EMU ? "e" : "", dt);
+    else
+        snprintf(name, sizeof name, "mm_%s_%s%s", kind, dt, v4 && v->kind != MM_TILED ? "_v4" : "");
     switch (v->kind) {
     case MM_SG: {
         uint32_t sg = p->subgroup_min;
@@ -183,6 +241,16 @@ static int record(fp_stream *s, const struct mm_var *v, int v4, const char *dt, 
         nspec = 7;
         tile_n = v->wx * v->tn;
         tile_m = v->wy * v->tm;
+        break;
+    }
+    case MM_CM:
+    case MM_CM_EMU: {
+        /* tile sizes are compile-time defines (arrays of fragments); 3, 4 unused */
+        uint32_t sp[7] = {v->wx, 1, 1, v->bm, v->bn, (uint32_t)ta, (uint32_t)tb};
+        memcpy(spec, sp, sizeof sp);
+        nspec = 7;
+        tile_n = v->bn;
+        tile_m = v->bm;
         break;
     }
     default: {
@@ -273,8 +341,13 @@ int fp_matmul(fp_stream *s, fp_tensor *C, const fp_tensor *A, const fp_tensor *B
         if (!v)
             return fp_seterr(FP_EINVAL, "matmul: unknown variant '%s'", d->variant);
         if (!var_fits(p, v))
-            return fp_seterr(FP_EUNSUPPORTED, "matmul: variant '%s' cannot run on %s (overlay '%s')", v->name,
-                             p->name, p->overlay);
+            return fp_seterr(FP_EUNSUPPORTED, "matmul: variant '%s' cannot run on %s (overlay '%s')%s", v->name,
+                             p->name, p->overlay,
+                             v->kind == MM_CM_EMU ? ": needs f16 arithmetic, 128 invocations and its shared memory"
+                             : v->kind != MM_CM ? ""
+                             : !p->coopmat ? ": no usable cooperative matrix (VK_NV_cooperative_matrix with a "
+                                             "16x16x16 f16 subgroup shape, f16 arithmetic, Vulkan memory model)"
+                                           : ": needs subgroups of exactly 32, subgroup ops and its shared memory");
     } else {
         v = find_var(fp_matmul_pick(ctx, M, N, K));
     }

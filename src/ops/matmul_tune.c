@@ -181,8 +181,11 @@ int fp_matmul_autotune(fp_ctx *ctx, fp_measured *m, int quick)
         int rc = bufs_new(&b, ctx, shapes[c].M, shapes[c].N, shapes[c].K);
         if (rc)
             return rc;
-        double best = 1e30;
-        const char *win = NULL;
+        /* win: the fastest f32 variant; win16: the fastest of all, f16-input
+         * (cooperative-matrix) ones included, used only where reduced precision
+         * is allowed (fp_matmul_f16_allowed) */
+        double best = 1e30, best16 = 1e30;
+        const char *win = NULL, *win16 = NULL;
         for (int i = 0; i < nok; i++) {
             double t;
             rc = time_variant(ctx, &b, shapes[c].M, shapes[c].N, shapes[c].K, shapes[c].tb, ok[i], 2, &t);
@@ -190,19 +193,29 @@ int fp_matmul_autotune(fp_ctx *ctx, fp_measured *m, int quick)
                 fprintf(stderr, "matmul autotune: %s failed on %s: %s\n", ok[i], shapes[c].cls, fp_errmsg());
                 continue;
             }
-            if (t < best) {
+            if (t < best && !fp_matmul_variant_f16(ok[i])) {
                 best = t;
                 win = ok[i];
+            }
+            if (t < best16) {
+                best16 = t;
+                win16 = ok[i];
             }
         }
         bufs_free(&b);
         if (!win)
-            return fp_seterr(FP_EPIPELINE, "matmul autotune: nothing ran on class %s", shapes[c].cls);
+            return fp_seterr(FP_EPIPELINE, "matmul autotune: no f32 variant ran on class %s", shapes[c].cls);
         char key[FP_TUNE_KEY_MAX];
         snprintf(key, sizeof key, "matmul.f32.%s", shapes[c].cls);
         rc = fp_measured_tune_set(m, key, win);
         if (rc)
             return rc;
+        if (win16 && fp_matmul_variant_f16(win16)) {
+            snprintf(key, sizeof key, "matmul.f16.%s", shapes[c].cls);
+            rc = fp_measured_tune_set(m, key, win16);
+            if (rc)
+                return rc;
+        }
         if (!strcmp(shapes[c].cls, "large"))
             m->matmul_gflops = 2.0 * shapes[c].M * shapes[c].N * shapes[c].K / best / 1e9;
     }
@@ -230,13 +243,20 @@ int fp_bench_matmul(fp_ctx *ctx, int quick, char **json_out)
     cJSON_AddStringToObject(root, "device", fp_ctx_profile(ctx)->name);
     cJSON_AddBoolToObject(root, "quick", quick != 0);
     cJSON_AddStringToObject(root, "unit", "GFLOP/s = 2*M*N*K / best-of-runs seconds (wall)");
+    cJSON_AddBoolToObject(root, "f16_allowed_in_auto", fp_matmul_f16_allowed(ctx));
+    cJSON *prec = cJSON_AddObjectToObject(root, "precision");
     cJSON_AddItemToObject(root, "results", res);
     const char *vars[32];
     int nv = 0;
     for (int i = 0; fp_matmul_variant_names[i] && nv < 32; i++)
         if (fp_matmul_variant_ok(ctx, fp_matmul_variant_names[i]) &&
-            !(quick && fp_matmul_variant_heavy(fp_matmul_variant_names[i])))
+            !(quick && fp_matmul_variant_heavy(fp_matmul_variant_names[i]))) {
             vars[nv++] = fp_matmul_variant_names[i];
+            cJSON_AddStringToObject(prec, fp_matmul_variant_names[i],
+                                    fp_matmul_variant_f16(fp_matmul_variant_names[i])
+                                        ? "f16 inputs, f32 accumulate"
+                                        : "f32");
+        }
     double gf512[32] = {0}, best512 = 0;
     int rc = 0;
     for (size_t c = 0; c < sizeof shapes / sizeof shapes[0] && !rc; c++) {
@@ -248,8 +268,8 @@ int fp_bench_matmul(fp_ctx *ctx, int quick, char **json_out)
         rc = bufs_new(&b, ctx, M, N, K);
         if (rc)
             break;
-        double flops = 2.0 * M * N * K, best = 0;
-        const char *bestv = NULL;
+        double flops = 2.0 * M * N * K, best = 0, best32 = 0;
+        const char *bestv = NULL, *bestv32 = NULL;
         cJSON *sh = cJSON_CreateObject(), *per = cJSON_CreateObject();
         cJSON_AddStringToObject(sh, "shape", shapes[c].name);
         cJSON_AddNumberToObject(sh, "M", (double)M);
@@ -274,13 +294,19 @@ int fp_bench_matmul(fp_ctx *ctx, int quick, char **json_out)
                 best = gf;
                 bestv = vars[i];
             }
+            if (gf > best32 && !fp_matmul_variant_f16(vars[i])) {
+                best32 = gf;
+                bestv32 = vars[i];
+            }
         }
-        if (c == 1)
-            best512 = best;
+        if (c == 1) /* the f32 best: f16-input variants must not crowd the f32 ones out */
+            best512 = best32;
         bufs_free(&b);
         cJSON_AddItemToObject(sh, "variants", per);
         cJSON_AddStringToObject(sh, "best_variant", bestv ? bestv : "");
         cJSON_AddNumberToObject(sh, "best_gflops", round(best * 100) / 100);
+        cJSON_AddStringToObject(sh, "best_f32_variant", bestv32 ? bestv32 : "");
+        cJSON_AddNumberToObject(sh, "best_f32_gflops", round(best32 * 100) / 100);
         cJSON_AddStringToObject(sh, "auto_variant", fp_matmul_pick(ctx, M, N, K));
         double bt;
         if (fp_matmul_host_blas_time(M, N, K, 3, &bt) == 0) {

@@ -112,7 +112,7 @@ static int create_device(fp_ctx *ctx)
     };
 
     /* enable only what the restricted profile allows */
-    const char *exts[8];
+    const char *exts[10];
     uint32_t nexts = 0;
     VkPhysicalDevice16BitStorageFeatures s16 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_16BIT_STORAGE_FEATURES,
                                                 .storageBuffer16BitAccess = p->storage16};
@@ -127,6 +127,12 @@ static int create_device(fp_ctx *ctx)
     VkPhysicalDeviceShaderIntegerDotProductFeatures idot = {
         .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES,
         .shaderIntegerDotProduct = p->int_dot};
+    /* cooperative matrices (profile coopmat: checked in device_props.c, which also
+     * found the Vulkan memory model the NV cooperative-matrix SPIR-V is written in) */
+    VkPhysicalDeviceCooperativeMatrixFeaturesNV cmf = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV, .cooperativeMatrix = VK_TRUE};
+    VkPhysicalDeviceVulkanMemoryModelFeatures vmm = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_MEMORY_MODEL_FEATURES, .vulkanMemoryModel = VK_TRUE};
     VkPhysicalDeviceFeatures2 f2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2};
     void **tail = &f2.pNext;
     *tail = &s16; tail = &s16.pNext;
@@ -152,6 +158,13 @@ static int create_device(fp_ctx *ctx)
     }
     if (api < VK_API_VERSION_1_2 && p->storage8)
         exts[nexts++] = VK_KHR_STORAGE_BUFFER_STORAGE_CLASS_EXTENSION_NAME;
+    if (p->coopmat) {
+        *tail = &cmf; tail = &cmf.pNext;
+        *tail = &vmm; tail = &vmm.pNext;
+        exts[nexts++] = VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME;
+        if (api < VK_API_VERSION_1_2)
+            exts[nexts++] = VK_KHR_VULKAN_MEMORY_MODEL_EXTENSION_NAME;
+    }
 
     VkDeviceCreateInfo dci = {
         .sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO,
@@ -248,6 +261,10 @@ int fp_ctx_create(fp_ctx **out, const fp_ctx_opts *opts)
         fp_profile_apply_overlay(&ctx->prof, &ov);
     }
     fp_profile_apply_env(&ctx->prof);
+    /* the cooperative-matrix kernels compute in f16: without f16 arithmetic (an
+     * overlay or FP_NO_FP16 took it away) the device is created without them */
+    if (!ctx->prof.fp16_arith)
+        ctx->prof.coopmat = 0;
     if (fp_measured_load(&ctx->measured, &ctx->prof) != 0) {
         if (ctx->measured.valid == 0 && fp_errmsg()[0] && !strstr(fp_errmsg(), "cannot open"))
             fp_warn("ignoring the measured profile: %s", fp_errmsg());

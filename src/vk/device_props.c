@@ -46,6 +46,53 @@ static fp_device_type type_of(VkPhysicalDeviceType t)
     }
 }
 
+/* 1 when fedproxy's cooperative-matrix kernels (shaders/matmul/mm_cm.comp, written
+ * with GL_NV_cooperative_matrix) can run: VK_NV_cooperative_matrix with its
+ * cooperativeMatrix feature for compute shaders, a subgroup-scope 16x16x16
+ * f16 x f16 + f32 -> f32 shape, shaderFloat16, and the Vulkan memory model
+ * (glslang emits NV cooperative-matrix code under it). VK_KHR_cooperative_matrix
+ * alone (AMD, Intel) does not count: its GLSL needs a newer glslang than the build
+ * uses, so no kernel for it exists. */
+static int nv_coopmat_usable(VkPhysicalDevice phys, uint32_t api, int fp16)
+{
+    if (!fp16 || !has_device_ext(phys, VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME))
+        return 0;
+    int have_vmm = api >= VK_API_VERSION_1_2 || has_device_ext(phys, VK_KHR_VULKAN_MEMORY_MODEL_EXTENSION_NAME);
+    if (!have_vmm || !vkGetPhysicalDeviceCooperativeMatrixPropertiesNV)
+        return 0;
+    VkPhysicalDeviceCooperativeMatrixFeaturesNV cmf = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV};
+    VkPhysicalDeviceVulkanMemoryModelFeatures vmm = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_MEMORY_MODEL_FEATURES, .pNext = &cmf};
+    VkPhysicalDeviceFeatures2 f2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, .pNext = &vmm};
+    vkGetPhysicalDeviceFeatures2(phys, &f2);
+    VkPhysicalDeviceCooperativeMatrixPropertiesNV cmp = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_PROPERTIES_NV};
+    VkPhysicalDeviceProperties2 p2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, .pNext = &cmp};
+    vkGetPhysicalDeviceProperties2(phys, &p2);
+    if (!cmf.cooperativeMatrix || !vmm.vulkanMemoryModel ||
+        !(cmp.cooperativeMatrixSupportedStages & VK_SHADER_STAGE_COMPUTE_BIT))
+        return 0;
+    uint32_t n = 0;
+    if (vkGetPhysicalDeviceCooperativeMatrixPropertiesNV(phys, &n, NULL) != VK_SUCCESS || n == 0)
+        return 0;
+    VkCooperativeMatrixPropertiesNV *cp = calloc(n, sizeof *cp);
+    if (!cp)
+        return 0;
+    for (uint32_t i = 0; i < n; i++)
+        cp[i].sType = VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_NV;
+    int found = 0;
+    if (vkGetPhysicalDeviceCooperativeMatrixPropertiesNV(phys, &n, cp) >= 0)
+        for (uint32_t i = 0; i < n; i++)
+            if (cp[i].MSize == 16 && cp[i].NSize == 16 && cp[i].KSize == 16 &&
+                cp[i].AType == VK_COMPONENT_TYPE_FLOAT16_NV && cp[i].BType == VK_COMPONENT_TYPE_FLOAT16_NV &&
+                cp[i].CType == VK_COMPONENT_TYPE_FLOAT32_NV && cp[i].DType == VK_COMPONENT_TYPE_FLOAT32_NV &&
+                cp[i].scope == VK_SCOPE_SUBGROUP_NV)
+                found = 1;
+    free(cp);
+    return found;
+}
+
 void fp_profile_from_physical(fp_profile *p, VkPhysicalDevice phys, uint32_t index)
 {
     memset(p, 0, sizeof *p);
@@ -131,7 +178,7 @@ void fp_profile_from_physical(fp_profile *p, VkPhysicalDevice phys, uint32_t ind
     p->storage8 = have_s8 && s8.storageBuffer8BitAccess;
     p->subgroup_size_control = have_sgc && sgcf.subgroupSizeControl && sgcf.computeFullSubgroups;
     p->int_dot = have_idot && idot.shaderIntegerDotProduct;
-    p->coopmat = has_device_ext(phys, "VK_KHR_cooperative_matrix") || has_device_ext(phys, "VK_NV_cooperative_matrix");
+    p->coopmat = nv_coopmat_usable(phys, api, p->fp16_arith);
 
     /* memory */
     VkPhysicalDeviceMemoryProperties mp;
