@@ -217,8 +217,10 @@ int fp_agg_dequantize_ref(float *out, const uint32_t *sum, int64_t D, uint32_t s
  * 100 * D floats of device memory for the duration; takes seconds on lavapipe
  * (the first build of a 128-input network dominates). The choices are forced
  * for this thread only while it runs (no environment change); $FP_AGG_ORDER_NET
- * and $FP_AGG_NORM still override stored keys afterwards. FP_EPIPELINE if no
- * candidate of a key passes (that key and the later ones are not stored). */
+ * and $FP_AGG_NORM still override stored keys afterwards. Also stores
+ * "aggregate.order_net.ms" / "aggregate.norm.ms" (each candidate's ms per op
+ * on each timing shape, for reading; nothing uses them). FP_EPIPELINE if no
+ * candidate of a key passes (that key is not stored; the other still is). */
 int fp_agg_autotune(fp_ctx *ctx, fp_measured *m, int quick);
 
 /* ---- benchmark ----------------------------------------------------------------------- */

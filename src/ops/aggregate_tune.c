@@ -330,8 +330,17 @@ int fp_agg_autotune(fp_ctx *ctx, fp_measured *m, int quick)
     fp_tensor *X = NULL;
     int rc = h ? upload_mat(&X, ctx, h, K, D) : fp_seterr(FP_ENOMEM, "out of memory");
     free(h);
-    for (int i = 0; i < 2 && !rc; i++)
-        rc = tune_one(ctx, m, &specs[i], X, quick);
+    /* each key on its own: one with no working candidate leaves the other tuned */
+    int frc = 0;
+    for (int i = 0; i < 2 && !rc; i++) {
+        int r = tune_one(ctx, m, &specs[i], X, quick);
+        if (r == FP_EOVERFLOW || r == FP_EINVAL)
+            rc = r; /* the tune table itself: no point going on */
+        else if (r && !frc)
+            frc = r;
+    }
+    if (!rc)
+        rc = frc;
     fp_agg_force_set(NULL);
     fp_tensor_free(X);
     return rc ? fp_adderr(rc, "aggregate autotune") : 0;
