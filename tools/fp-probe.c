@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fedproxy/ops_aggregate.h"
 #include "fedproxy/ops_attention.h"
 #include "fedproxy/ops_matmul.h"
 #include "fedproxy/probe.h"
@@ -45,7 +46,7 @@ static void usage(void)
          "[--step-seconds S]\n"
          "  --list          only list devices and their profiles (no benchmarks)\n"
          "  --quick         short benchmarks (under 10 s on lavapipe); no matmul autotune unless --tune\n"
-         "  --tune          run the matmul and attention autotuners (default without --quick)\n"
+         "  --tune          run the matmul, attention and aggregation autotuners (default without --quick)\n"
          "  --json          machine-readable output on stdout, nothing else\n"
          "  --device D      device index, name substring or vendor (default: $FP_DEVICE or the best)\n"
          "  --profile P     restriction overlay: minimal, mali-valhall, adreno-7xx, intel-xe, amd-rdna, nvidia,\n"
@@ -156,6 +157,11 @@ int main(int argc, char **argv)
                 fprintf(stderr, "  measuring: attention autotune (every variant, checked against the C reference)\n");
             if ((trc = fp_attention_autotune(ctx, &m, quick)))
                 fprintf(stderr, "fp-probe: warning: attention autotune failed: %s\n", fp_errmsg());
+            if (tty)
+                fprintf(stderr, "  measuring: aggregation autotune (sorting network vs radix select, norms tree vs "
+                                "flat; checked against the C reference)\n");
+            if ((trc = fp_agg_autotune(ctx, &m, quick)))
+                fprintf(stderr, "fp-probe: warning: aggregation autotune failed: %s\n", fp_errmsg());
         }
         double memcpy_gbps = fp_probe_memcpy_gbps(quick);
         double elapsed = fp_now() - t0;

@@ -32,8 +32,8 @@
  *    one coordinate at a time, exactly as the references (f32 results may
  *    differ from them by FMA contraction only; ring results are bit-exact).
  *  - median / trimmed mean: exact selection, deterministic. K <= 32 (K <= 128
- *    on CPU devices, where registers spill to L1; tuned key
- *    "aggregate.order_net" = 32 | 64 | 128): the K values are partitioned by
+ *    on CPU devices, where registers spill to L1; or as fp_agg_autotune
+ *    measured, tuned key "aggregate.order_net" = 32 | 64 | 128): the K values are partitioned by
  *    an odd-even merge network pruned to K inputs and to the kept ranks (the
  *    ranks below, kept and above land in the right blocks, in no particular
  *    order inside them) and the kept block summed in position order (so the
@@ -197,6 +197,31 @@ int fp_agg_ring_sub_ref(uint32_t *acc, const uint32_t *x, int64_t D);
 int fp_agg_ring_sum_ref(uint32_t *out, const uint32_t *Q, int64_t K, int64_t D, int accumulate);
 int fp_agg_quantize_ref(uint32_t *q, const float *x, int64_t D, const fp_agg_qparams *p);
 int fp_agg_dequantize_ref(float *out, const uint32_t *sum, int64_t D, uint32_t scale_bits, float post);
+
+/* ---- autotuning ------------------------------------------------------------------------ */
+
+/* Measures two device choices of these ops on ctx's device (profile and
+ * overlay) and stores the winners in m (fp_measured_tune_set), as fp-probe
+ * does with fp_matmul_autotune before saving m to the cache that later
+ * contexts load:
+ *  - "aggregate.order_net" = "32" | "64" | "128": the most clients median and
+ *    trimmed mean give to a sorting network (radix select beyond), from
+ *    median at K = 50 and 100 clients;
+ *  - "aggregate.norm" = "tree" | "flat": fp_agg_norms' stage 1, from K = 10
+ *    and 100 clients.
+ * Each candidate is first checked against the C reference on small odd
+ * shapes (and must run its own pipeline, not a fallback; one that does not
+ * build is skipped); a failing one is reported on stderr and never chosen.
+ * The rest are timed best-of-reps at D = 2^18 coordinates (quick: 2^16); the
+ * winner has the lowest sum over shapes of time / best time. Allocates about
+ * 100 * D floats of device memory for the duration; takes seconds on lavapipe
+ * (the first build of a 128-input network dominates). The choices are forced
+ * for this thread only while it runs (no environment change); $FP_AGG_ORDER_NET
+ * and $FP_AGG_NORM still override stored keys afterwards. Also stores
+ * "aggregate.order_net.ms" / "aggregate.norm.ms" (each candidate's ms per op
+ * on each timing shape, for reading; nothing uses them). FP_EPIPELINE if no
+ * candidate of a key passes (that key is not stored; the other still is). */
+int fp_agg_autotune(fp_ctx *ctx, fp_measured *m, int quick);
 
 /* ---- benchmark ----------------------------------------------------------------------- */
 

@@ -14,11 +14,23 @@
 #include "error_internal.h"
 #include "fedproxy/ops_aggregate.h"
 #include "fedproxy/ops_basic.h"
+#include "ops/aggregate_internal.h"
 #include "ops/bind_window.h"
 
 static _Thread_local char last_variant[48];
 
 const char *fp_agg_last_variant(void) { return last_variant; }
+
+/* fp_agg_force_set (aggregate_internal.h): the autotuner's candidate, this thread only */
+static _Thread_local agg_force g_force;
+
+void fp_agg_force_set(const agg_force *f)
+{
+    if (f)
+        g_force = *f;
+    else
+        memset(&g_force, 0, sizeof g_force);
+}
 
 /* ---- device choices ----------------------------------------------------------- */
 
@@ -508,12 +520,15 @@ int fp_agg_ties_trim(fp_stream *s, fp_tensor *X, const fp_tensor *thr)
  *  - tree (GPUs): workgroups of reduce_wg invocations reduce a slice each
  *    (subgroupAdd where the profile has it, else a shared-memory tree) to one
  *    partial; few partials.
- *  - flat (CPU devices, or tuned "aggregate.norm" = "flat"): no barrier, no
+ *  - flat (CPU devices by default): no barrier, no
  *    shared memory; each invocation accumulates `items` coordinates serially
  *    and writes its own partial, or one per subgroup after subgroupAdd. On
  *    lavapipe a barrier is a coroutine switch per subgroup and a workgroup runs
  *    on one core, so the tree spends more time reducing than loading.
- * FP_AGG_NORM = tree | flat, FP_AGG_NORM_WG, FP_AGG_NORM_ITEMS override (experiments). */
+ * Which one: the autotuner's forced candidate (this thread), then FP_AGG_NORM
+ * = tree | flat (experiments), then fp_agg_autotune's measured choice (tuned
+ * "aggregate.norm"; another value is ignored), then the device default above.
+ * FP_AGG_NORM_WG, FP_AGG_NORM_ITEMS (or tuned norm_wg / norm_items) size flat. */
 typedef struct norm_cfg {
     int flat, sg;
     uint32_t wg, items, slots; /* flat: coordinates per invocation, partials per workgroup */
@@ -531,10 +546,16 @@ static norm_cfg norm_config(const fp_ctx *ctx, int64_t K, int64_t D)
 {
     const fp_profile *pr = fp_ctx_profile(ctx);
     norm_cfg c = {0};
-    const char *t = getenv("FP_AGG_NORM");
-    if (!t || !*t)
-        t = fp_measured_tune_get(fp_ctx_measured(ctx), "aggregate.norm");
-    c.flat = t && *t ? !strcmp(t, "flat") : pr->type == FP_DEVICE_CPU;
+    c.flat = pr->type == FP_DEVICE_CPU;
+    if (g_force.norm) {
+        c.flat = g_force.norm == AGG_NORM_FLAT;
+    } else {
+        const char *t = getenv("FP_AGG_NORM");
+        if (!t || !*t)
+            t = fp_measured_tune_get(fp_ctx_measured(ctx), "aggregate.norm");
+        if (t && (!strcmp(t, "flat") || !strcmp(t, "tree")))
+            c.flat = !strcmp(t, "flat"); /* anything else: the device default */
+    }
     c.sg = pr->subgroup_ops;
     uint32_t smin = pr->subgroup_min ? pr->subgroup_min : 1;
     if (!c.flat) {
@@ -678,11 +699,15 @@ int fp_agg_norms(fp_stream *s, fp_tensor *norms, const fp_tensor *X, fp_tensor *
 /* Most clients a sorting network takes; radix select beyond. A network of 128
  * needs about a tenth of radix select's compares but 128 live values per
  * invocation: on CPU devices the overflow is L1 traffic, on GPUs it would be
- * scratch memory, so GPUs stop at 32. fp-probe may tune it
- * ("aggregate.order_net": 32, 64 or 128); FP_AGG_ORDER_NET overrides it
- * (tests run radix select on lavapipe that way, and experiments). */
+ * scratch memory, so GPUs stop at 32 unless measured otherwise: the
+ * autotuner's forced candidate (this thread), then FP_AGG_ORDER_NET (tests run
+ * radix select on lavapipe that way, and experiments), then fp_agg_autotune's
+ * measured choice (tuned "aggregate.order_net": 32, 64 or 128; another value
+ * is ignored), then the device default. */
 static int64_t order_net_max(const fp_ctx *ctx)
 {
+    if (g_force.order_net)
+        return g_force.order_net;
     const char *t = getenv("FP_AGG_ORDER_NET");
     if (!t || !*t)
         t = fp_measured_tune_get(fp_ctx_measured(ctx), "aggregate.order_net");
