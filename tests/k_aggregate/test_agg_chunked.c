@@ -24,9 +24,9 @@ int main(void)
     fputs("{\"name\": \"tiny-range\", \"base\": \"minimal\", \"storage_range\": 65536}\n", f);
     fclose(f);
     setenv("FP_AGG_ORDER_BANDS", "7", 1); /* in-place bands (default 1 on lavapipe) */
-    /* sorting networks up to 128 clients on every device (a GPU's default is 32,
-     * which sends K = 33 to radix select and would change which cases below
-     * need a work tensor; radix select's own cases are in test_agg_order) */
+    /* sorting networks up to 128 clients (the default) even where a tuned cache
+     * says 32, which sends K = 33 to radix select and would change which cases
+     * below need a work tensor; radix select's own cases are in test_agg_order */
     setenv("FP_AGG_ORDER_NET", "128", 1);
     fp_ctx *ctx = fp_test_ctx(path);
     printf("storage range %llu bytes\n", (unsigned long long)fp_ctx_profile(ctx)->storage_range);

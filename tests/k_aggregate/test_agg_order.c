@@ -13,8 +13,8 @@
  * change nothing in these scalar networks but the device they run on) get
  * K = 33 in full ("minimal" K = 100's median too); the native profile every
  * K (one or two trims each), and once
- * more with the networks capped at 32 clients (FP_AGG_ORDER_NET, as a GPU
- * device's default) so radix select runs the same cases. */
+ * more with the networks capped at 32 clients (FP_AGG_ORDER_NET, a choice
+ * fp_agg_autotune may store) so radix select runs the same cases. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
