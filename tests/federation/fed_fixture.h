@@ -179,33 +179,45 @@ static inline void fx_free(fx *f)
     free(f->global);
 }
 
+/* The fedavg mean of round r's updates, the server's arithmetic (double sums,
+ * float result): each client in in_r trains from g with the stand-in's
+ * formula, weighted by its samples. mean: f->dim floats. */
+static inline void fx_round_mean(float *mean, const fx *f, const float *g, const int *in_r, float lr, int steps, int r)
+{
+    float *u = malloc(f->dim * sizeof(float) * FX_MAX);
+    double W = 0;
+    for (int i = 0; i < f->n; i++)
+        if (in_r[i]) {
+            fp_standin_update(u + (size_t)i * f->dim, g, f->c[i].data.target, f->dim, steps, lr, 0, f->c[i].data.seed,
+                              (uint32_t)r);
+            W += (double)f->c[i].data.samples;
+        }
+    for (size_t d = 0; d < f->dim; d++) {
+        double s = 0;
+        for (int i = 0; i < f->n; i++)
+            if (in_r[i])
+                s += (double)f->c[i].data.samples * u[(size_t)i * f->dim + d];
+        mean[d] = (float)(s / W);
+    }
+    free(u);
+}
+
 /* Expected global after rounds where in[r][i] says whether client i's update
- * counted in round r: direct computation with the stand-in's formula, fedavg
- * weighted by samples (the server's arithmetic: double sums, float result),
- * then the server's step: v = momentum * v + mean, g += server_lr * v. */
+ * counted in round r: fx_round_mean, then the server's step: v = momentum * v
+ * + mean, g += server_lr * v. */
 static inline void fx_expected_opt(float *g, const fx *f, int rounds, int in[][FX_MAX], float lr, int steps,
                                    float server_lr, float momentum)
 {
     memset(g, 0, f->dim * sizeof(float));
-    float *u = malloc(f->dim * sizeof(float) * FX_MAX), *v = calloc(f->dim, sizeof(float));
+    float *mean = malloc(f->dim * sizeof(float)), *v = calloc(f->dim, sizeof(float));
     for (int r = 0; r < rounds; r++) {
-        double W = 0;
-        for (int i = 0; i < f->n; i++)
-            if (in[r][i]) {
-                fp_standin_update(u + (size_t)i * f->dim, g, f->c[i].data.target, f->dim, steps, lr, 0,
-                                  f->c[i].data.seed, (uint32_t)r);
-                W += (double)f->c[i].data.samples;
-            }
+        fx_round_mean(mean, f, g, in[r], lr, steps, r);
         for (size_t d = 0; d < f->dim; d++) {
-            double s = 0;
-            for (int i = 0; i < f->n; i++)
-                if (in[r][i])
-                    s += (double)f->c[i].data.samples * u[(size_t)i * f->dim + d];
-            v[d] = momentum * v[d] + (float)(s / W);
+            v[d] = momentum * v[d] + mean[d];
             g[d] += server_lr * v[d];
         }
     }
-    free(u);
+    free(mean);
     free(v);
 }
 
@@ -220,27 +232,16 @@ static inline void fx_expected_adaptive(float *g, const fx *f, int rounds, int i
                                         int reset_at)
 {
     memset(g, 0, f->dim * sizeof(float));
-    float *u = malloc(f->dim * sizeof(float) * FX_MAX);
+    float *mean = malloc(f->dim * sizeof(float));
     double *m = calloc(f->dim, sizeof(double)), *v = calloc(f->dim, sizeof(double));
     double *gd = calloc(f->dim, sizeof(double));
     for (int r = 0; r < rounds; r++) {
         if (r == reset_at || (reset_at != -2 && r > 0 && opt[r] != opt[r - 1]))
             for (size_t d = 0; d < f->dim; d++)
                 m[d] = v[d] = 0;
-        double W = 0;
-        for (int i = 0; i < f->n; i++)
-            if (in[r][i]) {
-                /* the clients train from the float global the server sent */
-                fp_standin_update(u + (size_t)i * f->dim, g, f->c[i].data.target, f->dim, steps, lr, 0,
-                                  f->c[i].data.seed, (uint32_t)r);
-                W += (double)f->c[i].data.samples;
-            }
+        fx_round_mean(mean, f, g, in[r], lr, steps, r); /* from the float global the server sent */
         for (size_t d = 0; d < f->dim; d++) {
-            double s = 0;
-            for (int i = 0; i < f->n; i++)
-                if (in[r][i])
-                    s += (double)f->c[i].data.samples * u[(size_t)i * f->dim + d];
-            double delta = (double)(float)(s / W), d2 = delta * delta; /* the aggregate is float */
+            double delta = mean[d], d2 = delta * delta; /* the aggregate is float */
             m[d] = b1 * m[d] + (1 - b1) * delta;
             if (opt[r] == FP_FED_SERVER_YOGI)
                 v[d] -= (1 - b2) * d2 * (v[d] > d2 ? 1.0 : v[d] < d2 ? -1.0 : 0.0);
@@ -250,7 +251,7 @@ static inline void fx_expected_adaptive(float *g, const fx *f, int rounds, int i
             g[d] = (float)gd[d];
         }
     }
-    free(u);
+    free(mean);
     free(m);
     free(v);
     free(gd);
