@@ -8,7 +8,6 @@
 #include "fedproxy/fileio.h"
 #include "shader_registry.h"
 #include "vk_internal.h"
-#include "fedproxy/probe.h"
 
 const struct fp_shader_blob *fp_shader_find(const char *name)
 {
@@ -222,10 +221,9 @@ int fp_pipeline_get(fp_pipeline **out, fp_ctx *ctx, const char *name, const uint
         rc = fp_seterr(FP_ENOMEM, "out of memory");
         goto done;
     }
-    double t0 = ctx->trace_ms >= 0 ? fp_now() : 0;
+    double t0 = fp_trace_begin(ctx);
     VkResult r = vkCreateComputePipelines(ctx->dev, ctx->cache, 1, &ci, NULL, &p->pipe);
-    if (ctx->trace_ms >= 0 && (fp_now() - t0) * 1e3 >= ctx->trace_ms)
-        fprintf(stderr, "fp trace: pipeline %s built in %.1f ms\n", name, (fp_now() - t0) * 1e3);
+    fp_trace_end(ctx, t0, "pipeline %s built", name);
     if (r != VK_SUCCESS) {
         free(p);
         rc = fp_vk_fail(ctx, r, "vkCreateComputePipelines");

@@ -2,12 +2,10 @@
  * where a dispatch touches memory an earlier one (since the last barrier) wrote,
  * or writes memory one read. Descriptor sets come from per-stream pools that are
  * reset after each run. */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "vk_internal.h"
-#include "fedproxy/probe.h"
 
 #define SETS_PER_POOL 256
 #define MAX_TIMED 4096
@@ -310,16 +308,14 @@ int fp_stream_run(fp_stream *s)
     if (r != VK_SUCCESS)
         return fp_vk_fail(ctx, r, "vkEndCommandBuffer");
     VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1, .pCommandBuffers = &s->cmd};
-    double t0 = ctx->trace_ms >= 0 ? fp_now() : 0;
+    double t0 = fp_trace_begin(ctx);
     pthread_mutex_lock(&ctx->queue_lock);
     r = vkQueueSubmit(ctx->q_compute, 1, &si, s->fence);
     pthread_mutex_unlock(&ctx->queue_lock);
     if (r == VK_SUCCESS)
         r = vkWaitForFences(ctx->dev, 1, &s->fence, VK_TRUE, UINT64_MAX);
-    if (ctx->trace_ms >= 0 && (fp_now() - t0) * 1e3 >= ctx->trace_ms)
-        fprintf(stderr, "fp trace: stream run %.1f ms: %u dispatches (first %s, last %s), %u barriers\n",
-                (fp_now() - t0) * 1e3, s->dispatches, s->first_pipe ? s->first_pipe : "-",
-                s->last_pipe ? s->last_pipe : "-", s->barriers);
+    fp_trace_end(ctx, t0, "stream run of %u dispatches (first %s, last %s), %u barriers", s->dispatches,
+                 s->first_pipe ? s->first_pipe : "-", s->last_pipe ? s->last_pipe : "-", s->barriers);
     vkResetFences(ctx->dev, 1, &s->fence);
     s->last.dispatches = s->dispatches;
     s->last.barriers = s->barriers;

@@ -1,12 +1,10 @@
 /* Host <-> device copies. UMA devices: memcpy through the persistent mapping.
  * Others: through a host-visible staging block, chunk by chunk, on the transfer
  * queue (a dedicated one where the device has it). Serialised by queue_lock. */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "vk_internal.h"
-#include "fedproxy/probe.h"
 
 #define STAGING_BYTES (16ull * 1024 * 1024)
 
@@ -69,14 +67,12 @@ static int staged_copy(fp_ctx *ctx, const fp_tensor *t, uint64_t off, uint64_t l
     vkEndCommandBuffer(ctx->xfer_cmd);
     VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1,
                        .pCommandBuffers = &ctx->xfer_cmd};
-    double t0 = ctx->trace_ms >= 0 ? fp_now() : 0;
+    double t0 = fp_trace_begin(ctx);
     VkResult r = vkQueueSubmit(ctx->q_transfer, 1, &si, ctx->xfer_fence);
     if (r == VK_SUCCESS)
         r = vkWaitForFences(ctx->dev, 1, &ctx->xfer_fence, VK_TRUE, UINT64_MAX);
     vkResetFences(ctx->dev, 1, &ctx->xfer_fence);
-    if (ctx->trace_ms >= 0 && (fp_now() - t0) * 1e3 >= ctx->trace_ms)
-        fprintf(stderr, "fp trace: %s of %llu bytes took %.1f ms\n", to_device ? "upload" : "download",
-                (unsigned long long)len, (fp_now() - t0) * 1e3);
+    fp_trace_end(ctx, t0, "%s of %llu bytes", to_device ? "upload" : "download", (unsigned long long)len);
     return r == VK_SUCCESS ? 0 : fp_vk_fail(ctx, r, to_device ? "upload" : "download");
 }
 

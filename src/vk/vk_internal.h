@@ -83,6 +83,11 @@ struct fp_ctx {
 
 /* Maps a VkResult to an FP_E* code with a message naming the device and op. */
 int fp_vk_fail(const fp_ctx *ctx, VkResult r, const char *op);
+
+/* FP_TRACE_MS (trace.c): t0 = fp_trace_begin(ctx) before the work, then
+ * fp_trace_end reports "what: N ms" on stderr when it took trace_ms or more. */
+double fp_trace_begin(const fp_ctx *ctx);
+void fp_trace_end(const fp_ctx *ctx, double t0, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 const char *fp_vk_result_name(VkResult r);
 
 /* Fills a profile from a physical device (no overlay). */

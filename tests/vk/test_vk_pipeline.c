@@ -48,7 +48,7 @@ int main(void)
         tbuf[n] = 0;
         fclose(tf);
     }
-    CHECKF(strstr(tbuf, "fp trace: pipeline axpb_f32 built in") != NULL, "trace output: '%s'", tbuf);
+    CHECKF(strstr(tbuf, "fp trace: pipeline axpb_f32 built: ") != NULL, "trace output: '%s'", tbuf);
     CHECK_OK(fp_pipeline_get(&p2, ctx, "axpb_f32", spec, 3));
     CHECK(p1 == p2); /* created once */
     uint32_t spec32[3] = {32, 1, 1};
