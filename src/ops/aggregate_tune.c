@@ -11,19 +11,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "error_internal.h"
 #include "fedproxy/measured.h"
 #include "fedproxy/ops_aggregate.h"
+#include "fedproxy/probe.h"
 #include "ops/aggregate_internal.h"
-
-static double tune_wall(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 enum { OP_MEDIAN, OP_NORMS };
 
@@ -93,11 +86,11 @@ static int run_op(fp_ctx *ctx, int op, fp_tensor *X, float *got, int reps, memo 
         rc = fp_tensor_download(got, (size_t)nout * sizeof *got, out);
     if (!rc && !got && seen < 0) {
         char v[48];
-        double t0 = tune_wall();
+        double t0 = fp_now();
         rc = record(s, op, out, X, work, 1, v);
         if (!rc)
             rc = fp_stream_run(s);
-        double one = tune_wall() - t0;
+        double one = fp_now() - t0;
         int inner = one > 0 ? (int)ceil(0.02 / one) : 256;
         inner = inner < 1 ? 1 : inner > 256 ? 256 : inner;
         /* an op that lasts a run by itself is the first sample; one over 3x
@@ -112,10 +105,10 @@ static int run_op(fp_ctx *ctx, int op, fp_tensor *X, float *got, int reps, memo 
             reps = 0;
         for (int r = inner == 1 ? 1 : 0; r < reps && !rc; r++) {
             rc = record(s, op, out, X, work, inner, v);
-            t0 = tune_wall();
+            t0 = fp_now();
             if (!rc)
                 rc = fp_stream_run(s);
-            double t = (tune_wall() - t0) / inner;
+            double t = (fp_now() - t0) / inner;
             if (!rc && t < *best)
                 *best = t;
         }
