@@ -135,6 +135,27 @@ static fp_ctx *stored_ctx(const char *profile, const char *order_net, const char
     return ctx;
 }
 
+/* Stored order_net / norm are honoured by a fresh context, and the
+ * environment (FP_AGG_ORDER_NET, FP_AGG_NORM) still wins over them. */
+static void stored_then_env(const char *order, const char *norm, const char *env_order, const char *env_norm)
+{
+    char tag[96];
+    fp_ctx *ctx = stored_ctx("", order, norm);
+    snprintf(tag, sizeof tag, "stored order_net %s", order);
+    median_case(ctx, !strcmp(order, "32") ? "agg_order_radix" : "agg_order_k", tag);
+    snprintf(tag, sizeof tag, "stored norm %s", norm);
+    norms_case(ctx, !strcmp(norm, "flat"), tag);
+    setenv("FP_AGG_ORDER_NET", env_order, 1);
+    setenv("FP_AGG_NORM", env_norm, 1);
+    snprintf(tag, sizeof tag, "stored %s, FP_AGG_ORDER_NET=%s", order, env_order);
+    median_case(ctx, !strcmp(env_order, "32") ? "agg_order_radix" : "agg_order_k", tag);
+    snprintf(tag, sizeof tag, "stored %s, FP_AGG_NORM=%s", norm, env_norm);
+    norms_case(ctx, !strcmp(env_norm, "flat"), tag);
+    unsetenv("FP_AGG_ORDER_NET");
+    unsetenv("FP_AGG_NORM");
+    fp_test_ctx_done(ctx);
+}
+
 int main(void)
 {
     fp_test_seed(47);
@@ -186,28 +207,8 @@ int main(void)
     norms_case(ctx, !strcmp(won[1], "flat"), "the tuner's norm");
     fp_test_ctx_done(ctx);
 
-    ctx = stored_ctx("", "32", "flat");
-    median_case(ctx, "agg_order_radix", "stored order_net 32");
-    norms_case(ctx, 1, "stored norm flat");
-    /* the environment still wins over the stored keys */
-    setenv("FP_AGG_ORDER_NET", "128", 1);
-    setenv("FP_AGG_NORM", "tree", 1);
-    median_case(ctx, "agg_order_k", "stored 32, FP_AGG_ORDER_NET=128");
-    norms_case(ctx, 0, "stored flat, FP_AGG_NORM=tree");
-    unsetenv("FP_AGG_ORDER_NET");
-    unsetenv("FP_AGG_NORM");
-    fp_test_ctx_done(ctx);
-
-    ctx = stored_ctx("", "128", "tree");
-    median_case(ctx, "agg_order_k", "stored order_net 128");
-    norms_case(ctx, 0, "stored norm tree");
-    setenv("FP_AGG_ORDER_NET", "32", 1);
-    setenv("FP_AGG_NORM", "flat", 1);
-    median_case(ctx, "agg_order_radix", "stored 128, FP_AGG_ORDER_NET=32");
-    norms_case(ctx, 1, "stored tree, FP_AGG_NORM=flat");
-    unsetenv("FP_AGG_ORDER_NET");
-    unsetenv("FP_AGG_NORM");
-    fp_test_ctx_done(ctx);
+    stored_then_env("32", "flat", "128", "tree");
+    stored_then_env("128", "tree", "32", "flat");
 
     ctx = stored_ctx("", "64", NULL);
     median_case(ctx, "agg_order_k", "stored order_net 64");
