@@ -180,6 +180,14 @@ fp_ctx *fp_stream_ctx(const fp_stream *s);
 int fp_stream_dispatch(fp_stream *s, fp_pipeline *p, const fp_binding *bindings, uint32_t nbindings,
                        const void *push, uint32_t push_size, uint32_t gx, uint32_t gy, uint32_t gz);
 
+/* Transient device memory for ops that split work across workgroups (split-K
+ * partial sums): a 1-D tensor of numel elements, contents undefined, owned by
+ * the stream and freed when its next fp_stream_run has completed (or by
+ * fp_stream_free). Never free it yourself, and use it only in this stream's
+ * current recording. Allocation failures (FP_ENOMEM / FP_EOOM) leave the
+ * stream usable: ops fall back to their unsplit path. */
+int fp_stream_scratch(fp_stream *s, fp_tensor **out, fp_dtype dtype, int64_t numel);
+
 /* Records a buffer copy (src and dst tensors of equal byte size). */
 int fp_stream_copy(fp_stream *s, const fp_tensor *dst, const fp_tensor *src);
 

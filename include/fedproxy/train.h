@@ -83,6 +83,32 @@ int fp_trainer_step(fp_trainer *t, fp_train_stats *st);
  * turns it off. */
 int fp_trainer_set_prox(fp_trainer *t, const fp_tensor *anchor, float mu);
 
+/* Where a step's time goes (fp bench train --profile). The trainer always
+ * counts, per step: host time spent recording its command streams and
+ * transfers (record_s), time from submit to completion (run_s), streams run
+ * and dispatches and barriers recorded. On a context created with profiling
+ * on (fp_ctx_opts.profiling) it also sums every dispatch's GPU time per
+ * pipeline (entries, in first-seen order; `pipeline` points at the
+ * pipeline's name, owned by the context). Totals accumulate from trainer
+ * creation or the last fp_trainer_profile_reset. Same thread as the steps. */
+typedef struct fp_train_prof_entry {
+    const char *pipeline;
+    double gpu_us;      /* summed over its dispatches */
+    uint32_t dispatches;
+} fp_train_prof_entry;
+typedef struct fp_train_profile {
+    int64_t steps;
+    double wall_s;      /* fp_trainer_step's wall time */
+    double record_s;    /* host: recording streams, uploads and downloads */
+    double run_s;       /* submit to completion of the streams */
+    double gpu_us;      /* sum of the entries (profiling contexts; else 0) */
+    uint32_t runs, dispatches, barriers;
+} fp_train_profile;
+/* Writes the totals and up to max entries (*count: how many exist). */
+int fp_trainer_profile(const fp_trainer *t, fp_train_profile *totals, fp_train_prof_entry *out, uint32_t max,
+                       uint32_t *count);
+void fp_trainer_profile_reset(fp_trainer *t);
+
 /* Steps taken so far; the (batch, seq) actually planned. */
 int64_t fp_trainer_steps_done(const fp_trainer *t);
 void fp_trainer_shape(const fp_trainer *t, int64_t *batch, int64_t *seq);
@@ -113,7 +139,10 @@ int fp_tokens_read(int32_t **out, int64_t *n, const char *path);
  * (the FLOP formula is in the JSON), the same run's plain matmul rate on the
  * model's main shape (tokens x intermediate x hidden) through the engine's
  * matmul and the ratio achieved / matmul, and peak device memory against
- * fp_model_plan_bytes. *json gets a malloc'd JSON object (free()). */
+ * fp_model_plan_bytes, and a "profile" per mode (fp_trainer_profile, per
+ * step: host and run time, stream runs, dispatches, barriers; with ctx
+ * created with profiling on, GPU time and the 16 pipelines that took most of
+ * it). *json gets a malloc'd JSON object (free()). */
 int fp_bench_train(fp_ctx *ctx, int quick, char **json);
 
 

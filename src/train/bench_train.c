@@ -97,6 +97,56 @@ static int matmul_rate(fp_ctx *ctx, int64_t M, int64_t N, int64_t K, int reps, i
     return rc;
 }
 
+static int cmp_gpu_desc(const void *a, const void *b)
+{
+    double x = ((const fp_train_prof_entry *)a)->gpu_us, y = ((const fp_train_prof_entry *)b)->gpu_us;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* "profile": where the timed steps' time went, per step: host (recording,
+ * uploads, readbacks) against submit-to-completion, dispatches, barriers; on a
+ * profiling context also GPU time, and the pipelines that took most of it. */
+static int add_profile(const fp_trainer *tr, cJSON *out)
+{
+    fp_train_profile p;
+    uint32_t n = 0;
+    int rc = fp_trainer_profile(tr, &p, NULL, 0, &n);
+    fp_train_prof_entry *e = n ? malloc(n * sizeof *e) : NULL;
+    if (!rc && n && !e)
+        rc = fp_seterr(FP_ENOMEM, "bench train: out of host memory");
+    if (!rc && n)
+        rc = fp_trainer_profile(tr, &p, e, n, &n);
+    if (rc || p.steps < 1) {
+        free(e);
+        return rc;
+    }
+    double k = 1.0 / (double)p.steps;
+    cJSON *pj = cJSON_AddObjectToObject(out, "profile");
+    cJSON_AddNumberToObject(pj, "steps", (double)p.steps);
+    cJSON_AddNumberToObject(pj, "wall_ms", p.wall_s * k * 1e3);
+    cJSON_AddNumberToObject(pj, "host_ms", p.record_s * k * 1e3);
+    cJSON_AddNumberToObject(pj, "run_ms", p.run_s * k * 1e3);
+    cJSON_AddNumberToObject(pj, "stream_runs", p.runs * k);
+    cJSON_AddNumberToObject(pj, "dispatches", p.dispatches * k);
+    cJSON_AddNumberToObject(pj, "barriers", p.barriers * k);
+    if (n) {
+        cJSON_AddNumberToObject(pj, "gpu_ms", p.gpu_us * k * 1e-3);
+        cJSON_AddNumberToObject(pj, "gpu_share_of_wall", p.wall_s > 0 ? p.gpu_us * 1e-6 / p.wall_s : 0);
+        qsort(e, n, sizeof *e, cmp_gpu_desc);
+        cJSON *top = cJSON_AddArrayToObject(pj, "top");
+        for (uint32_t i = 0; i < n && i < 16; i++) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "pipeline", e[i].pipeline);
+            cJSON_AddNumberToObject(o, "gpu_ms", e[i].gpu_us * k * 1e-3);
+            cJSON_AddNumberToObject(o, "dispatches", e[i].dispatches * k);
+            cJSON_AddNumberToObject(o, "share", p.gpu_us > 0 ? e[i].gpu_us / p.gpu_us : 0);
+            cJSON_AddItemToArray(top, o);
+        }
+    }
+    free(e);
+    return 0;
+}
+
 /* One mode (LoRA when lc != NULL): warm-up step, then `steps` timed steps. */
 static int bench_mode(fp_ctx *ctx, const fp_llama_config *cfg, const fp_lora_config *lc, int64_t T, int steps,
                       double matmul_gflops, cJSON *out)
@@ -142,6 +192,7 @@ static int bench_mode(fp_ctx *ctx, const fp_llama_config *cfg, const fp_lora_con
             in_use_max = ms.in_use;
         if (rc || i == 0) { /* warm-up: pipeline creation, first-touch of memory */
             first_loss = st.loss;
+            fp_trainer_profile_reset(tr);
             continue;
         }
         sum += st.seconds;
@@ -182,6 +233,7 @@ static int bench_mode(fp_ctx *ctx, const fp_llama_config *cfg, const fp_lora_con
         cJSON_AddNumberToObject(out, "loss_last", last_loss);
         cJSON_AddNumberToObject(out, "trained_params",
                                 (double)(lc ? fp_lora_param_count(cfg, lc) : fp_llama_param_count(cfg)));
+        rc = add_profile(tr, out);
     }
     fp_trainer_free(tr);
     fp_model_free(m);

@@ -34,7 +34,66 @@ struct fp_trainer {
     int32_t *hid, *htg;
     const fp_tensor *prox_anchor; /* FedProx (borrowed) */
     float prox_mu;
+    /* fp_trainer_profile */
+    fp_train_profile prof;
+    fp_train_prof_entry *pe;
+    uint32_t npe, cap_pe;
 };
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+#define PROF_MAX_ENTRIES 256
+#define PROF_MAX_DISPATCHES 4096
+
+/* Runs s and books it in the profile: run time, dispatch counts and, on
+ * profiling contexts, each dispatch's GPU time under its pipeline. */
+static int run_profiled(fp_trainer *t, fp_stream *s)
+{
+    double t0 = now_s();
+    int rc = fp_stream_run(s);
+    t->prof.run_s += now_s() - t0;
+    if (rc)
+        return rc;
+    fp_stream_stats ss;
+    fp_stream_stats_get(s, &ss);
+    t->prof.runs++;
+    t->prof.dispatches += ss.dispatches;
+    t->prof.barriers += ss.barriers;
+    static _Thread_local fp_dispatch_time dt[PROF_MAX_DISPATCHES];
+    uint32_t n = 0;
+    if (fp_stream_timings(s, dt, PROF_MAX_DISPATCHES, &n) != 0) {
+        fp_errclear(); /* not a profiling context: counts only */
+        return 0;
+    }
+    if (n > PROF_MAX_DISPATCHES)
+        n = PROF_MAX_DISPATCHES;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t e = 0;
+        while (e < t->npe && t->pe[e].pipeline != dt[i].pipeline && strcmp(t->pe[e].pipeline, dt[i].pipeline))
+            e++;
+        if (e == t->npe) {
+            if (t->npe == PROF_MAX_ENTRIES)
+                continue;
+            if (t->npe == t->cap_pe) {
+                uint32_t nc = t->cap_pe ? 2 * t->cap_pe : 32;
+                fp_train_prof_entry *np = realloc(t->pe, nc * sizeof *np);
+                if (!np)
+                    return fp_seterr(FP_ENOMEM, "trainer profile: out of host memory");
+                t->pe = np, t->cap_pe = nc;
+            }
+            t->pe[t->npe++] = (fp_train_prof_entry){dt[i].pipeline, 0, 0};
+        }
+        t->pe[e].gpu_us += dt[i].us;
+        t->pe[e].dispatches++;
+        t->prof.gpu_us += dt[i].us;
+    }
+    return 0;
+}
 
 void fp_train_config_default(fp_train_config *c)
 {
@@ -84,7 +143,28 @@ void fp_trainer_free(fp_trainer *t)
     fp_tensor_free(t->nwork);
     free(t->hid);
     free(t->htg);
+    free(t->pe);
     free(t);
+}
+
+int fp_trainer_profile(const fp_trainer *t, fp_train_profile *totals, fp_train_prof_entry *out, uint32_t max,
+                       uint32_t *count)
+{
+    if (!t || !totals || (max && !out) || !count)
+        return fp_seterr(FP_EINVAL, "fp_trainer_profile: NULL argument");
+    *totals = t->prof;
+    for (uint32_t i = 0; i < t->npe && i < max; i++)
+        out[i] = t->pe[i];
+    *count = t->npe;
+    return 0;
+}
+
+void fp_trainer_profile_reset(fp_trainer *t)
+{
+    if (!t)
+        return;
+    memset(&t->prof, 0, sizeof t->prof);
+    t->npe = 0;
 }
 
 int fp_trainer_create(fp_trainer **out, fp_model *m, const fp_train_config *c, const int32_t *tokens, int64_t n)
@@ -171,13 +251,6 @@ static void fill_batch(fp_trainer *t)
     }
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 int fp_trainer_step(fp_trainer *t, fp_train_stats *st)
 {
     if (!t)
@@ -199,7 +272,7 @@ int fp_trainer_step(fp_trainer *t, fp_train_stats *st)
         if (!rc)
             rc = fp_model_backward(m, s, 1.0f / (float)t->c.accum);
         if (!rc)
-            rc = fp_stream_run(s);
+            rc = run_profiled(t, s);
         fp_stream_free(s);
         TRY(rc);
         float l;
@@ -228,12 +301,15 @@ int fp_trainer_step(fp_trainer *t, fp_train_stats *st)
         rc = fp_sgd_step(s, p, g, lr, 0.0f, t->norm);
     }
     if (!rc)
-        rc = fp_stream_run(s);
+        rc = run_profiled(t, s);
     fp_stream_free(s);
     TRY(rc);
     float nrm[2];
     TRY(fp_tensor_download(nrm, sizeof nrm, t->norm));
     t->step++;
+    t->prof.steps++;
+    t->prof.wall_s += now_s() - t0;
+    t->prof.record_s = t->prof.wall_s - t->prof.run_s;
     if (st) {
         st->step = t->step;
         st->loss = (float)(loss_sum / t->c.accum);

@@ -35,7 +35,38 @@ struct fp_stream {
     const char *timed_names[MAX_TIMED];
     double timed_us[MAX_TIMED];
     uint32_t nresults;
+    /* fp_stream_scratch: released when the run completes */
+    fp_tensor **scratch;
+    uint32_t nscratch, cap_scratch;
 };
+
+static void scratch_release(fp_stream *s)
+{
+    for (uint32_t i = 0; i < s->nscratch; i++)
+        fp_tensor_free(s->scratch[i]);
+    s->nscratch = 0;
+}
+
+int fp_stream_scratch(fp_stream *s, fp_tensor **out, fp_dtype dtype, int64_t numel)
+{
+    if (!s || !out)
+        return fp_seterr(FP_EINVAL, "fp_stream_scratch: NULL argument");
+    *out = NULL;
+    if (s->nscratch == s->cap_scratch) {
+        uint32_t nc = s->cap_scratch ? 2 * s->cap_scratch : 8;
+        fp_tensor **np = realloc(s->scratch, nc * sizeof *np);
+        if (!np)
+            return fp_seterr(FP_ENOMEM, "stream scratch: out of host memory");
+        s->scratch = np, s->cap_scratch = nc;
+    }
+    fp_tensor *t = NULL;
+    int rc = fp_tensor_new(&t, s->ctx, dtype, 1, &numel);
+    if (rc)
+        return fp_adderr(rc, "stream scratch of %lld elements", (long long)numel);
+    s->scratch[s->nscratch++] = t;
+    *out = t;
+    return 0;
+}
 
 int fp_stream_new(fp_stream **out, fp_ctx *ctx)
 {
@@ -92,6 +123,8 @@ void fp_stream_free(fp_stream *s)
     if (s->pool)
         vkDestroyCommandPool(ctx->dev, s->pool, NULL);
     free(s->acc);
+    scratch_release(s); /* after the pools: nothing recorded can run any more */
+    free(s->scratch);
     free(s);
 }
 
@@ -297,8 +330,10 @@ int fp_stream_run(fp_stream *s)
     if (!s)
         return fp_seterr(FP_EINVAL, "fp_stream_run: NULL stream");
     fp_ctx *ctx = s->ctx;
-    if (!s->recording)
+    if (!s->recording) {
+        scratch_release(s);
         return 0;
+    }
     /* make the results visible to the host (downloads map the memory) */
     /* ... and to whatever the next submission runs */
     full_barrier(s, VK_PIPELINE_STAGE_HOST_BIT | VK_PIPELINE_STAGE_ALL_COMMANDS_BIT,
@@ -335,6 +370,9 @@ int fp_stream_run(fp_stream *s)
         }
         free(ts);
     }
+    /* the device is done with this run (or lost): its scratch can go. After a
+     * failed submit nothing ran, so freeing is safe either way. */
+    scratch_release(s);
     vkResetCommandBuffer(s->cmd, 0);
     for (uint32_t i = 0; i < s->ndpools; i++)
         vkResetDescriptorPool(ctx->dev, s->dpools[i], 0);

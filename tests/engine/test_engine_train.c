@@ -93,6 +93,75 @@ static void test_sgd_accum(fp_ctx *ctx)
     free(p); free(pd); free(g1); free(g2);
 }
 
+/* fp_trainer_profile: runs (accum forward+backward streams plus the optimizer's
+ * per step) and dispatches always; GPU time per pipeline only on a profiling
+ * context, the entries summing to the total; reset clears everything. */
+static void profile_case(fp_ctx *ctx, int profiling)
+{
+    enum { NTOK = 64 };
+    int32_t tok[NTOK];
+    for (int i = 0; i < NTOK; i++)
+        tok[i] = (int32_t)(fp_test_u32() % 37);
+    fp_model *m = NULL;
+    CHECK_OK(fp_model_create(&m, ctx, &CFG));
+    CHECK_OK(fp_model_init_random(m, 3));
+    fp_lora_config lc = {.rank = 2, .alpha = 4.0f, .targets = FP_LORA_ALL};
+    CHECK_OK(fp_model_lora_enable(m, &lc, 9));
+    fp_train_config c;
+    fp_train_config_default(&c);
+    c.batch = 2;
+    c.seq = 5;
+    c.accum = 2;
+    fp_trainer *t = NULL;
+    CHECK_OK(fp_trainer_create(&t, m, &c, tok, NTOK));
+    fp_train_stats st;
+    CHECK_OK(fp_trainer_step(t, &st));
+    CHECK_OK(fp_trainer_step(t, &st));
+    fp_train_profile p;
+    fp_train_prof_entry e[64];
+    uint32_t n = 99;
+    CHECK_OK(fp_trainer_profile(t, &p, e, 64, &n));
+    CHECKF(p.steps == 2 && p.runs == 6, "profile: %lld steps, %u runs (want 2, 6)", (long long)p.steps, p.runs);
+    CHECK(p.dispatches > 20 && p.barriers > 0 && p.barriers <= p.dispatches);
+    CHECK(p.wall_s > 0 && p.run_s > 0 && p.run_s <= p.wall_s && fabs(p.record_s - (p.wall_s - p.run_s)) < 1e-9);
+    if (!profiling) {
+        CHECKF(n == 0 && p.gpu_us == 0, "profile without timestamps: %u entries, %g us", n, p.gpu_us);
+    } else {
+        double sum = 0;
+        uint32_t d = 0;
+        CHECK(n > 5 && n <= 64);
+        for (uint32_t i = 0; i < n && i < 64; i++) {
+            CHECK(e[i].pipeline && e[i].pipeline[0] && e[i].dispatches > 0 && e[i].gpu_us >= 0);
+            for (uint32_t j = 0; j < i; j++)
+                CHECKF(strcmp(e[i].pipeline, e[j].pipeline), "pipeline %s listed twice", e[i].pipeline);
+            sum += e[i].gpu_us;
+            d += e[i].dispatches;
+        }
+        CHECKF(d == p.dispatches, "entries count %u dispatches, totals %u", d, p.dispatches);
+        CHECKF(p.gpu_us > 0 && fabs(sum - p.gpu_us) <= 1e-6 * p.gpu_us, "entries sum %g us, total %g", sum, p.gpu_us);
+        printf("  profile: %u pipelines, %u dispatches, %.0f us GPU of %.0f us wall\n", n, d, p.gpu_us,
+               p.wall_s * 1e6);
+    }
+    fp_trainer_profile_reset(t);
+    CHECK_OK(fp_trainer_profile(t, &p, e, 64, &n));
+    CHECK(n == 0 && p.steps == 0 && p.runs == 0 && p.dispatches == 0 && p.gpu_us == 0 && p.wall_s == 0);
+    CHECK(fp_trainer_profile(NULL, &p, e, 64, &n) == FP_EINVAL);
+    fp_trainer_free(t);
+    fp_model_free(m);
+}
+
+static void test_profile(fp_ctx *ctx)
+{
+    profile_case(ctx, 0);
+    fp_ctx_opts o = {0};
+    o.validate = 1;
+    o.profiling = 1;
+    fp_ctx *pc = NULL;
+    CHECK_OK(fp_ctx_create(&pc, &o));
+    profile_case(pc, 1);
+    fp_test_ctx_done(pc);
+}
+
 /* losses of steps [from, to) after optionally loading dir; saves at save_at */
 static int run_train(fp_ctx *ctx, int lora, const int32_t *tok, int64_t n, int steps, const char *load,
                      const char *save, int save_at, float *losses)
@@ -284,6 +353,7 @@ int main(void)
     test_resume(ctx, 1);
     test_eval(ctx);
     test_files(ctx);
+    test_profile(ctx);
     fp_test_ctx_done(ctx);
     return fp_test_report("test_engine_train");
 }

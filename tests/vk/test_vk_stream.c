@@ -93,6 +93,53 @@ static void big_grid(fp_ctx *ctx)
     free(h);
 }
 
+/* Scratch: usable inside the recording, gone (memory back) once the run has
+ * completed, and released by fp_stream_free when never run. */
+static void scratch(fp_ctx *ctx)
+{
+    const int64_t n = 1001;
+    float *h = malloc(n * sizeof *h), *out = malloc(n * sizeof *out);
+    for (int64_t i = 0; i < n; i++)
+        h[i] = (float)i;
+    fp_tensor *x, *y, *t1, *t2;
+    CHECK_OK(fp_tensor_new(&x, ctx, FP_F32, 1, &n));
+    CHECK_OK(fp_tensor_new(&y, ctx, FP_F32, 1, &n));
+    CHECK_OK(fp_tensor_upload(x, h, n * sizeof *h));
+    fp_mem_stats m0, m1, m2;
+    fp_ctx_mem_stats(ctx, &m0);
+    fp_stream *s;
+    CHECK_OK(fp_stream_new(&s, ctx));
+    CHECK_OK(fp_stream_scratch(s, &t1, FP_F32, n));
+    CHECK_OK(fp_stream_scratch(s, &t2, FP_F32, n));
+    CHECK(t1 && t2 && t1 != t2 && fp_tensor_numel(t1) == n);
+    CHECK_OK(fp_op_axpb(s, t1, x, 2.0f, 0.0f));  /* t1 = 2x */
+    CHECK_OK(fp_op_axpb(s, t2, t1, 1.0f, 1.0f)); /* t2 = 2x + 1 */
+    CHECK_OK(fp_op_axpb(s, y, t2, 3.0f, 0.0f));  /* y = 6x + 3 */
+    fp_ctx_mem_stats(ctx, &m1);
+    CHECKF(m1.in_use >= m0.in_use + 2 * (uint64_t)n * 4, "scratch not allocated: in use %llu -> %llu",
+           (unsigned long long)m0.in_use, (unsigned long long)m1.in_use);
+    CHECK_OK(fp_stream_run(s));
+    fp_ctx_mem_stats(ctx, &m2);
+    CHECKF(m2.in_use == m0.in_use, "scratch not released by the run: in use %llu, before %llu",
+           (unsigned long long)m2.in_use, (unsigned long long)m0.in_use);
+    CHECK_OK(fp_tensor_download(out, n * sizeof *out, y));
+    int ok = 1;
+    for (int64_t i = 0; i < n; i++)
+        ok &= out[i] == 6.0f * (float)i + 3.0f;
+    CHECKF(ok, "scratch chain wrong: y[7] = %g", out[7]);
+    /* recorded, never run: fp_stream_free releases it */
+    CHECK_OK(fp_stream_scratch(s, &t1, FP_F32, n));
+    CHECK_OK(fp_op_axpb(s, t1, x, 1.0f, 0.0f));
+    fp_stream_free(s);
+    fp_ctx_mem_stats(ctx, &m2);
+    CHECK(m2.in_use == m0.in_use);
+    CHECK(fp_stream_scratch(NULL, &t1, FP_F32, n) == FP_EINVAL);
+    fp_tensor_free(x);
+    fp_tensor_free(y);
+    free(h);
+    free(out);
+}
+
 static void profiling(void)
 {
     fp_ctx_opts o = {0};
@@ -124,6 +171,7 @@ int main(void)
     fp_ctx *ctx = fp_test_ctx("");
     chain(ctx);
     big_grid(ctx);
+    scratch(ctx);
     fp_test_ctx_done(ctx);
     ctx = fp_test_ctx("minimal");
     chain(ctx);

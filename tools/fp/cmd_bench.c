@@ -1,4 +1,4 @@
-/* fp bench kernels|train|fed [--json] [--quick] [--only FAMILY]
+/* fp bench kernels|train|fed [--json] [--quick] [--only FAMILY] [--profile]
  * Runs the library's benchmarks on the current device and prints their figures
  * (GFLOP/s, GB/s, tokens/s) with the comparison each names (OpenBLAS sgemm,
  * the device's copy bandwidth, plain aggregation). Speed is only ever reported
@@ -32,9 +32,10 @@ static const struct {
 
 static void usage(void)
 {
-    puts("usage: fp bench kernels|train|fed [--json] [--quick] [--only FAMILY]\n"
+    puts("usage: fp bench kernels|train|fed [--json] [--quick] [--only FAMILY] [--profile]\n"
          "  kernels  matmul (vs OpenBLAS sgemm), attention, training ops, aggregation (vs copy bandwidth)\n"
-         "  train    LoRA and full fine-tuning of the benchmark model: tokens/s, GFLOP/s, peak memory\n"
+         "  train    LoRA and full fine-tuning of the benchmark model: tokens/s, GFLOP/s, peak memory;\n"
+         "           --profile adds each step's GPU time per pipeline (timestamps around every dispatch)\n"
          "  fed      server time per round for 10/50/100 clients, with and without secure aggregation\n"
          "  fed --aggregators  server time and peak memory of every aggregator at 100 clients x 4 MiB\n"
          "  --only F with kernels: one family (matmul, attention, train_ops, aggregate);\n"
@@ -79,7 +80,9 @@ int fp_cmd_bench(int argc, char **argv)
         add_result(root, "fed", rc, s);
     } else if (!strcmp(what, "kernels") || !strcmp(what, "train")) {
         fp_ctx *ctx = NULL;
-        int rc = fp_ctx_create(&ctx, NULL);
+        /* --profile: per-dispatch GPU timestamps (bench train's per-pipeline table) */
+        fp_ctx_opts co = {.validate = -1, .profiling = fp_cli_flag(argc, argv, "--profile")};
+        int rc = fp_ctx_create(&ctx, &co);
         if (rc) {
             cJSON_Delete(root);
             return fp_cli_fail("bench", rc);
