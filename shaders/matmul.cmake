@@ -27,3 +27,5 @@ foreach(dt f32 f16 f16s bf16)
     fp_shader(mm_cm${t}e_${dt} matmul/mm_cm.comp DEFINES BM=${t} BN=${t} CM_EMULATE=1 ${d})
   endforeach()
 endforeach()
+# split-K epilogue: C = alpha * (sum of the S partial products, fixed order) + beta * C
+fp_shader(mm_splitk_reduce matmul/mm_splitk_reduce.comp)

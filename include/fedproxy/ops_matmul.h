@@ -52,6 +52,25 @@
  * f16 B uses 16-bit storage where the profile has it, else packed uint words;
  * bf16 is always unpacked from uint words. The cm variants use scalar loads only.
  *
+ * Split-K: when the output has too few workgroup tiles to fill a GPU and K is
+ * long, K is split into S chunks: one dispatch of the chosen variant computes
+ * the S partial products (chunks as batches; a second one for a shorter last
+ * chunk; for batch > 1 one dispatch per chunk over all batches) into stream
+ * scratch (fp_stream_scratch), and mm_splitk_reduce writes
+ * C = alpha * sum_s P_s + beta * C, s in fixed order (deterministic; only the
+ * f32 summation order differs from the unsplit product). d->chosen then reads
+ * "<variant>+splitk<S>" (e.g. "reg_4x4+splitk8"). Automatic rule: never on CPU
+ * devices (llvmpipe); on GPUs when tiles*batch < 512 and K >= 256, with
+ * S = min(512 / (tiles*batch), K / 64, 16), split when S >= 2 (src/ops/matmul.c
+ * gives the H100 LoRA measurements behind it). Override: environment
+ * FP_MATMUL_SPLITK, else the tuned key "matmul.splitk": "1" never splits, S >= 2
+ * splits into S chunks on any device (clamped to 16), "0"/"auto" = automatic.
+ * Chunk length kc = ceil(K / S), rounded up to a multiple of 4 when K is one; the
+ * chunk count is ceil(K / kc) (S > K gives K chunks of 1; under 2 chunks: no
+ * split). Not split: K < 2, operands past the storage range, or when the scratch
+ * (S * batch * M * N floats) cannot be allocated or bound (then the unsplit path
+ * runs, the error cleared).
+ *
  * Limits: every index fits 32 bits. A binding larger than the profile's
  * storage_range is processed in chunks of rows of A/C (non-transposed A, one
  * matrix); other oversize cases fail with FP_EUNSUPPORTED naming the sizes.
@@ -76,7 +95,8 @@ typedef struct fp_matmul_desc {
     float alpha, beta;                    /* alpha 0 is taken literally */
     const char *variant;                  /* NULL: auto; else a name (FP_EUNSUPPORTED if
                                              the profile cannot run it) */
-    const char *chosen;                   /* out: the variant that was recorded (static string) */
+    const char *chosen;                   /* out: the variant that was recorded (static string;
+                                             "<variant>+splitk<S>" when split along K) */
 } fp_matmul_desc;
 
 /* A desc for C = A*B with M, N, K, alpha 1, beta 0, everything else default. */

@@ -4,9 +4,13 @@
 #include "fedproxy/ops_matmul.h"
 #include "error_internal.h"
 
+#include "fedproxy/ops_basic.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define MM_SPLITK_MAX 16 /* most K chunks of one split-K product */
 
 enum mm_kind { MM_SG, MM_REG, MM_TILED, MM_CM, MM_CM_EMU };
 
@@ -19,34 +23,41 @@ struct mm_var {
     int heavy;           /* slow to build: llvmpipe's LLVM needs 10 s to a minute for each
                             of its pipelines (once per machine with Mesa's shader cache),
                             NVIDIA's compiler up to 30 s; quick probes and benches skip it */
+    const char *split[MM_SPLITK_MAX - 1]; /* name reported for a split-K run: split[S-2] = "<name>+splitk<S>"
+                              (static strings, as fp_matmul_desc.chosen promises) */
 };
+
+#define SK(n)                                                                                                  \
+    {n "+splitk2",  n "+splitk3",  n "+splitk4",  n "+splitk5",  n "+splitk6",  n "+splitk7",  n "+splitk8",   \
+     n "+splitk9",  n "+splitk10", n "+splitk11", n "+splitk12", n "+splitk13", n "+splitk14", n "+splitk15", \
+     n "+splitk16"}
 
 /* Measured on lavapipe (2 cores, 8-wide subgroups): bigger per-invocation tiles
  * win there because every non-uniform load is a per-lane scalar loop; the
  * accumulators spill to (L1) stack, which costs less. */
 static const struct mm_var VARS[] = {
-    {"sg_64x16", MM_SG, 64, 16, 0, 0, 0, 0, 0, 1},
-    {"sg_64x8", MM_SG, 64, 8, 0, 0, 0, 0, 0, 1},
-    {"sg_32x16", MM_SG, 32, 16, 0, 0, 0, 0, 0, 1},
-    {"sg_32x8", MM_SG, 32, 8, 0, 0, 0, 0, 0, 0},
-    {"sg_16x8", MM_SG, 16, 8, 0, 0, 0, 0, 0, 0},
-    {"reg_32x32", MM_REG, 32, 32, 8, 1, 0, 0, 0, 1},
-    {"reg_16x16", MM_REG, 16, 16, 8, 2, 0, 0, 0, 0},
-    {"reg_8x8", MM_REG, 8, 8, 8, 8, 0, 0, 0, 0},
-    {"reg_4x4", MM_REG, 4, 4, 8, 8, 0, 0, 0, 0},
-    {"tiled_small", MM_TILED, 4, 4, 0, 0, 32, 32, 8, 0},
-    {"tiled_medium", MM_TILED, 4, 4, 0, 0, 64, 64, 16, 0},
+    {"sg_64x16", MM_SG, 64, 16, 0, 0, 0, 0, 0, 1, SK("sg_64x16")},
+    {"sg_64x8", MM_SG, 64, 8, 0, 0, 0, 0, 0, 1, SK("sg_64x8")},
+    {"sg_32x16", MM_SG, 32, 16, 0, 0, 0, 0, 0, 1, SK("sg_32x16")},
+    {"sg_32x8", MM_SG, 32, 8, 0, 0, 0, 0, 0, 0, SK("sg_32x8")},
+    {"sg_16x8", MM_SG, 16, 8, 0, 0, 0, 0, 0, 0, SK("sg_16x8")},
+    {"reg_32x32", MM_REG, 32, 32, 8, 1, 0, 0, 0, 1, SK("reg_32x32")},
+    {"reg_16x16", MM_REG, 16, 16, 8, 2, 0, 0, 0, 0, SK("reg_16x16")},
+    {"reg_8x8", MM_REG, 8, 8, 8, 8, 0, 0, 0, 0, SK("reg_8x8")},
+    {"reg_4x4", MM_REG, 4, 4, 8, 8, 0, 0, 0, 0, SK("reg_4x4")},
+    {"tiled_small", MM_TILED, 4, 4, 0, 0, 32, 32, 8, 0, SK("tiled_small")},
+    {"tiled_medium", MM_TILED, 4, 4, 0, 0, 64, 64, 16, 0, SK("tiled_medium")},
     /* heavy: on an H100 NVIDIA's compiler took 28-30 s per layout for it, and it ran
      * at 0.16-0.24 TFLOP/s (8x8 register tiles sized by spec constants) */
-    {"tiled_large", MM_TILED, 8, 8, 0, 0, 128, 128, 16, 1},
+    {"tiled_large", MM_TILED, 8, 8, 0, 0, 128, 128, 16, 1, SK("tiled_large")},
     /* cooperative matrices (f16 inputs, f32 accumulation): 4 subgroups of 32, each
      * a quarter of the tile in 16x16 fragments; BK is fixed at 32 in the shader */
-    {"cm_64x64", MM_CM, 0, 0, 128, 1, 64, 64, 32, 0},
-    {"cm_128x128", MM_CM, 0, 0, 128, 1, 128, 128, 32, 0},
+    {"cm_64x64", MM_CM, 0, 0, 128, 1, 64, 64, 32, 0, SK("cm_64x64")},
+    {"cm_128x128", MM_CM, 0, 0, 128, 1, 128, 128, 32, 0, SK("cm_128x128")},
     /* test hook, not in fp_matmul_variant_names: mm_cm.comp with CM_EMULATE, the
      * matrix ops in scalar arithmetic on the same f16 tiles (needs f16 only) */
-    {"cm_64x64_emu", MM_CM_EMU, 0, 0, 128, 1, 64, 64, 32, 0},
-    {"cm_128x128_emu", MM_CM_EMU, 0, 0, 128, 1, 128, 128, 32, 0},
+    {"cm_64x64_emu", MM_CM_EMU, 0, 0, 128, 1, 64, 64, 32, 0, SK("cm_64x64_emu")},
+    {"cm_128x128_emu", MM_CM_EMU, 0, 0, 128, 1, 128, 128, 32, 0, SK("cm_128x128_emu")},
 };
 #define NVARS (sizeof VARS / sizeof VARS[0])
 
@@ -287,6 +298,181 @@ static int record(fp_stream *s, const struct mm_var *v, int v4, const char *dt, 
     return 0;
 }
 
+/* ---- split-K ------------------------------------------------------------------
+ *
+ * Why: a LoRA training step on an NVIDIA H100 (8 layers, hidden 512, intermediate
+ * 1408, seq 256, rank 16, 7 target modules; fp bench train --profile) spent 28 of
+ * its 40 ms GPU time in 370 matmul dispatches averaging 57 us, most of them tiny
+ * rank-16 products: u = x A^T and du = dy B (M=256, N=16, K=512..1408), dB = dy^T u
+ * (M=512..1408, N=16, K=256), dA = du^T x (M=16, N=512..1408, K=256). With reg_4x4
+ * (32x32 outputs per 64-invocation workgroup) those have 8 to 44 workgroups on a
+ * 132-SM GPU, each looping serially over the whole K.
+ *
+ * What: split K into S chunks of kc (the last one shorter when kc does not divide
+ * K). For one matrix, chunk s is "batch" s of the same kernel, A and B offset by
+ * s*kc along K through the batch strides, so one dispatch computes every full
+ * chunk's partial product (alpha 1, beta 0) into slice s of a stream scratch
+ * tensor, and a second one the short last chunk; for batch > 1 each chunk is one
+ * dispatch over all batches. mm_splitk_reduce then writes C = alpha * sum_s P_s +
+ * beta * C, s in fixed order: deterministic, and only the f32 summation order
+ * differs from the unsplit kernel. Slices start on the device's storage alignment
+ * (bound as separate views: no barrier between the partial dispatches).
+ *
+ * When (automatic): never on CPU devices (llvmpipe already has enough work per
+ * core). On GPUs, when tiles * batch < MM_SPLITK_TARGET = 512 workgroups (about 4
+ * per SM of a 132-SM H100; there is no SM count in the profile) and K >= 256:
+ * S = min(512 / (tiles * batch), K / 64, 16), split when S >= 2. Chunks stay >= 64
+ * long so each workgroup still amortises its partial write. The H100 LoRA shapes
+ * above get S = 8 (K=512) to 16 (K=1408) for u/du and 4 for dB/dA (K=256); a
+ * 256x512x512 base product (128 tiles) gets 4; 256x1408x512 (352 tiles) none.
+ * Overrides: FP_MATMUL_SPLITK in the environment, else the tuned key
+ * "matmul.splitk": "1" never splits, S >= 2 splits into S chunks on any device
+ * (clamped to 16); "0", "auto" or anything else is the automatic rule.
+ * The effective count is ceil(K / kc) with kc = ceil(K / S), kc rounded up to a
+ * multiple of 4 when K is one (keeps the vec4 kernels): e.g. S > K gives K chunks
+ * of 1, and fewer than 2 chunks means no split. */
+#define MM_SPLITK_TARGET 512
+#define MM_SPLITK_MIN_K 256
+#define MM_SPLITK_MIN_CHUNK 64
+
+static void var_tile(const fp_profile *p, const struct mm_var *v, uint32_t *tile_m, uint32_t *tile_n)
+{
+    switch (v->kind) {
+    case MM_SG:
+        *tile_m = v->tm;
+        *tile_n = p->subgroup_min * v->tn;
+        break;
+    case MM_REG:
+        *tile_m = v->wy * v->tm;
+        *tile_n = v->wx * v->tn;
+        break;
+    default:
+        *tile_m = v->bm;
+        *tile_n = v->bn;
+        break;
+    }
+}
+
+/* Requested split: 0 automatic, 1 never, >= 2 forced (clamped to MM_SPLITK_MAX). */
+static int splitk_request(fp_ctx *ctx)
+{
+    const char *e = getenv("FP_MATMUL_SPLITK");
+    if (!e || !e[0])
+        e = fp_measured_tune_get(fp_ctx_measured(ctx), "matmul.splitk");
+    if (!e || !e[0])
+        return 0;
+    char *end;
+    long v = strtol(e, &end, 10);
+    if (end == e || *end || v < 1)
+        return 0;
+    return v > MM_SPLITK_MAX ? MM_SPLITK_MAX : (int)v;
+}
+
+/* Number of K chunks for this product (1: no split) and their length *kc. */
+static int splitk_count(fp_ctx *ctx, const fp_profile *p, const struct mm_var *v, int64_t M, int64_t N, int64_t K,
+                        int64_t batch, int64_t *kc)
+{
+    int req = splitk_request(ctx);
+    int64_t S;
+    if (req == 1 || K < 2)
+        return 1;
+    if (req >= 2) {
+        S = req;
+    } else {
+        if (p->vendor == FP_VENDOR_MESA_CPU || p->type == FP_DEVICE_CPU || K < MM_SPLITK_MIN_K)
+            return 1;
+        uint32_t tm, tn;
+        var_tile(p, v, &tm, &tn);
+        int64_t tiles = ((M + tm - 1) / tm) * ((N + tn - 1) / tn) * batch;
+        if (tiles >= MM_SPLITK_TARGET)
+            return 1;
+        S = MM_SPLITK_TARGET / tiles;
+        if (S > K / MM_SPLITK_MIN_CHUNK)
+            S = K / MM_SPLITK_MIN_CHUNK;
+        if (S > MM_SPLITK_MAX)
+            S = MM_SPLITK_MAX;
+        if (S < 2)
+            return 1;
+    }
+    int64_t c = (K + S - 1) / S;
+    if (K % 4 == 0)
+        c = (c + 3) & ~(int64_t)3;
+    *kc = c;
+    return (int)((K + c - 1) / c);
+}
+
+struct sk_push {
+    uint32_t M, N, S, batch, ldc, sc, oc, pstride;
+    float alpha, beta;
+};
+
+/* Records the split product of S chunks of kc. Returns 1 (nothing recorded, error
+ * cleared) when the scratch cannot be had: the caller runs the unsplit path. */
+static int record_splitk(fp_stream *s, const struct mm_var *v, int v4, const char *dt, const fp_tensor *A,
+                         const fp_tensor *B, fp_tensor *C, struct mm_push pc, int64_t batch, int ta, int tb, int S,
+                         int64_t kc)
+{
+    fp_ctx *ctx = fp_stream_ctx(s);
+    const fp_profile *p = fp_ctx_profile(ctx);
+    int64_t M = pc.M, N = pc.N, K = pc.K;
+    int64_t ae = p->min_storage_align > 4 ? (int64_t)p->min_storage_align / 4 : 1;
+    int64_t ps = batch * M * N;
+    ps = (ps + ae - 1) / ae * ae; /* slice stride: every slice starts aligned */
+    int64_t total = ps * S;
+    if (total > 0xffffffffLL || (uint64_t)total * 4 > p->storage_range)
+        return 1;
+    fp_tensor *P = NULL;
+    if (fp_stream_scratch(s, &P, FP_F32, total)) {
+        fp_errclear();
+        return 1;
+    }
+    int64_t stepa = ta ? pc.lda : 1, stepb = tb ? 1 : pc.ldb; /* elements per step along K */
+    int64_t nfull = K / kc, rem = K - nfull * kc;
+    struct mm_push q = pc;
+    q.ldc = (uint32_t)N;
+    q.oc = 0;
+    q.alpha = 1.0f;
+    q.beta = 0.0f;
+    int rc = 0;
+    /* batch 1: one dispatch of nfull chunks as batches, then the short one;
+     * batch > 1: one dispatch per chunk over all batches */
+    int64_t ndisp = batch == 1 ? 1 + (rem > 0) : S;
+    for (int64_t i = 0; i < ndisp && !rc; i++) {
+        int64_t c0 = batch == 1 ? i * nfull : i;       /* first chunk of this dispatch */
+        int64_t nch = batch == 1 && i == 0 ? nfull : 1; /* chunks in it */
+        int64_t len = c0 < nfull ? kc : rem;
+        q.K = (uint32_t)len;
+        q.oa = (uint32_t)(c0 * kc * stepa);
+        q.ob = (uint32_t)(c0 * kc * stepb);
+        if (batch == 1) {
+            q.sa = (uint32_t)(kc * stepa);
+            q.sb = (uint32_t)(kc * stepb);
+            q.sc = (uint32_t)ps;
+        } else {
+            q.sc = (uint32_t)(M * N);
+        }
+        fp_tensor *pv = NULL;
+        int64_t ne = nch * ps;
+        rc = fp_tensor_view(&pv, P, c0 * ps, FP_F32, 1, &ne);
+        if (!rc)
+            rc = record(s, v, v4, dt, A, B, pv, q, batch == 1 ? nch : batch, ta, tb);
+        fp_tensor_free(pv);
+    }
+    if (rc)
+        return rc;
+    fp_pipeline *pl;
+    uint32_t spec[3] = {64, 1, 1};
+    rc = fp_pipeline_get(&pl, ctx, "mm_splitk_reduce", spec, 3);
+    if (rc)
+        return rc;
+    struct sk_push sp = {(uint32_t)M, (uint32_t)N, (uint32_t)S, (uint32_t)batch, pc.ldc, pc.sc, pc.oc,
+                         (uint32_t)ps, pc.alpha, pc.beta};
+    uint32_t gx, gy;
+    fp_grid_1d((uint32_t)(batch * M * N), 64, &gx, &gy);
+    fp_binding bd[2] = {FP_R(P), FP_W(C)};
+    return fp_stream_dispatch(s, pl, bd, 2, &sp, sizeof sp, gx, gy, 1);
+}
+
 int fp_matmul(fp_stream *s, fp_tensor *C, const fp_tensor *A, const fp_tensor *B, fp_matmul_desc *d)
 {
     if (!s || !C || !A || !B || !d)
@@ -368,8 +554,19 @@ int fp_matmul(fp_stream *s, fp_tensor *C, const fp_tensor *A, const fp_tensor *B
         v4 = 0;
     }
     uint64_t range = p->storage_range;
-    if (A->nbytes <= range && B->nbytes <= range && C->nbytes <= range)
+    if (A->nbytes <= range && B->nbytes <= range && C->nbytes <= range) {
+        int64_t kc = 0;
+        int S = splitk_count(ctx, p, v, M, N, K, batch, &kc);
+        if (S >= 2 && batch * M * N <= 0xffffffffLL) {
+            int rc = record_splitk(s, v, v4, dt, A, B, C, pc, batch, ta, tb, S, kc);
+            if (rc != 1) {
+                if (!rc)
+                    d->chosen = v->split[S - 2];
+                return rc;
+            }
+        }
         return record(s, v, v4, dt, A, B, C, pc, batch, ta, tb);
+    }
 
     /* Chunk along M: rows of A (not transposed) and C, one matrix, B bound whole. */
     if (batch != 1 || ta || B->nbytes > range)

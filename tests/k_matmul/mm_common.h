@@ -29,8 +29,10 @@ static inline int64_t mm_elems(int64_t batch, int64_t stride, int64_t rows, int6
     return (batch - 1) * stride + rows * ld;
 }
 
-/* Runs d on random data (B in dtype bt); returns 0 if it ran. Prints the case. */
-static inline void mm_case(fp_ctx *ctx, fp_matmul_desc d, fp_dtype bt, const char *tag)
+/* Runs d on random data (B in dtype bt) and checks it against fp_matmul_ref.
+ * Prints the case; returns the variant fp_matmul reported (d.chosen, a static
+ * string; NULL if it did not run). */
+static inline const char *mm_case(fp_ctx *ctx, fp_matmul_desc d, fp_dtype bt, const char *tag)
 {
     int64_t M = d.M, N = d.N, K = d.K, batch = d.batch > 0 ? d.batch : 1;
     int64_t ar = d.trans_a ? K : M, ac = d.trans_a ? M : K, br = d.trans_b ? N : K, bc = d.trans_b ? K : N;
@@ -61,6 +63,7 @@ static inline void mm_case(fp_ctx *ctx, fp_matmul_desc d, fp_dtype bt, const cha
     }
     fp_tensor *A = NULL, *B = NULL, *C = NULL;
     fp_stream *s = NULL;
+    const char *ran = NULL;
     CHECK_OK(fp_tensor_new(&A, ctx, FP_F32, 1, &na));
     CHECK_OK(fp_tensor_new(&B, ctx, bt, 1, &nb));
     CHECK_OK(fp_tensor_new(&C, ctx, FP_F32, 1, &nc));
@@ -72,6 +75,7 @@ static inline void mm_case(fp_ctx *ctx, fp_matmul_desc d, fp_dtype bt, const cha
     CHECK_OK(fp_tensor_upload(C, c0, sizeof(float) * nc));
     double t0 = mm_now();
     int rc = fp_matmul(s, C, A, B, &d);
+    ran = rc ? NULL : d.chosen;
     CHECKF(rc == 0, "%s: fp_matmul: %s", tag, fp_errmsg());
     if (rc)
         goto done;
@@ -95,6 +99,7 @@ done:
     fp_tensor_free(B);
     fp_tensor_free(C);
     free(a); free(b); free(c0); free(ref); free(ref32); free(out); free(b16);
+    return ran;
 }
 
 static inline fp_matmul_desc mm_d(int64_t M, int64_t N, int64_t K, int ta, int tb)
