@@ -59,7 +59,9 @@
  * scratch (fp_stream_scratch), and mm_splitk_reduce writes
  * C = alpha * sum_s P_s + beta * C, s in fixed order (deterministic; only the
  * f32 summation order differs from the unsplit product). d->chosen then reads
- * "<variant>+splitk<S>" (e.g. "reg_4x4+splitk8"). Automatic rule: never on CPU
+ * "<variant>+splitk<S>" (e.g. "reg_4x4+splitk8"); a variant named in the desc
+ * is split the same way (fp_bench_matmul and the autotuner time what runs).
+ * Automatic rule: never on CPU
  * devices (llvmpipe); on GPUs when tiles*batch < 512 and K >= 256, with
  * S = min(512 / (tiles*batch), K / 64, 16), split when S >= 2 (src/ops/matmul.c
  * gives the H100 LoRA measurements behind it). Override: environment

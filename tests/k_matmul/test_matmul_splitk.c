@@ -110,6 +110,48 @@ static void suite(fp_ctx *ctx, int full)
     }
 }
 
+/* Split results are bitwise reproducible (partials summed in fixed order, no
+ * atomics): the same accumulating product recorded twice in one stream and in a
+ * second run gives identical bits. */
+static void determinism_case(fp_ctx *ctx)
+{
+    set_split(7);
+    fp_matmul_desc d = mm_d(37, 21, 999, 0, 1);
+    d.beta = 1.0f;
+    int64_t na = 37 * 999, nb = 21 * 999, nc = 37 * 21;
+    float *a = malloc(sizeof(float) * na), *b = malloc(sizeof(float) * nb), *c = malloc(sizeof(float) * nc);
+    float *o1 = malloc(sizeof(float) * nc), *o2 = malloc(sizeof(float) * nc);
+    for (int64_t i = 0; i < na; i++) a[i] = fp_test_normal();
+    for (int64_t i = 0; i < nb; i++) b[i] = fp_test_normal();
+    for (int64_t i = 0; i < nc; i++) c[i] = fp_test_normal();
+    fp_tensor *A = NULL, *B = NULL, *C1 = NULL, *C2 = NULL;
+    fp_stream *s = NULL;
+    CHECK_OK(fp_tensor_new(&A, ctx, FP_F32, 1, &na));
+    CHECK_OK(fp_tensor_new(&B, ctx, FP_F32, 1, &nb));
+    CHECK_OK(fp_tensor_new(&C1, ctx, FP_F32, 1, &nc));
+    CHECK_OK(fp_tensor_new(&C2, ctx, FP_F32, 1, &nc));
+    CHECK_OK(fp_stream_new(&s, ctx));
+    if (A && B && C1 && C2 && s) {
+        CHECK_OK(fp_tensor_upload(A, a, sizeof(float) * na));
+        CHECK_OK(fp_tensor_upload(B, b, sizeof(float) * nb));
+        CHECK_OK(fp_tensor_upload(C1, c, sizeof(float) * nc));
+        CHECK_OK(fp_tensor_upload(C2, c, sizeof(float) * nc));
+        CHECK_OK(fp_matmul(s, C1, A, B, &d));
+        CHECKF(chunks_of(d.chosen) == 7, "determinism: ran %s", d.chosen ? d.chosen : "-");
+        CHECK_OK(fp_stream_run(s));
+        CHECK_OK(fp_matmul(s, C2, A, B, &d));
+        CHECK_OK(fp_stream_run(s));
+        CHECK_OK(fp_tensor_download(o1, sizeof(float) * nc, C1));
+        CHECK_OK(fp_tensor_download(o2, sizeof(float) * nc, C2));
+        CHECKF(!memcmp(o1, o2, sizeof(float) * nc), "split-K %s: two runs of the same product differ", d.chosen);
+        printf("  determinism    %s M=37 N=21 K=999: two runs bitwise equal: %s\n", d.chosen,
+               memcmp(o1, o2, sizeof(float) * nc) ? "no" : "yes");
+    }
+    fp_stream_free(s);
+    fp_tensor_free(A), fp_tensor_free(B), fp_tensor_free(C1), fp_tensor_free(C2);
+    free(a), free(b), free(c), free(o1), free(o2);
+}
+
 /* Every light variant the profile runs (named in the desc), reg_4x4 (the H100's
  * tuned choice for these shapes) and tiled_small (the untuned GPU default)
  * included, plus the cooperative-matrix kernel emulated where f16 arithmetic is:
@@ -203,6 +245,7 @@ int main(void)
         if (o < 0) {
             auto_case(ctx);
             ctx = tuned_cases(ctx, prof);
+            determinism_case(ctx);
             if (!quick)
                 variant_cases(ctx);
         }
