@@ -8,7 +8,9 @@
  * 64 invocations (8 for tiny row counts), within every profile's limits.
  * Backward: dq over query rows and dk/dv over key rows in two dispatches with
  * no dependency between them, each recomputing the probabilities from lse;
- * D_i = dout_i . o_i is computed inside both (no workspace). */
+ * D_i = dout_i . o_i is computed inside both (no workspace). On GPUs with
+ * few key rows the dk/dv kernel also splits its query range into chunks whose
+ * partial sums a reduce pass adds (see "query-range split" below). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -165,9 +167,11 @@ static uint32_t sg_rows(uint32_t D, int kernel)
 /* Picks the variant of shader family `base` (e.g. "attn_fwd"): the preferred
  * one first (sg only where the profile allows it and `has_sg`), then tiled
  * (with tile length `tile`, if any fits) and direct as fallbacks.
- * *rows_per_wg gets the rows one workgroup covers. */
-static int get_pipe(fp_pipeline **out, uint32_t *rows_per_wg, fp_ctx *ctx, const char *base, uint32_t D,
-                    uint32_t tile, uint32_t direct_tile, int has_sg, uint32_t wg)
+ * *rows_per_wg gets the rows one workgroup covers, *tile_out (if not NULL)
+ * the chosen variant's tile length (constant 4). */
+static int get_pipe_tile(fp_pipeline **out, uint32_t *rows_per_wg, uint32_t *tile_out, fp_ctx *ctx,
+                         const char *base, uint32_t D, uint32_t tile, uint32_t direct_tile, int has_sg,
+                         uint32_t wg)
 {
     char names[3][64];
     static const char *suffix[3] = {"tiled", "direct", "sg"};
@@ -199,9 +203,17 @@ static int get_pipe(fp_pipeline **out, uint32_t *rows_per_wg, fp_ctx *ctx, const
     uint32_t chosen = 0;
     int rc = fp_pipeline_get_first(out, &chosen, ctx, v, n);
     *rows_per_wg = rows[chosen < n ? chosen : 0];
+    if (tile_out)
+        *tile_out = v[chosen < n ? chosen : 0].spec[4];
     if (!rc)
         snprintf(g_last, sizeof g_last, "%s", v[chosen < n ? chosen : 0].name);
     return rc;
+}
+
+static int get_pipe(fp_pipeline **out, uint32_t *rows_per_wg, fp_ctx *ctx, const char *base, uint32_t D,
+                    uint32_t tile, uint32_t direct_tile, int has_sg, uint32_t wg)
+{
+    return get_pipe_tile(out, rows_per_wg, NULL, ctx, base, D, tile, direct_tile, has_sg, wg);
 }
 
 /* ---- RoPE --------------------------------------------------------------------- */
@@ -446,6 +458,78 @@ int fp_attention_decode(fp_stream *s, fp_tensor *o, const fp_tensor *q, const fp
     return fp_stream_dispatch(s, pcmb, cb, 2, &cp, sizeof cp, cx, cy, 1);
 }
 
+/* ---- backward: dk/dv query-range split ---------------------------------------------
+ *
+ * Why: attn_bwd_dkv runs one invocation per key row per kv head (2 rows for
+ * sg), each walking every query row i >= j of its G query heads serially. On
+ * the benchmark model (T 256, Hkv 2, B 1: 512 key rows = 8 workgroups of 64)
+ * an NVIDIA H100 (132 SMs) is almost idle: attn_bwd_dkv_tiled measured
+ * 1.07 ms per layer (8.5 of a 40 ms LoRA step) against 0.18 ms for
+ * attn_bwd_dq and 0.13 ms for attn_fwd. Splitting the query range into S
+ * chunks gives S times the workgroups and cuts the longest walk (key row 0:
+ * T*G query rows) to chunk_len*G; attn_reduce_dkv then sums the S partial
+ * slices (2*S*B*T*Hkv*D floats of stream scratch) in fixed order, so results
+ * are deterministic.
+ * When: never on CPU devices (lavapipe has a handful of cores that 8
+ * workgroups already fill; the split only adds a pass and scratch traffic).
+ * On GPUs when the unsplit grid has fewer than SPLIT_TARGET_WG = 512
+ * workgroups (about 4 resident workgroups per SM on a 132-SM H100) and
+ * T >= SPLIT_MIN_T = 64:
+ *     S = min(ceil(512 / workgroups), T / q, 16),  q = ceil(BR / G) rows,
+ * BR being the chosen variant's tile of query-row x head entries (tiled: 64
+ * on an H100 at D 64; direct 16; sg 8), so every chunk holds at least one
+ * whole tile, and chunk_len = ceil(T / S) rounded up to a multiple of q.
+ * H100 benchmark layer: 8 workgroups -> S = min(64, 256 / 16, 16) = 16 chunks
+ * of 16 rows (one 64-entry tile each), 128 workgroups of which the causal
+ * upper-left half exit at once; the longest walk drops from 1024 to 64 entries.
+ * Overrides: $FP_ATTN_SPLIT = S, else the tuned key "attention.split" (an
+ * unparsable value is ignored): S >= 2 forces chunks of ceil(T / S) rows on
+ * any device (no tile rounding; at most MAX_SPLIT), 1 disables the split.
+ * Scratch allocation failure falls back to the unsplit kernel. */
+#define SPLIT_TARGET_WG 512u
+#define SPLIT_MIN_T 64u
+#define SPLIT_MAX_AUTO 16u
+
+static _Thread_local int g_last_split = 1; /* fp_attention_last_split */
+
+int fp_attention_last_split(void) { return g_last_split; }
+
+/* "S" (an integer >= 1) -> S capped at MAX_SPLIT; anything else 0 */
+static uint32_t parse_split(const char *v)
+{
+    if (!v || !*v)
+        return 0;
+    char *end;
+    long x = strtol(v, &end, 10);
+    if (*end || x < 1)
+        return 0;
+    return x > MAX_SPLIT ? MAX_SPLIT : (uint32_t)x;
+}
+
+/* Query rows per chunk of the dk/dv kernel (T: unsplit). wgs: workgroups of
+ * the unsplit grid; tile: the chosen variant's tile (query-row x head entries). */
+static uint32_t dkv_chunk_len(fp_ctx *ctx, uint32_t T, uint32_t G, uint32_t wgs, uint32_t tile)
+{
+    uint32_t S = parse_split(getenv("FP_ATTN_SPLIT"));
+    if (!S)
+        S = parse_split(fp_measured_tune_get(fp_ctx_measured(ctx), "attention.split"));
+    if (S)
+        return S >= 2 ? (T + S - 1) / S : T;
+    const fp_profile *p = fp_ctx_profile(ctx);
+    if (p->type == FP_DEVICE_CPU || p->vendor == FP_VENDOR_MESA_CPU || T < SPLIT_MIN_T || wgs >= SPLIT_TARGET_WG)
+        return T;
+    uint32_t q = tile > G ? (tile + G - 1) / G : 1;
+    S = (SPLIT_TARGET_WG + wgs - 1) / wgs;
+    if (S > T / q)
+        S = T / q;
+    if (S > SPLIT_MAX_AUTO)
+        S = SPLIT_MAX_AUTO;
+    if (S < 2)
+        return T;
+    uint32_t len = (T + S - 1) / S;
+    return (len + q - 1) / q * q;
+}
+
 int fp_attention_backward(fp_stream *s, fp_tensor *dq_t, fp_tensor *dk_t, fp_tensor *dv_t, const fp_tensor *dout,
                           const fp_tensor *q, const fp_tensor *k, const fp_tensor *v, const fp_tensor *o,
                           const fp_tensor *lse, const fp_attn_desc *d)
@@ -481,28 +565,59 @@ int fp_attention_backward(fp_stream *s, fp_tensor *dq_t, fp_tensor *dk_t, fp_ten
     }
     fp_ctx *ctx = fp_stream_ctx(s);
     uint32_t D = (uint32_t)dq.D;
-    fp_pipeline *pq, *pkv;
-    uint32_t rq, rkv;
+    fp_pipeline *pq, *pkv, *pred = NULL;
+    uint32_t rq, rkv, tkv = 8;
     rc = get_pipe(&pq, &rq, ctx, "attn_bwd_dq", D, tile_len(ctx, 8 * D, 0), 16, 2, WG);
     if (!rc)
-        rc = get_pipe(&pkv, &rkv, ctx, "attn_bwd_dkv", D, tile_len(ctx, 8 * D + 8, 0), 16, 2, WG);
+        rc = get_pipe_tile(&pkv, &rkv, &tkv, ctx, "attn_bwd_dkv", D, tile_len(ctx, 8 * D + 8, 0), 16, 2, WG);
     if (rc)
         return rc;
-    uint32_t G = (uint32_t)(dq.H / dk.H);
+    uint32_t G = (uint32_t)(dq.H / dk.H), T = (uint32_t)dq.T, causal = d ? (uint32_t)(d->causal != 0) : 1u;
     float scale = scale_of(d, dq.D);
+    /* dk/dv grid and its query-range split (see above) */
+    uint32_t gx = (T + rkv - 1) / rkv;
+    uint32_t chunk = dkv_chunk_len(ctx, T, G, gx * (uint32_t)dk.H * (uint32_t)dq.B, tkv);
+    uint32_t nsplit = (T + chunk - 1) / chunk;
+    int64_t n = fp_tensor_numel(dk_t);
+    fp_tensor *ws = NULL;
+    if (nsplit >= 2 && 2 * (int64_t)nsplit * n <= 0x7fffffffLL) {
+        uint32_t spec[3] = {WG, 1, 1};
+        rc = fp_pipeline_get(&pred, ctx, "attn_reduce_dkv", spec, 3);
+        if (!rc)
+            rc = fp_stream_scratch(s, &ws, FP_F32, 2 * (int64_t)nsplit * n);
+        if (rc) { /* no scratch (or reduce): the unsplit kernel */
+            fp_errclear();
+            ws = NULL;
+        }
+    }
+    if (!ws) {
+        nsplit = 1;
+        chunk = T;
+    }
+    g_last_split = (int)nsplit;
     struct {
         uint32_t T, Hq, Hkv, G, causal;
         float scale_log2, scale;
-    } pc = {(uint32_t)dq.T, (uint32_t)dq.H, (uint32_t)dk.H, G, d ? (uint32_t)(d->causal != 0) : 1u,
-            (float)(scale * LOG2E), scale};
+        uint32_t chunk_len, slice, dv_off; /* dk/dv only */
+    } pc = {T, (uint32_t)dq.H, (uint32_t)dk.H, G, causal, (float)(scale * LOG2E), scale,
+            chunk, (uint32_t)n, ws ? nsplit * (uint32_t)n : 0};
     fp_binding b1[7] = {FP_R(q), FP_R(k), FP_R(v), FP_R(o), FP_R(dout), FP_R(lse), FP_W(dq_t)};
     rc = fp_stream_dispatch(s, pq, b1, 7, &pc, sizeof pc, (uint32_t)((dq.T * G + rq - 1) / rq), (uint32_t)dk.H,
                             (uint32_t)dq.B);
     if (rc)
         return rc;
-    fp_binding b2[8] = {FP_R(q), FP_R(k), FP_R(v), FP_R(o), FP_R(dout), FP_R(lse), FP_W(dk_t), FP_W(dv_t)};
-    return fp_stream_dispatch(s, pkv, b2, 8, &pc, sizeof pc, (uint32_t)((dq.T + rkv - 1) / rkv), (uint32_t)dk.H,
-                              (uint32_t)dq.B);
+    fp_binding b2[8] = {FP_R(q), FP_R(k), FP_R(v), FP_R(o), FP_R(dout), FP_R(lse), FP_W(ws ? ws : dk_t),
+                        FP_W(ws ? ws : dv_t)};
+    rc = fp_stream_dispatch(s, pkv, b2, 8, &pc, sizeof pc, gx, (uint32_t)dk.H * nsplit, (uint32_t)dq.B);
+    if (rc || !ws)
+        return rc;
+    struct {
+        uint32_t n, T, HD, chunk_len, nsplit, causal;
+    } rp = {(uint32_t)n, T, (uint32_t)(dk.H * dk.D), chunk, nsplit, causal};
+    uint32_t cx, cy;
+    fp_grid_1d(rp.n, WG, &cx, &cy);
+    fp_binding b3[3] = {FP_R(ws), FP_W(dk_t), FP_W(dv_t)};
+    return fp_stream_dispatch(s, pred, b3, 3, &rp, sizeof rp, cx, cy, 1);
 }
 
 /* ---- benchmark -------------------------------------------------------------------- */
