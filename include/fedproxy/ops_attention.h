@@ -79,8 +79,9 @@ int fp_attention_forward(fp_stream *s, fp_tensor *o, fp_tensor *lse, const fp_te
  * style recompute: D_i = rowsum(dout * o), then one kernel over query rows for
  * dq and one over key rows for dk/dv, which sums over the query heads sharing
  * a kv head). dq has q's shape, dk/dv k's. Outputs are overwritten. On GPUs
- * with few key rows the dk/dv kernel splits the query range (stream scratch,
- * deterministic reduce; see fp_attention_last_split). */
+ * with few rows the kernels split their walk (dk/dv over query chunks, dq
+ * over key chunks; stream scratch, deterministic reduce; see
+ * fp_attention_last_split). */
 int fp_attention_backward(fp_stream *s, fp_tensor *dq, fp_tensor *dk, fp_tensor *dv, const fp_tensor *dout,
                           const fp_tensor *q, const fp_tensor *k, const fp_tensor *v, const fp_tensor *o,
                           const fp_tensor *lse, const fp_attn_desc *d);
@@ -114,15 +115,17 @@ int fp_attention_force_variant(const char *name);
  * (e.g. "attn_fwd_sg", "attn_bwd_dkv_direct"); "" before any. */
 const char *fp_attention_last_pipeline(void);
 
-/* Query-range split count of the dk/dv kernel in the last
- * fp_attention_backward recorded on this thread (1: unsplit; also before any).
- * GPUs with few key rows (T * Hkv * B small, T >= 64) split the query rows
- * into S chunks whose partial dk/dv sums go to stream scratch and are added in
- * fixed order by a reduce pass (deterministic); CPU devices never split.
+/* Split counts of the last fp_attention_backward recorded on this thread
+ * (1: unsplit; also before any): fp_attention_last_split for the dk/dv kernel
+ * (query range split into S chunks), fp_attention_last_split_dq for the dq
+ * kernel (key range split). GPUs with few rows (small T * Hkv * B, T >= 64)
+ * split; the chunks' partial sums go to stream scratch and a reduce pass adds
+ * them in fixed order (deterministic). CPU devices never split.
  * $FP_ATTN_SPLIT = S, else the tuned key "attention.split" (same meaning),
- * overrides: S >= 2 forces S chunks of ceil(T / S) rows on any device (at
- * most 32), 1 disables. For logs and tests. */
+ * overrides both: S >= 2 forces S chunks of ceil(T / S) rows on any device
+ * (at most 32), 1 disables. For logs and tests. */
 int fp_attention_last_split(void);
+int fp_attention_last_split_dq(void);
 
 /* Autotuner (fp-probe --tune): checks every variant the profile allows against
  * the C reference (forward and backward, NMSE <= 5e-4, on a small odd shape),

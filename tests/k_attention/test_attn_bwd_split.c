@@ -1,5 +1,6 @@
-/* The dk/dv query-range split of fp_attention_backward (GPUs with few key
- * rows split by themselves; here $FP_ATTN_SPLIT forces it on lavapipe):
+/* The splits of fp_attention_backward, dk/dv over query chunks and dq over
+ * key chunks (GPUs with few rows split by themselves; here $FP_ATTN_SPLIT
+ * forces it on lavapipe):
  *  - S = 2, 3, 16 and more chunks than rows/tiles (S 40: capped at 32, and at
  *    one row per chunk), every variant (tiled, direct, sg) forced with
  *    fp_attention_force_variant, odd T (1, 7, 33, 257), G = 1 and 4, B = 2,
@@ -54,7 +55,7 @@ static void set_split(int S)
 
 typedef struct grads {
     float *dq, *dk, *dv;
-    int split;
+    int split, split_dq;
     char pipe[64];
 } grads;
 
@@ -74,6 +75,7 @@ static grads gpu_backward(fp_ctx *ctx, const scase *c, const float *q, const flo
     CHECK_OK(fp_attention_forward(s, to, tl, tq, tk, tv, &d));
     CHECK_OK(fp_attention_backward(s, tdq, tdk, tdv, tdo, tq, tk, tv, to, tl, &d));
     g.split = fp_attention_last_split();
+    g.split_dq = fp_attention_last_split_dq();
     snprintf(g.pipe, sizeof g.pipe, "%s", fp_attention_last_pipeline());
     CHECK_OK(fp_stream_run(s));
     g.dq = down(tdq), g.dk = down(tdk), g.dv = down(tdv);
@@ -102,8 +104,9 @@ static void run_case(fp_ctx *ctx, const scase *c, int want_split)
     char what[200];
     snprintf(what, sizeof what, "B=%lld T=%lld Hq=%lld Hkv=%lld D=%lld causal=%d S=%d", (long long)c->B,
              (long long)c->T, (long long)c->Hq, (long long)c->Hkv, (long long)c->D, c->causal, c->S);
-    printf("    %-60s ran %-20s split %d\n", what, g.pipe, g.split);
-    CHECKF(g.split == want_split, "%s: split %d, expected %d", what, g.split, want_split);
+    printf("    %-60s ran %-20s split dkv %d dq %d\n", what, g.pipe, g.split, g.split_dq);
+    CHECKF(g.split == want_split && g.split_dq == want_split, "%s: split %d / dq %d, expected %d", what, g.split,
+           g.split_dq, want_split);
     char w2[240];
     snprintf(w2, sizeof w2, "dq %s", what);
     cmp(w2, g.dq, dqr, (size_t)nq, 5e-4);
@@ -123,7 +126,8 @@ static void fd_case(fp_ctx *ctx, const scase *c)
     float *q = rnd(nq, 1.0f), *k = rnd(nk, 1.0f), *v = rnd(nk, 1.0f), *dout = rnd(nq, 1.0f);
     set_split(c->S);
     grads g = gpu_backward(ctx, c, q, k, v, dout);
-    CHECKF(g.split == expect_split(c->T, c->S), "fd: split %d", g.split);
+    CHECKF(g.split == expect_split(c->T, c->S) && g.split_dq == g.split, "fd: split %d / dq %d", g.split,
+           g.split_dq);
     double *x[4], *o = malloc(sizeof(double) * (size_t)nq);
     const float *src[4] = {q, k, v, dout};
     int64_t n[4] = {nq, nk, nk, nq};
@@ -151,7 +155,7 @@ static void fd_case(fp_ctx *ctx, const scase *c)
             worst = fmax(worst, fabs(num - got[a][i]));
             big = fmax(big, fabs(num));
         }
-    printf("    fd T=%lld Hq=%lld Hkv=%lld D=%lld causal=%d split %d (%s): worst err %.3g of largest %.3g\n",
+    printf("    fd dq/dk/dv T=%lld Hq=%lld Hkv=%lld D=%lld causal=%d split %d (%s): worst err %.3g of largest %.3g\n",
            (long long)c->T, (long long)c->Hq, (long long)c->Hkv, (long long)c->D, c->causal, g.split, g.pipe, worst,
            big);
     CHECKF(worst <= 1e-4 * big, "split backward vs finite differences: %.3g (largest %.3g)", worst, big);
@@ -168,8 +172,9 @@ static void deterministic(fp_ctx *ctx, const scase *c)
     float *q = rnd(nq, 1.0f), *k = rnd(nk, 1.0f), *v = rnd(nk, 1.0f), *dout = rnd(nq, 1.0f);
     set_split(c->S);
     grads a = gpu_backward(ctx, c, q, k, v, dout), b = gpu_backward(ctx, c, q, k, v, dout);
-    CHECK(a.split > 1 && a.split == b.split);
-    CHECKF(!memcmp(a.dk, b.dk, sizeof(float) * (size_t)nk) && !memcmp(a.dv, b.dv, sizeof(float) * (size_t)nk),
+    CHECK(a.split > 1 && a.split == b.split && a.split_dq > 1);
+    CHECKF(!memcmp(a.dk, b.dk, sizeof(float) * (size_t)nk) && !memcmp(a.dv, b.dv, sizeof(float) * (size_t)nk) &&
+               !memcmp(a.dq, b.dq, sizeof(float) * (size_t)nq),
            "split %d: two runs differ", a.split);
     grads_free(&a), grads_free(&b);
     free(q), free(k), free(v), free(dout);
@@ -186,9 +191,10 @@ static void default_split(fp_ctx *ctx)
     int64_t nq = c.B * c.T * c.Hq * c.D, nk = c.B * c.T * c.Hkv * c.D;
     float *q = rnd(nq, 1.0f), *k = rnd(nk, 1.0f), *v = rnd(nk, 1.0f), *dout = rnd(nq, 1.0f);
     grads g = gpu_backward(ctx, &c, q, k, v, dout);
-    printf("    default (no override) T=%lld Hq 8 Hkv 2 D 64 on a %s device: split %d\n", (long long)c.T,
-           cpu ? "CPU" : "GPU", g.split);
-    CHECKF(cpu ? g.split == 1 : g.split >= 2, "default split %d on a %s device", g.split, cpu ? "CPU" : "GPU");
+    printf("    default (no override) T=%lld Hq 8 Hkv 2 D 64 on a %s device: split dkv %d dq %d\n", (long long)c.T,
+           cpu ? "CPU" : "GPU", g.split, g.split_dq);
+    CHECKF(cpu ? g.split == 1 && g.split_dq == 1 : g.split >= 2 && g.split_dq >= 2,
+           "default split %d / dq %d on a %s device", g.split, g.split_dq, cpu ? "CPU" : "GPU");
     grads_free(&g);
     free(q), free(k), free(v), free(dout);
 }
