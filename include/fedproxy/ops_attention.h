@@ -122,8 +122,9 @@ const char *fp_attention_last_pipeline(void);
  * split; the chunks' partial sums go to stream scratch and a reduce pass adds
  * them in fixed order (deterministic). CPU devices never split.
  * $FP_ATTN_SPLIT = S, else the tuned key "attention.split" (same meaning),
- * overrides both: S >= 2 forces S chunks of ceil(T / S) rows on any device
- * (at most 32), 1 disables. For logs and tests. */
+ * overrides both: S >= 2 forces chunks of ceil(T / S) rows (so at most S
+ * chunks; S at most 32) on any device, 1 disables (0 or anything else: no
+ * override). For logs and tests. */
 int fp_attention_last_split(void);
 int fp_attention_last_split_dq(void);
 

@@ -13,7 +13,9 @@
  *  - without an override a CPU device (lavapipe) never splits, also on the
  *    benchmark's layout under every overlay; a GPU does split that layout;
  *  - the tuned key "attention.split" forces it, the environment wins over it,
- *    and a bad value is ignored.
+ *    and a bad value is ignored;
+ *  - when the split's resources cannot be had (here: its reduce pipeline fails
+ *    to build) the unsplit kernels run, with correct results.
  * Native profile and every built-in overlay (sg falls back to direct where the
  * profile has no subgroup ops). $FP_SPLIT_TEST_QUICK=1: one cheap pass (the
  * ASan run). */
@@ -229,6 +231,19 @@ static void tuned(const char *stored, const char *env, int want_split)
     unsetenv("FP_ATTN_SPLIT");
 }
 
+/* The reduce pipelines fail to build: a forced split falls back to the unsplit kernels. */
+static void fallback(void)
+{
+    fp_ctx *ctx = fp_test_ctx("");
+    fp_ctx_debug_fail_pipelines(ctx, "attn_reduce");
+    printf("  reduce pipelines failing, FP_ATTN_SPLIT 3:\n");
+    scase c = {2, 33, 4, 2, 16, 1, 3};
+    run_case(ctx, &c, 1);
+    fp_ctx_debug_fail_pipelines(ctx, NULL);
+    fp_test_ctx_done(ctx);
+    unsetenv("FP_ATTN_SPLIT");
+}
+
 int main(void)
 {
     const char *qe = getenv("FP_SPLIT_TEST_QUICK");
@@ -283,5 +298,6 @@ int main(void)
         tuned("bogus", NULL, 1); /* ignored; T 33 < 64 splits on no device by default */
         tuned(NULL, NULL, 1);
     }
+    fallback();
     return fp_test_report("test_attn_bwd_split");
 }
