@@ -128,13 +128,24 @@ const char *fp_attention_last_pipeline(void);
 int fp_attention_last_split(void);
 int fp_attention_last_split_dq(void);
 
+/* Forces this thread's backward split, ahead of $FP_ATTN_SPLIT and the tuned
+ * key: S >= 1 as FP_ATTN_SPLIT = S; -1 the GPU rule on any device (CPU
+ * devices included; the autotuner's candidate); 0 clears. FP_EINVAL below -1.
+ * For the autotuner and tests. */
+int fp_attention_force_split(int S);
+
 /* Autotuner (fp-probe --tune): checks every variant the profile allows against
  * the C reference (forward and backward, NMSE <= 5e-4, on a small odd shape),
  * times forward + backward on the benchmark's head layout (B 1, Hq 8, Hkv 2,
  * D 64; T 256, quick: 64), and stores the fastest correct one as
  * fp_measured_tune_set(m, "attention.variant", "tiled" | "direct" | "sg").
  * Variants that fail the check, or that fall back to another pipeline, are
- * skipped with a line on stderr. Leaves the thread's forced variant cleared. */
+ * skipped with a line on stderr. Then, with the winner, the backward split:
+ * checked against the reference (3 chunks forced on the small shape) and
+ * timed (the GPU rule, forced on any device) against unsplit on the benchmark
+ * layout; stores "attention.split" = "1" (disable) when it is wrong or slower,
+ * else "0" (no override: the default rule). Leaves the thread's forced variant
+ * and split cleared. */
 int fp_attention_autotune(fp_ctx *ctx, fp_measured *m, int quick);
 
 /* ---- C references (naive; double accumulation; T x T materialised) -------- */

@@ -487,16 +487,26 @@ int fp_attention_decode(fp_stream *s, fp_tensor *o, const fp_tensor *q, const fp
  * causal upper-left half of which exit at once; longest walk 1024 -> 64
  * entries. dq 32 workgroups -> S = min(16, 256/64, 16) = 4 chunks of 64 keys;
  * longest walk 256 -> 64 keys.
- * Overrides (both kernels): $FP_ATTN_SPLIT = S, else the tuned key
- * "attention.split" (an unparsable value is ignored): S >= 2 forces chunks of
- * ceil(T / S) rows on any device (no rounding to q; at most MAX_SPLIT), 1
- * disables splitting. A failed scratch allocation falls back to the unsplit
- * kernel. */
+ * Overrides (both kernels): fp_attention_force_split (this thread), then
+ * $FP_ATTN_SPLIT = S, then the tuned key "attention.split" (written by
+ * fp_attention_autotune; "0" or an unparsable value: no override): S >= 2
+ * forces chunks of ceil(T / S) rows on any device (no rounding to q; at most
+ * MAX_SPLIT), 1 disables splitting. A failed scratch allocation falls back to
+ * the unsplit kernel. */
 #define SPLIT_TARGET_WG 512u
 #define SPLIT_MIN_T 64u
 #define SPLIT_MAX_AUTO 16u
 
 static _Thread_local int g_last_split = 1, g_last_split_dq = 1; /* fp_attention_last_split* */
+static _Thread_local int g_force_split;                         /* fp_attention_force_split */
+
+int fp_attention_force_split(int S)
+{
+    if (S < -1)
+        return fp_seterr(FP_EINVAL, "attention: forced split %d (-1: GPU rule, 0: clear, >= 1: chunks)", S);
+    g_force_split = S > (int)MAX_SPLIT ? (int)MAX_SPLIT : S;
+    return 0;
+}
 
 int fp_attention_last_split(void) { return g_last_split; }
 
@@ -518,13 +528,16 @@ static uint32_t parse_split(const char *v)
  * the unsplit grid; q: the chunk quantum in rows (see above). */
 static uint32_t split_chunk_len(fp_ctx *ctx, uint32_t T, uint32_t wgs, uint32_t q)
 {
-    uint32_t S = parse_split(getenv("FP_ATTN_SPLIT"));
-    if (!S)
+    uint32_t S = g_force_split > 0 ? (uint32_t)g_force_split : 0;
+    if (!S && !g_force_split)
+        S = parse_split(getenv("FP_ATTN_SPLIT"));
+    if (!S && !g_force_split)
         S = parse_split(fp_measured_tune_get(fp_ctx_measured(ctx), "attention.split"));
     if (S)
         return S >= 2 ? (T + S - 1) / S : T;
     const fp_profile *p = fp_ctx_profile(ctx);
-    if (p->type == FP_DEVICE_CPU || p->vendor == FP_VENDOR_MESA_CPU || T < SPLIT_MIN_T || wgs >= SPLIT_TARGET_WG)
+    int cpu = p->type == FP_DEVICE_CPU || p->vendor == FP_VENDOR_MESA_CPU;
+    if ((cpu && g_force_split != -1) || T < SPLIT_MIN_T || wgs >= SPLIT_TARGET_WG)
         return T;
     if (q < 1)
         q = 1;

@@ -14,6 +14,8 @@
  *    benchmark's layout under every overlay; a GPU does split that layout;
  *  - the tuned key "attention.split" forces it, the environment wins over it,
  *    and a bad value is ignored;
+ *  - fp_attention_force_split: -1 applies the GPU rule on lavapipe too (it
+ *    splits the benchmark layout), 1 wins over $FP_ATTN_SPLIT, -2 is refused;
  *  - when the split's resources cannot be had (here: its reduce pipeline fails
  *    to build) the unsplit kernels run, with correct results.
  * Native profile and every built-in overlay (sg falls back to direct where the
@@ -90,7 +92,8 @@ static grads gpu_backward(fp_ctx *ctx, const scase *c, const float *q, const flo
 
 static void grads_free(grads *g) { free(g->dq), free(g->dk), free(g->dv); }
 
-/* One case against the reference; want_split < 0: expect_split(T, S). */
+/* One case against the reference; want_split -1: expect_split(T, S) for both
+ * kernels, -2: at least 2 for both. */
 static void run_case(fp_ctx *ctx, const scase *c, int want_split)
 {
     int64_t nq = c->B * c->T * c->Hq * c->D, nk = c->B * c->T * c->Hkv * c->D;
@@ -101,14 +104,18 @@ static void run_case(fp_ctx *ctx, const scase *c, int want_split)
     CHECK_OK(fp_attention_backward_ref(dqr, dkr, dvr, dout, q, k, v, c->B, c->T, c->Hq, c->Hkv, c->D, &d));
     set_split(c->S);
     grads g = gpu_backward(ctx, c, q, k, v, dout);
-    if (want_split < 0)
+    if (want_split == -1)
         want_split = expect_split(c->T, c->S);
     char what[200];
     snprintf(what, sizeof what, "B=%lld T=%lld Hq=%lld Hkv=%lld D=%lld causal=%d S=%d", (long long)c->B,
              (long long)c->T, (long long)c->Hq, (long long)c->Hkv, (long long)c->D, c->causal, c->S);
     printf("    %-60s ran %-20s split dkv %d dq %d\n", what, g.pipe, g.split, g.split_dq);
-    CHECKF(g.split == want_split && g.split_dq == want_split, "%s: split %d / dq %d, expected %d", what, g.split,
-           g.split_dq, want_split);
+    if (want_split == -2)
+        CHECKF(g.split >= 2 && g.split_dq >= 2, "%s: split %d / dq %d, expected both >= 2", what, g.split,
+               g.split_dq);
+    else
+        CHECKF(g.split == want_split && g.split_dq == want_split, "%s: split %d / dq %d, expected %d", what,
+               g.split, g.split_dq, want_split);
     char w2[240];
     snprintf(w2, sizeof w2, "dq %s", what);
     cmp(w2, g.dq, dqr, (size_t)nq, 5e-4);
@@ -244,6 +251,28 @@ static void fallback(void)
     unsetenv("FP_ATTN_SPLIT");
 }
 
+/* The thread's forced split ahead of the environment; -1: the GPU rule anywhere. */
+static void forced(void)
+{
+    fp_ctx *ctx = fp_test_ctx("");
+    scase bench = {1, 257, 8, 2, 64, 1, 3}; /* FP_ATTN_SPLIT 3, overridden */
+    printf("  fp_attention_force_split(-1) (GPU rule), FP_ATTN_SPLIT 3:\n");
+    CHECK_OK(fp_attention_force_split(-1));
+    run_case(ctx, &bench, -2);
+    CHECK_OK(fp_attention_force_variant("tiled")); /* what GPUs run */
+    run_case(ctx, &bench, -2);
+    CHECK_OK(fp_attention_force_variant(NULL));
+    printf("  fp_attention_force_split(1), FP_ATTN_SPLIT 3:\n");
+    CHECK_OK(fp_attention_force_split(1));
+    run_case(ctx, &bench, 1);
+    CHECK_ERR(fp_attention_force_split(-2), FP_EINVAL);
+    CHECK_OK(fp_attention_force_split(0));
+    printf("  cleared, FP_ATTN_SPLIT 3:\n");
+    run_case(ctx, &bench, -1);
+    fp_test_ctx_done(ctx);
+    unsetenv("FP_ATTN_SPLIT");
+}
+
 int main(void)
 {
     const char *qe = getenv("FP_SPLIT_TEST_QUICK");
@@ -299,5 +328,7 @@ int main(void)
         tuned(NULL, NULL, 1);
     }
     fallback();
+    if (!g_quick)
+        forced();
     return fp_test_report("test_attn_bwd_split");
 }
