@@ -5,6 +5,7 @@
 #   *_direct  rows read straight from global memory (no shared memory, no barriers)
 #   *_sg      subgroup-shuffle sharing of loaded rows, several rows per invocation
 #             (needs subgroup ops and subgroup size >= 8; lavapipe's fast path)
+#   attn_reduce_* fixed-order sums of the split backward kernels' partial slices
 fp_shader(rope_f32 attention/rope.comp)
 fp_shader(attn_fwd_tiled attention/attn_fwd.comp)
 fp_shader(attn_fwd_direct attention/attn_fwd.comp DEFINES DIRECT=1)
@@ -16,3 +17,5 @@ fp_shader(attn_bwd_dkv_direct attention/attn_bwd_dkv.comp DEFINES DIRECT=1)
 fp_shader(attn_fwd_sg attention/attn_fwd.comp DEFINES SG=1)
 fp_shader(attn_bwd_dq_sg attention/attn_bwd_dq.comp DEFINES SG=1)
 fp_shader(attn_bwd_dkv_sg attention/attn_bwd_dkv.comp DEFINES SG=1)
+fp_shader(attn_reduce_dkv attention/attn_reduce_split.comp)
+fp_shader(attn_reduce_dq attention/attn_reduce_split.comp DEFINES DQ=1)

@@ -78,7 +78,10 @@ int fp_attention_forward(fp_stream *s, fp_tensor *o, fp_tensor *lse, const fp_te
 /* dq, dk, dv from dout, q, k, v and the forward's o and lse (FlashAttention-2
  * style recompute: D_i = rowsum(dout * o), then one kernel over query rows for
  * dq and one over key rows for dk/dv, which sums over the query heads sharing
- * a kv head). dq has q's shape, dk/dv k's. Outputs are overwritten. */
+ * a kv head). dq has q's shape, dk/dv k's. Outputs are overwritten. On GPUs
+ * with few rows the kernels split their walk (dk/dv over query chunks, dq
+ * over key chunks; stream scratch, deterministic reduce; see
+ * fp_attention_last_split). */
 int fp_attention_backward(fp_stream *s, fp_tensor *dq, fp_tensor *dk, fp_tensor *dv, const fp_tensor *dout,
                           const fp_tensor *q, const fp_tensor *k, const fp_tensor *v, const fp_tensor *o,
                           const fp_tensor *lse, const fp_attn_desc *d);
@@ -112,13 +115,37 @@ int fp_attention_force_variant(const char *name);
  * (e.g. "attn_fwd_sg", "attn_bwd_dkv_direct"); "" before any. */
 const char *fp_attention_last_pipeline(void);
 
+/* Split counts of the last fp_attention_backward recorded on this thread
+ * (1: unsplit; also before any): fp_attention_last_split for the dk/dv kernel
+ * (query range split into S chunks), fp_attention_last_split_dq for the dq
+ * kernel (key range split). GPUs with few rows (small T * Hkv * B, T >= 64)
+ * split; the chunks' partial sums go to stream scratch and a reduce pass adds
+ * them in fixed order (deterministic). CPU devices never split.
+ * $FP_ATTN_SPLIT = S, else the tuned key "attention.split" (same meaning),
+ * overrides both: S >= 2 forces chunks of ceil(T / S) rows (so at most S
+ * chunks; S at most 32) on any device, 1 disables (0 or anything else: no
+ * override). For logs and tests. */
+int fp_attention_last_split(void);
+int fp_attention_last_split_dq(void);
+
+/* Forces this thread's backward split, ahead of $FP_ATTN_SPLIT and the tuned
+ * key: S >= 1 as FP_ATTN_SPLIT = S; -1 the GPU rule on any device (CPU
+ * devices included; the autotuner's candidate); 0 clears. FP_EINVAL below -1.
+ * For the autotuner and tests. */
+int fp_attention_force_split(int S);
+
 /* Autotuner (fp-probe --tune): checks every variant the profile allows against
  * the C reference (forward and backward, NMSE <= 5e-4, on a small odd shape),
  * times forward + backward on the benchmark's head layout (B 1, Hq 8, Hkv 2,
  * D 64; T 256, quick: 64), and stores the fastest correct one as
  * fp_measured_tune_set(m, "attention.variant", "tiled" | "direct" | "sg").
  * Variants that fail the check, or that fall back to another pipeline, are
- * skipped with a line on stderr. Leaves the thread's forced variant cleared. */
+ * skipped with a line on stderr. Then, with the winner, the backward split:
+ * checked against the reference (3 chunks forced on the small shape) and
+ * timed (the GPU rule, forced on any device) against unsplit on the benchmark
+ * layout; stores "attention.split" = "1" (disable) when it is wrong or slower,
+ * else "0" (no override: the default rule). Leaves the thread's forced variant
+ * and split cleared. */
 int fp_attention_autotune(fp_ctx *ctx, fp_measured *m, int quick);
 
 /* ---- C references (naive; double accumulation; T x T materialised) -------- */

@@ -6,6 +6,16 @@
 //   ds = p (dout_i . v_j - D_i), dk += scale ds q_i,
 // so the GQA sum over query heads happens in registers. D_i = dout_i . o_i is
 // computed while the tile is loaded (no separate pass, no workspace).
+//
+// Query-range split (GPUs with few key rows; see attention.c): workgroup row
+// y = chunk * Hkv + kv head; chunk c walks only query rows
+// [c*chunk_len, min(T, (c+1)*chunk_len)) and writes its partial sums to slice c
+// of a scratch buffer (dk at c*slice, dv at dv_off + c*slice), which
+// attn_reduce_dkv sums in fixed order. Causal: a chunk that ends at or before
+// the workgroup's first key row has no i >= j for any of its keys and exits
+// (uniformly, before any barrier) without writing; the reduce skips exactly
+// those slices (c < j / chunk_len). Unsplit: chunk_len = T, one chunk, slice
+// offsets 0.
 #extension GL_EXT_control_flow_attributes : require
 #ifdef SG
 #extension GL_KHR_shader_subgroup_shuffle : require
@@ -24,6 +34,7 @@ layout(std430, binding = 6) writeonly buffer DK { float dk[]; };
 layout(std430, binding = 7) writeonly buffer DV { float dv[]; };
 layout(push_constant) uniform P {
     uint T; uint Hq; uint Hkv; uint G; uint causal; float scale_log2; float scale;
+    uint chunk_len; uint slice; uint dv_off;
 } pc;
 
 #define WG gl_WorkGroupSize.x
@@ -58,8 +69,13 @@ void main()
 {
     uint lid = gl_LocalInvocationID.x;
     uint b = gl_WorkGroupID.z;
-    uint kvh = gl_WorkGroupID.y;
+    uint kvh = gl_WorkGroupID.y % pc.Hkv;
+    uint chunk = gl_WorkGroupID.y / pc.Hkv;
     uint j0 = gl_WorkGroupID.x * WG * RPI;
+    uint i_lo = chunk * pc.chunk_len;
+    uint i_hi = min(pc.T, i_lo + pc.chunk_len);
+    if (pc.causal != 0 && i_hi <= j0)
+        return; // no query of this chunk sees any key of this workgroup
     uint sl = gl_SubgroupInvocationID & 7u;
     vec4 kr[RPI][D4];
     vec4 vr[RPI][D4];
@@ -77,8 +93,8 @@ void main()
         }
     }
     uint jfirst = j0 + lid * RPI;
-    uint rho_hi = pc.T * pc.G;
-    uint rho_lo = pc.causal != 0 ? min(j0, pc.T - 1) * pc.G : 0;
+    uint rho_hi = i_hi * pc.G;
+    uint rho_lo = max(i_lo, pc.causal != 0 ? j0 : 0) * pc.G;
     for (uint rho = rho_lo; rho < rho_hi; rho++) {
         uint i = rho / pc.G;
         uint h = kvh * pc.G + rho % pc.G;
@@ -118,17 +134,18 @@ void main()
     [[unroll]] for (uint r = 0; r < RPI; r++) {
         uint j = jfirst + r;
         if (j < pc.T) {
-            uint kbase = ((b * pc.T + j) * pc.Hkv + kvh) * D;
+            uint kbase = chunk * pc.slice + ((b * pc.T + j) * pc.Hkv + kvh) * D;
+            uint vbase = pc.dv_off + kbase;
             [[unroll]] for (uint c = 0; c < D4; c++) {
                 vec4 x = dkr[r][c] * pc.scale, y = dvr[r][c];
                 dk[kbase + 4 * c] = x.x;
                 dk[kbase + 4 * c + 1] = x.y;
                 dk[kbase + 4 * c + 2] = x.z;
                 dk[kbase + 4 * c + 3] = x.w;
-                dv[kbase + 4 * c] = y.x;
-                dv[kbase + 4 * c + 1] = y.y;
-                dv[kbase + 4 * c + 2] = y.z;
-                dv[kbase + 4 * c + 3] = y.w;
+                dv[vbase + 4 * c] = y.x;
+                dv[vbase + 4 * c + 1] = y.y;
+                dv[vbase + 4 * c + 2] = y.z;
+                dv[vbase + 4 * c + 3] = y.w;
             }
         }
     }
@@ -138,8 +155,13 @@ void main()
 {
     uint lid = gl_LocalInvocationID.x;
     uint b = gl_WorkGroupID.z;
-    uint kvh = gl_WorkGroupID.y;
+    uint kvh = gl_WorkGroupID.y % pc.Hkv;
+    uint chunk = gl_WorkGroupID.y / pc.Hkv;
     uint j0 = gl_WorkGroupID.x * WG;
+    uint i_lo = chunk * pc.chunk_len;
+    uint i_hi = min(pc.T, i_lo + pc.chunk_len);
+    if (pc.causal != 0 && i_hi <= j0)
+        return; // no query of this chunk sees any key of this workgroup (uniform)
     uint j = j0 + lid;
     bool valid = j < pc.T;
     uint jc = min(j, pc.T - 1);
@@ -154,8 +176,8 @@ void main()
         dkr[d] = 0.0;
         dvr[d] = 0.0;
     }
-    uint rho_hi = pc.T * pc.G;
-    uint rho_lo = pc.causal != 0 ? j0 * pc.G : 0;
+    uint rho_hi = i_hi * pc.G;
+    uint rho_lo = max(i_lo, pc.causal != 0 ? j0 : 0) * pc.G;
     for (uint rt = rho_lo; rt < rho_hi; rt += BR) {
         // per-row data: log2-domain lse (huge when padding: p = 0) and D_i
         for (uint r = lid; r < BR; r += WG) {
@@ -211,9 +233,10 @@ void main()
     }
     if (!valid)
         return;
+    uint obase = chunk * pc.slice + kbase;
     for (uint d = 0; d < D; d++) {
-        dk[kbase + d] = dkr[d] * pc.scale;
-        dv[kbase + d] = dvr[d];
+        dk[obase + d] = dkr[d] * pc.scale;
+        dv[pc.dv_off + obase + d] = dvr[d];
     }
 }
 #endif

@@ -3,6 +3,14 @@
 // query row (t, h), rows grouped per kv head as in attn_fwd.comp. Per row:
 // Di = dout_i . o_i, Li = lse_i; for each key j <= t:
 //   p = exp(scale q.k_j - Li), ds = p (dout_i . v_j - Di), dq += scale ds k_j.
+//
+// Key-range split (GPUs with few query rows; see attention.c): workgroup row
+// y = chunk * Hkv + kv head; chunk c walks only keys
+// [c*chunk_len, min(T, (c+1)*chunk_len)) and writes its partial dq to slice c
+// of a scratch buffer (at c*slice), which attn_reduce_dq sums in fixed order.
+// Causal: a chunk that starts after the workgroup's last query row exits
+// (uniformly, before any barrier) without writing; the reduce skips exactly
+// those slices (c > t / chunk_len). Unsplit: chunk_len = T, one chunk.
 #extension GL_EXT_control_flow_attributes : require
 #ifdef SG
 #extension GL_KHR_shader_subgroup_shuffle : require
@@ -20,6 +28,7 @@ layout(std430, binding = 5) readonly buffer L { float lse[]; };
 layout(std430, binding = 6) writeonly buffer DQ { float dq[]; };
 layout(push_constant) uniform P {
     uint T; uint Hq; uint Hkv; uint G; uint causal; float scale_log2; float scale;
+    uint chunk_len; uint slice;
 } pc;
 
 #define WG gl_WorkGroupSize.x
@@ -54,10 +63,15 @@ void main()
 {
     uint lid = gl_LocalInvocationID.x;
     uint b = gl_WorkGroupID.z;
-    uint kvh = gl_WorkGroupID.y;
+    uint kvh = gl_WorkGroupID.y % pc.Hkv;
+    uint chunk = gl_WorkGroupID.y / pc.Hkv;
     uint R0 = gl_WorkGroupID.x * WG * RPI;
     uint t_last = min(pc.T - 1, (R0 + WG * RPI - 1) / pc.G);
-    uint k_hi = pc.causal != 0 ? t_last + 1 : pc.T;
+    uint k_lo = chunk * pc.chunk_len;
+    uint k_end = min(pc.T, k_lo + pc.chunk_len);
+    uint k_hi = min(k_end, pc.causal != 0 ? t_last + 1 : pc.T);
+    if (k_lo >= k_hi)
+        return; // causal: no row of this workgroup sees a key of this chunk
     uint kvstride = pc.Hkv * D;
     uint kvbase = (b * pc.T * pc.Hkv + kvh) * D;
     uint sl = gl_SubgroupInvocationID & 7u;
@@ -71,7 +85,7 @@ void main()
         uint row = R0 + lid * RPI + r;
         uint tc = min(row / pc.G, pc.T - 1);
         uint h = kvh * pc.G + row % pc.G;
-        lim[r] = pc.causal != 0 ? tc + 1 : pc.T;
+        lim[r] = min(k_end, pc.causal != 0 ? tc + 1 : pc.T);
         uint qbase = ((b * pc.T + tc) * pc.Hq + h) * D;
         float dsum = 0.0;
         [[unroll]] for (uint c = 0; c < D4; c++) {
@@ -84,7 +98,7 @@ void main()
         Di[r] = dsum;
         Li[r] = lse[(b * pc.Hq + h) * pc.T + tc] * 1.4426950408889634;
     }
-    for (uint j = 0; j < k_hi; j++) {
+    for (uint j = k_lo; j < k_hi; j++) {
         uint rb = (kvbase + j * kvstride) / 4;
         vec4 kr[D4];
         vec4 vr[D4];
@@ -115,7 +129,7 @@ void main()
         uint t = row / pc.G;
         uint h = kvh * pc.G + row % pc.G;
         if (t < pc.T) {
-            uint qbase = ((b * pc.T + t) * pc.Hq + h) * D;
+            uint qbase = chunk * pc.slice + ((b * pc.T + t) * pc.Hq + h) * D;
             [[unroll]] for (uint c = 0; c < D4; c++) {
                 vec4 x = acc[r][c] * pc.scale;
                 dq[qbase + 4 * c] = x.x;
@@ -131,7 +145,8 @@ void main()
 {
     uint lid = gl_LocalInvocationID.x;
     uint b = gl_WorkGroupID.z;
-    uint kvh = gl_WorkGroupID.y;
+    uint kvh = gl_WorkGroupID.y % pc.Hkv;
+    uint chunk = gl_WorkGroupID.y / pc.Hkv;
     uint R0 = gl_WorkGroupID.x * WG;
     uint R = R0 + lid;
     uint t = R / pc.G;
@@ -139,8 +154,12 @@ void main()
     bool valid = t < pc.T;
     uint tc = min(t, pc.T - 1);
     uint t_last = min(pc.T - 1, (R0 + WG - 1) / pc.G);
-    uint k_hi = pc.causal != 0 ? t_last + 1 : pc.T;
-    uint lim = pc.causal != 0 ? tc + 1 : pc.T;
+    uint k_lo = chunk * pc.chunk_len;
+    uint k_end = min(pc.T, k_lo + pc.chunk_len);
+    uint k_hi = min(k_end, pc.causal != 0 ? t_last + 1 : pc.T);
+    if (k_lo >= k_hi)
+        return; // causal: no row of this workgroup sees a key of this chunk (uniform)
+    uint lim = min(k_end, pc.causal != 0 ? tc + 1 : pc.T);
     uint kvstride = pc.Hkv * D;
     uint kvbase = (b * pc.T * pc.Hkv + kvh) * D;
     uint kmax = k_hi - 1;
@@ -158,7 +177,7 @@ void main()
     }
     float Li = lse[(b * pc.Hq + h) * pc.T + tc] * 1.4426950408889634;
     float sv[BC];
-    for (uint kt = 0; kt < k_hi; kt += BC) {
+    for (uint kt = k_lo; kt < k_hi; kt += BC) {
 #ifndef DIRECT
         for (uint e = lid; e < BC * D; e += WG) {
             uint j = e / D;
@@ -195,7 +214,8 @@ void main()
     }
     if (!valid)
         return;
+    uint obase = chunk * pc.slice + qbase;
     for (uint d = 0; d < D; d++)
-        dq[qbase + d] = acc[d] * pc.scale;
+        dq[obase + d] = acc[d] * pc.scale;
 }
 #endif

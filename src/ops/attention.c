@@ -8,7 +8,9 @@
  * 64 invocations (8 for tiny row counts), within every profile's limits.
  * Backward: dq over query rows and dk/dv over key rows in two dispatches with
  * no dependency between them, each recomputing the probabilities from lse;
- * D_i = dout_i . o_i is computed inside both (no workspace). */
+ * D_i = dout_i . o_i is computed inside both (no workspace). On GPUs with
+ * few rows both also split their walk into chunks whose partial sums a reduce
+ * pass adds (see "splits" below). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -165,9 +167,11 @@ static uint32_t sg_rows(uint32_t D, int kernel)
 /* Picks the variant of shader family `base` (e.g. "attn_fwd"): the preferred
  * one first (sg only where the profile allows it and `has_sg`), then tiled
  * (with tile length `tile`, if any fits) and direct as fallbacks.
- * *rows_per_wg gets the rows one workgroup covers. */
-static int get_pipe(fp_pipeline **out, uint32_t *rows_per_wg, fp_ctx *ctx, const char *base, uint32_t D,
-                    uint32_t tile, uint32_t direct_tile, int has_sg, uint32_t wg)
+ * *rows_per_wg gets the rows one workgroup covers, *tile_out (if not NULL)
+ * the chosen variant's tile length (constant 4). */
+static int get_pipe_tile(fp_pipeline **out, uint32_t *rows_per_wg, uint32_t *tile_out, fp_ctx *ctx,
+                         const char *base, uint32_t D, uint32_t tile, uint32_t direct_tile, int has_sg,
+                         uint32_t wg)
 {
     char names[3][64];
     static const char *suffix[3] = {"tiled", "direct", "sg"};
@@ -199,9 +203,17 @@ static int get_pipe(fp_pipeline **out, uint32_t *rows_per_wg, fp_ctx *ctx, const
     uint32_t chosen = 0;
     int rc = fp_pipeline_get_first(out, &chosen, ctx, v, n);
     *rows_per_wg = rows[chosen < n ? chosen : 0];
+    if (tile_out)
+        *tile_out = v[chosen < n ? chosen : 0].spec[4];
     if (!rc)
         snprintf(g_last, sizeof g_last, "%s", v[chosen < n ? chosen : 0].name);
     return rc;
+}
+
+static int get_pipe(fp_pipeline **out, uint32_t *rows_per_wg, fp_ctx *ctx, const char *base, uint32_t D,
+                    uint32_t tile, uint32_t direct_tile, int has_sg, uint32_t wg)
+{
+    return get_pipe_tile(out, rows_per_wg, NULL, ctx, base, D, tile, direct_tile, has_sg, wg);
 }
 
 /* ---- RoPE --------------------------------------------------------------------- */
@@ -446,6 +458,134 @@ int fp_attention_decode(fp_stream *s, fp_tensor *o, const fp_tensor *q, const fp
     return fp_stream_dispatch(s, pcmb, cb, 2, &cp, sizeof cp, cx, cy, 1);
 }
 
+/* ---- backward: query-range (dk/dv) and key-range (dq) splits ------------------------
+ *
+ * Why: attn_bwd_dkv runs one invocation per key row per kv head (2 rows for
+ * sg), each walking every query row i >= j of its G query heads serially. On
+ * the benchmark model (T 256, Hq 8, Hkv 2, D 64, B 1: 512 key rows = 8
+ * workgroups of 64) an NVIDIA H100 (132 SMs) is almost idle:
+ * attn_bwd_dkv_tiled measured 1.07 ms per layer (8.5 of a 40 ms LoRA step)
+ * against 0.18 ms for attn_bwd_dq and 0.13 ms for attn_fwd. Splitting the
+ * query range into S chunks gives S times the workgroups and cuts the longest
+ * walk (key row 0: T*G query rows) to chunk_len*G; attn_reduce_dkv then sums
+ * the S partial slices (2*S*B*T*Hkv*D floats of stream scratch) in fixed
+ * order, so results are deterministic. attn_bwd_dq (one invocation per query
+ * row walking its keys j <= i: 32 workgroups there) splits its key range the
+ * same way (S*B*T*Hq*D floats, attn_reduce_dq).
+ * When: never on CPU devices (lavapipe has a handful of cores that a few
+ * workgroups already fill; a split only adds a pass and scratch traffic). On
+ * GPUs when the unsplit grid has fewer than SPLIT_TARGET_WG = 512 workgroups
+ * (about 4 resident workgroups per SM of a 132-SM H100) and T >= SPLIT_MIN_T = 64:
+ *     S = min(ceil(512 / workgroups), T / q, 16)
+ * with q the chunk quantum in rows, so that every chunk holds at least one
+ * whole tile: dk/dv ceil(BR / G) query rows, BR being the chosen variant's tile
+ * of query-row x head entries (tiled: 64 on an H100 at D 64; direct 16; sg 8);
+ * dq BC keys (the key tile: 64 tiled on an H100, 16 direct, 8 sg).
+ * chunk_len = ceil(T / S) rounded up to a multiple of q.
+ * H100 benchmark layer, tiled: dk/dv 8 workgroups -> S = min(64, 256/16, 16)
+ * = 16 chunks of 16 query rows (one 64-entry tile each), 128 workgroups, the
+ * causal upper-left half of which exit at once; longest walk 1024 -> 64
+ * entries. dq 32 workgroups -> S = min(16, 256/64, 16) = 4 chunks of 64 keys;
+ * longest walk 256 -> 64 keys.
+ * Overrides (both kernels): fp_attention_force_split (this thread), then
+ * $FP_ATTN_SPLIT = S, then the tuned key "attention.split" (written by
+ * fp_attention_autotune; "0" or an unparsable value: no override): S >= 2
+ * forces chunks of ceil(T / S) rows on any device (no rounding to q; at most
+ * MAX_SPLIT), 1 disables splitting. A failed scratch allocation falls back to
+ * the unsplit kernel. */
+#define SPLIT_TARGET_WG 512u
+#define SPLIT_MIN_T 64u
+#define SPLIT_MAX_AUTO 16u
+
+static _Thread_local int g_last_split = 1, g_last_split_dq = 1; /* fp_attention_last_split* */
+static _Thread_local int g_force_split;                         /* fp_attention_force_split */
+
+int fp_attention_force_split(int S)
+{
+    if (S < -1)
+        return fp_seterr(FP_EINVAL, "attention: forced split %d (-1: GPU rule, 0: clear, >= 1: chunks)", S);
+    g_force_split = S > (int)MAX_SPLIT ? (int)MAX_SPLIT : S;
+    return 0;
+}
+
+int fp_attention_last_split(void) { return g_last_split; }
+
+int fp_attention_last_split_dq(void) { return g_last_split_dq; }
+
+/* "S" (an integer >= 1) -> S capped at MAX_SPLIT; anything else 0 */
+static uint32_t parse_split(const char *v)
+{
+    if (!v || !*v)
+        return 0;
+    char *end;
+    long x = strtol(v, &end, 10);
+    if (*end || x < 1)
+        return 0;
+    return x > MAX_SPLIT ? MAX_SPLIT : (uint32_t)x;
+}
+
+/* Rows per chunk of a split backward kernel (T: unsplit). wgs: workgroups of
+ * the unsplit grid; q: the chunk quantum in rows (see above). */
+static uint32_t split_chunk_len(fp_ctx *ctx, uint32_t T, uint32_t wgs, uint32_t q)
+{
+    uint32_t S = g_force_split > 0 ? (uint32_t)g_force_split : 0;
+    if (!S && !g_force_split)
+        S = parse_split(getenv("FP_ATTN_SPLIT"));
+    if (!S && !g_force_split)
+        S = parse_split(fp_measured_tune_get(fp_ctx_measured(ctx), "attention.split"));
+    if (S)
+        return S >= 2 ? (T + S - 1) / S : T;
+    const fp_profile *p = fp_ctx_profile(ctx);
+    int cpu = p->type == FP_DEVICE_CPU || p->vendor == FP_VENDOR_MESA_CPU;
+    if ((cpu && g_force_split != -1) || T < SPLIT_MIN_T || wgs >= SPLIT_TARGET_WG)
+        return T;
+    if (q < 1)
+        q = 1;
+    S = (SPLIT_TARGET_WG + wgs - 1) / wgs;
+    if (S > T / q)
+        S = T / q;
+    if (S > SPLIT_MAX_AUTO)
+        S = SPLIT_MAX_AUTO;
+    if (S < 2)
+        return T;
+    uint32_t len = (T + S - 1) / S;
+    return (len + q - 1) / q * q;
+}
+
+/* Stream scratch for `parts` x nsplit slices of n floats and the reduce
+ * pipeline that sums them; NULL (error cleared: the caller runs unsplit) when
+ * there is nothing to split or either cannot be had. */
+static fp_tensor *split_scratch(fp_stream *s, fp_pipeline **reduce, const char *reduce_name, uint32_t nsplit,
+                                int64_t n, int parts)
+{
+    if (nsplit < 2 || (int64_t)parts * nsplit * n > 0x7fffffffLL)
+        return NULL;
+    uint32_t spec[3] = {WG, 1, 1};
+    fp_tensor *ws = NULL;
+    int rc = fp_pipeline_get(reduce, fp_stream_ctx(s), reduce_name, spec, 3);
+    if (!rc)
+        rc = fp_stream_scratch(s, &ws, FP_F32, (int64_t)parts * nsplit * n);
+    if (rc) {
+        fp_errclear();
+        return NULL;
+    }
+    return ws;
+}
+
+/* out (and out2, for dk/dv) = the fixed-order sum of ws's slices; rows of HD
+ * floats, T rows per batch. */
+static int split_reduce(fp_stream *s, fp_pipeline *p, fp_tensor *ws, fp_tensor *out, fp_tensor *out2, uint32_t T,
+                        uint32_t HD, uint32_t chunk, uint32_t nsplit, uint32_t causal)
+{
+    struct {
+        uint32_t n, T, HD, chunk_len, nsplit, causal;
+    } rp = {(uint32_t)fp_tensor_numel(out), T, HD, chunk, nsplit, causal};
+    uint32_t cx, cy;
+    fp_grid_1d(rp.n, WG, &cx, &cy);
+    fp_binding b[3] = {FP_R(ws), FP_W(out), FP_W(out2 ? out2 : out)};
+    return fp_stream_dispatch(s, p, b, out2 ? 3 : 2, &rp, sizeof rp, cx, cy, 1);
+}
+
 int fp_attention_backward(fp_stream *s, fp_tensor *dq_t, fp_tensor *dk_t, fp_tensor *dv_t, const fp_tensor *dout,
                           const fp_tensor *q, const fp_tensor *k, const fp_tensor *v, const fp_tensor *o,
                           const fp_tensor *lse, const fp_attn_desc *d)
@@ -481,28 +621,56 @@ int fp_attention_backward(fp_stream *s, fp_tensor *dq_t, fp_tensor *dk_t, fp_ten
     }
     fp_ctx *ctx = fp_stream_ctx(s);
     uint32_t D = (uint32_t)dq.D;
-    fp_pipeline *pq, *pkv;
-    uint32_t rq, rkv;
-    rc = get_pipe(&pq, &rq, ctx, "attn_bwd_dq", D, tile_len(ctx, 8 * D, 0), 16, 2, WG);
+    fp_pipeline *pq, *pkv, *red_q = NULL, *red_kv = NULL;
+    uint32_t rq, rkv, tq = 8, tkv = 8;
+    rc = get_pipe_tile(&pq, &rq, &tq, ctx, "attn_bwd_dq", D, tile_len(ctx, 8 * D, 0), 16, 2, WG);
     if (!rc)
-        rc = get_pipe(&pkv, &rkv, ctx, "attn_bwd_dkv", D, tile_len(ctx, 8 * D + 8, 0), 16, 2, WG);
+        rc = get_pipe_tile(&pkv, &rkv, &tkv, ctx, "attn_bwd_dkv", D, tile_len(ctx, 8 * D + 8, 0), 16, 2, WG);
     if (rc)
         return rc;
-    uint32_t G = (uint32_t)(dq.H / dk.H);
+    uint32_t G = (uint32_t)(dq.H / dk.H), T = (uint32_t)dq.T, Hkv = (uint32_t)dk.H, B = (uint32_t)dq.B;
+    uint32_t causal = d ? (uint32_t)(d->causal != 0) : 1u;
     float scale = scale_of(d, dq.D);
-    struct {
+    /* grids and their splits (see above): dq over its keys, dk/dv over its queries */
+    uint32_t gxq = (T * G + rq - 1) / rq, gxkv = (T + rkv - 1) / rkv;
+    uint32_t cq = split_chunk_len(ctx, T, gxq * Hkv * B, tq);
+    uint32_t ckv = split_chunk_len(ctx, T, gxkv * Hkv * B, tkv > G ? (tkv + G - 1) / G : 1);
+    uint32_t sq = (T + cq - 1) / cq, skv = (T + ckv - 1) / ckv;
+    int64_t nq = fp_tensor_numel(dq_t), nk = fp_tensor_numel(dk_t);
+    fp_tensor *wq = split_scratch(s, &red_q, "attn_reduce_dq", sq, nq, 1);
+    fp_tensor *wkv = split_scratch(s, &red_kv, "attn_reduce_dkv", skv, nk, 2);
+    if (!wq) {
+        sq = 1;
+        cq = T;
+    }
+    if (!wkv) {
+        skv = 1;
+        ckv = T;
+    }
+    g_last_split = (int)skv;
+    g_last_split_dq = (int)sq;
+    typedef struct bwd_push {
         uint32_t T, Hq, Hkv, G, causal;
         float scale_log2, scale;
-    } pc = {(uint32_t)dq.T, (uint32_t)dq.H, (uint32_t)dk.H, G, d ? (uint32_t)(d->causal != 0) : 1u,
-            (float)(scale * LOG2E), scale};
-    fp_binding b1[7] = {FP_R(q), FP_R(k), FP_R(v), FP_R(o), FP_R(dout), FP_R(lse), FP_W(dq_t)};
-    rc = fp_stream_dispatch(s, pq, b1, 7, &pc, sizeof pc, (uint32_t)((dq.T * G + rq - 1) / rq), (uint32_t)dk.H,
-                            (uint32_t)dq.B);
+        uint32_t chunk_len, slice, dv_off; /* dv_off: dk/dv only */
+    } bwd_push;
+    bwd_push pcq = {T, (uint32_t)dq.H, Hkv, G, causal, (float)(scale * LOG2E), scale, cq, (uint32_t)nq, 0};
+    bwd_push pckv = pcq;
+    pckv.chunk_len = ckv;
+    pckv.slice = (uint32_t)nk;
+    pckv.dv_off = wkv ? skv * (uint32_t)nk : 0;
+    fp_binding b1[7] = {FP_R(q), FP_R(k), FP_R(v), FP_R(o), FP_R(dout), FP_R(lse), FP_W(wq ? wq : dq_t)};
+    rc = fp_stream_dispatch(s, pq, b1, 7, &pcq, sizeof pcq, gxq, Hkv * sq, B);
     if (rc)
         return rc;
-    fp_binding b2[8] = {FP_R(q), FP_R(k), FP_R(v), FP_R(o), FP_R(dout), FP_R(lse), FP_W(dk_t), FP_W(dv_t)};
-    return fp_stream_dispatch(s, pkv, b2, 8, &pc, sizeof pc, (uint32_t)((dq.T + rkv - 1) / rkv), (uint32_t)dk.H,
-                              (uint32_t)dq.B);
+    fp_binding b2[8] = {FP_R(q), FP_R(k), FP_R(v), FP_R(o), FP_R(dout), FP_R(lse), FP_W(wkv ? wkv : dk_t),
+                        FP_W(wkv ? wkv : dv_t)};
+    rc = fp_stream_dispatch(s, pkv, b2, 8, &pckv, sizeof pckv, gxkv, Hkv * skv, B);
+    if (!rc && wq)
+        rc = split_reduce(s, red_q, wq, dq_t, NULL, T, (uint32_t)(dq.H * dq.D), cq, sq, causal);
+    if (!rc && wkv)
+        rc = split_reduce(s, red_kv, wkv, dk_t, dv_t, T, Hkv * D, ckv, skv, causal);
+    return rc;
 }
 
 /* ---- benchmark -------------------------------------------------------------------- */

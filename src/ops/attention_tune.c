@@ -1,6 +1,8 @@
 /* Attention autotuner (fp-probe --tune): the fastest variant that is correct
  * on this device, stored as the tuned key "attention.variant" (read by the
- * attention ops' variant choice in attention.c). */
+ * attention ops' variant choice in attention.c), and whether the backward's
+ * split pays with it ("attention.split": "1" disables it, "0" leaves the
+ * default rule). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -203,12 +205,48 @@ int fp_attention_autotune(fp_ctx *ctx, fp_measured *m, int quick)
             win = kinds[i];
         }
     }
+    const char *split = "0";
+    if (!rc && win) {
+        /* the split with the winner: correct (forced on the small shape), and
+         * faster than unsplit where the GPU rule splits the benchmark layout */
+        double e = 0, t_one = 0, t_split = 0;
+        int srcs = fp_attention_force_variant(win);
+        if (!srcs)
+            srcs = fp_attention_force_split(3);
+        if (!srcs)
+            srcs = check(ctx, &small, win, &e);
+        int nsplit = fp_attention_last_split(), nsplit_dq = fp_attention_last_split_dq();
+        if (srcs || e > 5e-4 || nsplit < 2 || nsplit_dq < 2) {
+            fprintf(stderr, "attention autotune: backward split (%d / %d chunks) %s (nmse %g): disabled\n", nsplit,
+                    nsplit_dq,
+                    srcs          ? fp_errmsg()
+                    : e > 5e-4    ? "is wrong against the reference"
+                                  : "could not run",
+                    e);
+            split = "1";
+        } else if (!(srcs = fp_attention_force_split(1)) && !(srcs = timed(ctx, &big, quick ? 1 : 2, &t_one)) &&
+                   !(srcs = fp_attention_force_split(-1)) && !(srcs = timed(ctx, &big, quick ? 1 : 2, &t_split))) {
+            nsplit = fp_attention_last_split(), nsplit_dq = fp_attention_last_split_dq();
+            if ((nsplit > 1 || nsplit_dq > 1) && t_split > t_one)
+                split = "1";
+            fprintf(stderr, "attention autotune: %s backward split dk/dv %d, dq %d: %.3f ms, unsplit %.3f ms: %s\n",
+                    win, nsplit, nsplit_dq, t_split * 1e3, t_one * 1e3, split[0] == '1' ? "disabled" : "default rule");
+        } else {
+            fprintf(stderr, "attention autotune: timing the backward split failed: %s\n", fp_errmsg());
+            split = "1";
+        }
+        fp_errclear();
+    }
     fp_attention_force_variant(NULL);
+    fp_attention_force_split(0);
     set_free(&small);
     set_free(&big);
     if (rc)
         return rc;
     if (!win)
         return fp_seterr(FP_EPIPELINE, "attention autotune: no variant passed the reference check");
-    return fp_measured_tune_set(m, "attention.variant", win);
+    rc = fp_measured_tune_set(m, "attention.variant", win);
+    if (!rc)
+        rc = fp_measured_tune_set(m, "attention.split", split);
+    return rc;
 }

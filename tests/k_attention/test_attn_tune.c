@@ -4,7 +4,9 @@
  *    by name) and the result matches the C reference;
  *  - an unknown stored value is ignored (the default variant runs), and a
  *    stored "sg" under "minimal" (no subgroup ops) falls back to direct;
- *  - the forced variant rejects unknown names.
+ *  - the forced variant rejects unknown names;
+ *  - the autotuner also stores "attention.split" ("0" or "1"; its effect is
+ *    tested in test_attn_bwd_split).
  * Stored choices go through the measured-profile cache ($FP_CACHE_DIR, this
  * test's own directory), exactly as fp-probe leaves them for fp_ctx_create. */
 #include <unistd.h>
@@ -95,6 +97,10 @@ int main(void)
     const char *win = fp_measured_tune_get(&m, "attention.variant");
     printf("autotune chose: %s\n", win ? win : "(nothing)");
     CHECK(win && (!strcmp(win, "sg") || !strcmp(win, "tiled") || !strcmp(win, "direct")));
+    const char *split = fp_measured_tune_get(&m, "attention.split");
+    printf("autotune backward split: %s\n", split ? split : "(nothing)");
+    CHECK(split && (!strcmp(split, "0") || !strcmp(split, "1")));
+    CHECK_ERR(fp_attention_force_split(-2), FP_EINVAL);
     fp_test_ctx_done(ctx);
 
     /* stored choices are honoured; unknown ones ignored */
