@@ -184,9 +184,14 @@ int fp_stream_dispatch(fp_stream *s, fp_pipeline *p, const fp_binding *bindings,
  * partial sums): a 1-D tensor of numel elements, contents undefined, owned by
  * the stream and freed when its next fp_stream_run has completed (or by
  * fp_stream_free). Never free it yourself, and use it only in this stream's
- * current recording. Allocation failures (FP_ENOMEM / FP_EOOM) leave the
+ * current recording. Release it (fp_stream_scratch_release) once the last
+ * dispatch using it is recorded: later requests may then get the same memory
+ * (the stream's hazard tracking orders the new writes after the old reads),
+ * so a recording's scratch peaks at what its ops hold at once, not at the sum
+ * of every request. Allocation failures (FP_ENOMEM / FP_EOOM) leave the
  * stream usable: ops fall back to their unsplit path. */
 int fp_stream_scratch(fp_stream *s, fp_tensor **out, fp_dtype dtype, int64_t numel);
+int fp_stream_scratch_release(fp_stream *s, fp_tensor *t);
 
 /* Records a buffer copy (src and dst tensors of equal byte size). */
 int fp_stream_copy(fp_stream *s, const fp_tensor *dst, const fp_tensor *src);

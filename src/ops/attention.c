@@ -670,6 +670,11 @@ int fp_attention_backward(fp_stream *s, fp_tensor *dq_t, fp_tensor *dk_t, fp_ten
         rc = split_reduce(s, red_q, wq, dq_t, NULL, T, (uint32_t)(dq.H * dq.D), cq, sq, causal);
     if (!rc && wkv)
         rc = split_reduce(s, red_kv, wkv, dk_t, dv_t, T, Hkv * D, ckv, skv, causal);
+    /* the reduces were the partials' last uses: later ops may reuse them */
+    if (!rc && wq)
+        rc = fp_stream_scratch_release(s, wq);
+    if (!rc && wkv)
+        rc = fp_stream_scratch_release(s, wkv);
     return rc;
 }
 

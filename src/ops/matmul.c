@@ -470,7 +470,10 @@ static int record_splitk(fp_stream *s, const struct mm_var *v, int v4, const cha
     uint32_t gx, gy;
     fp_grid_1d((uint32_t)(batch * M * N), 64, &gx, &gy);
     fp_binding bd[2] = {FP_R(P), FP_W(C)};
-    return fp_stream_dispatch(s, pl, bd, 2, &sp, sizeof sp, gx, gy, 1);
+    rc = fp_stream_dispatch(s, pl, bd, 2, &sp, sizeof sp, gx, gy, 1);
+    if (!rc) /* the reduce is P's last use: later split products may reuse it */
+        rc = fp_stream_scratch_release(s, P);
+    return rc;
 }
 
 int fp_matmul(fp_stream *s, fp_tensor *C, const fp_tensor *A, const fp_tensor *B, fp_matmul_desc *d)

@@ -35,16 +35,39 @@ struct fp_stream {
     const char *timed_names[MAX_TIMED];
     double timed_us[MAX_TIMED];
     uint32_t nresults;
-    /* fp_stream_scratch: released when the run completes */
-    fp_tensor **scratch;
-    uint32_t nscratch, cap_scratch;
+    /* fp_stream_scratch: pool buffers (busy until their view is released) and
+     * the views handed out; all freed when the run completes */
+    struct scratch_buf {
+        fp_tensor *t;
+        int busy;
+    } *sbuf;
+    uint32_t nsbuf, cap_sbuf;
+    struct scratch_view {
+        fp_tensor *v;
+        uint32_t buf;
+    } *sview;
+    uint32_t nsview, cap_sview;
 };
 
 static void scratch_release(fp_stream *s)
 {
-    for (uint32_t i = 0; i < s->nscratch; i++)
-        fp_tensor_free(s->scratch[i]);
-    s->nscratch = 0;
+    for (uint32_t i = 0; i < s->nsview; i++)
+        fp_tensor_free(s->sview[i].v);
+    for (uint32_t i = 0; i < s->nsbuf; i++)
+        fp_tensor_free(s->sbuf[i].t);
+    s->nsview = s->nsbuf = 0;
+}
+
+static int grow(void **arr, uint32_t *cap, uint32_t n, size_t elem)
+{
+    if (n < *cap)
+        return 0;
+    uint32_t nc = *cap ? 2 * *cap : 8;
+    void *np = realloc(*arr, nc * elem);
+    if (!np)
+        return fp_seterr(FP_ENOMEM, "stream scratch: out of host memory");
+    *arr = np, *cap = nc;
+    return 0;
 }
 
 int fp_stream_scratch(fp_stream *s, fp_tensor **out, fp_dtype dtype, int64_t numel)
@@ -52,20 +75,50 @@ int fp_stream_scratch(fp_stream *s, fp_tensor **out, fp_dtype dtype, int64_t num
     if (!s || !out)
         return fp_seterr(FP_EINVAL, "fp_stream_scratch: NULL argument");
     *out = NULL;
-    if (s->nscratch == s->cap_scratch) {
-        uint32_t nc = s->cap_scratch ? 2 * s->cap_scratch : 8;
-        fp_tensor **np = realloc(s->scratch, nc * sizeof *np);
-        if (!np)
-            return fp_seterr(FP_ENOMEM, "stream scratch: out of host memory");
-        s->scratch = np, s->cap_scratch = nc;
-    }
-    fp_tensor *t = NULL;
-    int rc = fp_tensor_new(&t, s->ctx, dtype, 1, &numel);
+    if (numel < 1)
+        return fp_seterr(FP_ESHAPE, "stream scratch of %lld elements", (long long)numel);
+    uint64_t need = (uint64_t)numel * fp_dtype_size(dtype);
+    /* the smallest free buffer that fits: a released one is reused (the
+     * hazard tracker orders its new writes after the old reads) */
+    uint32_t best = UINT32_MAX;
+    for (uint32_t i = 0; i < s->nsbuf; i++)
+        if (!s->sbuf[i].busy && s->sbuf[i].t->nbytes >= need &&
+            (best == UINT32_MAX || s->sbuf[i].t->nbytes < s->sbuf[best].t->nbytes))
+            best = i;
+    int rc = grow((void **)&s->sview, &s->cap_sview, s->nsview, sizeof *s->sview);
+    if (!rc && best == UINT32_MAX)
+        rc = grow((void **)&s->sbuf, &s->cap_sbuf, s->nsbuf, sizeof *s->sbuf);
     if (rc)
-        return fp_adderr(rc, "stream scratch of %lld elements", (long long)numel);
-    s->scratch[s->nscratch++] = t;
-    *out = t;
+        return rc;
+    if (best == UINT32_MAX) {
+        int64_t words = (int64_t)((need + 3) / 4);
+        fp_tensor *t = NULL;
+        rc = fp_tensor_new(&t, s->ctx, FP_F32, 1, &words);
+        if (rc)
+            return fp_adderr(rc, "stream scratch of %lld elements", (long long)numel);
+        best = s->nsbuf++;
+        s->sbuf[best] = (struct scratch_buf){t, 0};
+    }
+    fp_tensor *v = NULL;
+    rc = fp_tensor_view(&v, s->sbuf[best].t, 0, dtype, 1, &numel);
+    if (rc)
+        return fp_adderr(rc, "stream scratch view");
+    s->sbuf[best].busy = 1;
+    s->sview[s->nsview++] = (struct scratch_view){v, best};
+    *out = v;
     return 0;
+}
+
+int fp_stream_scratch_release(fp_stream *s, fp_tensor *t)
+{
+    if (!s || !t)
+        return fp_seterr(FP_EINVAL, "fp_stream_scratch_release: NULL argument");
+    for (uint32_t i = 0; i < s->nsview; i++)
+        if (s->sview[i].v == t) {
+            s->sbuf[s->sview[i].buf].busy = 0;
+            return 0;
+        }
+    return fp_seterr(FP_EINVAL, "fp_stream_scratch_release: not scratch of this stream's recording");
 }
 
 int fp_stream_new(fp_stream **out, fp_ctx *ctx)
@@ -124,7 +177,8 @@ void fp_stream_free(fp_stream *s)
         vkDestroyCommandPool(ctx->dev, s->pool, NULL);
     free(s->acc);
     scratch_release(s); /* after the pools: nothing recorded can run any more */
-    free(s->scratch);
+    free(s->sbuf);
+    free(s->sview);
     free(s);
 }
 

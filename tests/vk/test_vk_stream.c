@@ -127,12 +127,52 @@ static void scratch(fp_ctx *ctx)
     for (int64_t i = 0; i < n; i++)
         ok &= out[i] == 6.0f * (float)i + 3.0f;
     CHECKF(ok, "scratch chain wrong: y[7] = %g", out[7]);
+    /* released scratch is reused (same memory, no new allocation), and the
+     * stream orders the reuse: y = 2x + 1 is computed from the first use
+     * before the second one overwrites it with 10x */
+    fp_tensor *y2, *t3, *xv;
+    int64_t n5 = n - 5;
+    CHECK_OK(fp_tensor_new(&y2, ctx, FP_F32, 1, &n));
+    CHECK_OK(fp_tensor_view(&xv, x, 0, FP_F32, 1, &n5));
+    fp_mem_stats base;
+    fp_ctx_mem_stats(ctx, &base);
+    CHECK_OK(fp_stream_scratch(s, &t1, FP_F32, n));
+    CHECK_OK(fp_op_axpb(s, t1, x, 2.0f, 0.0f));
+    CHECK_OK(fp_op_axpb(s, y, t1, 1.0f, 1.0f));
+    CHECK_OK(fp_stream_scratch(s, &t2, FP_F32, n)); /* t1 still held: distinct */
+    CHECK(t2->block != t1->block || t2->offset != t1->offset);
+    CHECK_OK(fp_stream_scratch_release(s, t1));
+    fp_ctx_mem_stats(ctx, &m1);
+    CHECK_OK(fp_stream_scratch(s, &t3, FP_F32, n - 5)); /* smaller: fits the released one */
+    fp_ctx_mem_stats(ctx, &m2);
+    CHECKF(t3->block == t1->block && t3->offset == t1->offset && m2.in_use == m1.in_use,
+           "released scratch not reused (in use %llu -> %llu)", (unsigned long long)m1.in_use,
+           (unsigned long long)m2.in_use);
+    CHECK_OK(fp_op_axpb(s, t3, xv, 10.0f, 0.0f));
+    fp_tensor *y2v;
+    CHECK_OK(fp_tensor_view(&y2v, y2, 0, FP_F32, 1, &n5));
+    CHECK_OK(fp_op_axpb(s, y2v, t3, 1.0f, 0.0f));
+    CHECK(fp_stream_scratch_release(s, x) == FP_EINVAL);
+    CHECK_OK(fp_stream_run(s));
+    fp_ctx_mem_stats(ctx, &m2);
+    CHECK(m2.in_use == base.in_use);
+    float *out2 = malloc(n * sizeof *out2);
+    CHECK_OK(fp_tensor_download(out, n * sizeof *out, y));
+    CHECK_OK(fp_tensor_download(out2, n * sizeof *out2, y2));
+    ok = 1;
+    for (int64_t i = 0; i < n - 5; i++)
+        ok &= out[i] == 2.0f * (float)i + 1.0f && out2[i] == 10.0f * (float)i;
+    CHECKF(ok, "scratch reuse misordered: y[7] = %g (want 15), y2[7] = %g (want 70)", out[7], out2[7]);
+    fp_tensor_free(y2v);
+    fp_tensor_free(xv);
+    free(out2);
     /* recorded, never run: fp_stream_free releases it */
     CHECK_OK(fp_stream_scratch(s, &t1, FP_F32, n));
     CHECK_OK(fp_op_axpb(s, t1, x, 1.0f, 0.0f));
     fp_stream_free(s);
     fp_ctx_mem_stats(ctx, &m2);
-    CHECK(m2.in_use == m0.in_use);
+    CHECK(m2.in_use == base.in_use);
+    fp_tensor_free(y2);
     CHECK(fp_stream_scratch(NULL, &t1, FP_F32, n) == FP_EINVAL);
     fp_tensor_free(x);
     fp_tensor_free(y);
