@@ -32,6 +32,13 @@ static void test_schedule(void)
 }
 
 /* SGD, accum 2, batch 2, seq 5 windows: device loss of step 2 vs reference */
+/* ids below CFG's vocab (37) */
+static void random_tokens(int32_t *tok, int n)
+{
+    for (int i = 0; i < n; i++)
+        tok[i] = (int32_t)(fp_test_u32() % 37);
+}
+
 static void test_sgd_accum(fp_ctx *ctx)
 {
     fp_test_seed(11);
@@ -41,8 +48,7 @@ static void test_sgd_accum(fp_ctx *ctx)
     eng_random_params(&CFG, p, pd, np);
     enum { NTOK = 64 };
     int32_t tok[NTOK];
-    for (int i = 0; i < NTOK; i++)
-        tok[i] = (int32_t)(fp_test_u32() % 37);
+    random_tokens(tok, NTOK);
     fp_model *m = NULL;
     CHECK_OK(fp_model_create(&m, ctx, &CFG));
     CHECK_OK(fp_model_upload(m, 0, p, np));
@@ -100,8 +106,7 @@ static void profile_case(fp_ctx *ctx, int profiling)
 {
     enum { NTOK = 64 };
     int32_t tok[NTOK];
-    for (int i = 0; i < NTOK; i++)
-        tok[i] = (int32_t)(fp_test_u32() % 37);
+    random_tokens(tok, NTOK);
     fp_model *m = NULL;
     CHECK_OK(fp_model_create(&m, ctx, &CFG));
     CHECK_OK(fp_model_init_random(m, 3));

@@ -77,6 +77,7 @@ const char *fp_test_tmpdir(const char *tag)
     return buf;
 }
 
+#include "fedproxy/measured.h"
 #include "fedproxy/runtime.h"
 
 fp_ctx *fp_test_ctx(const char *profile)
@@ -102,4 +103,19 @@ void fp_test_ctx_done(fp_ctx *ctx)
     uint32_t n = fp_ctx_validation_count(ctx);
     CHECKF(n == 0, "%u validation message(s)", n);
     fp_ctx_destroy(ctx);
+}
+
+void fp_test_store_tune(struct fp_ctx *ctx, const char *const *kv, int n)
+{
+    char path[512];
+    CHECK_OK(fp_measured_path(path, sizeof path, fp_ctx_profile(ctx)));
+    unlink(path);
+    if (n < 1)
+        return;
+    fp_measured m;
+    memset(&m, 0, sizeof m);
+    m.valid = 1;
+    for (int i = 0; i < n; i++)
+        CHECK_OK(fp_measured_tune_set(&m, kv[2 * i], kv[2 * i + 1]));
+    CHECK_OK(fp_measured_save(&m, fp_ctx_profile(ctx)));
 }

@@ -87,3 +87,7 @@ const char *fp_test_tmpdir(const char *tag);
 struct fp_ctx;
 struct fp_ctx *fp_test_ctx(const char *profile);
 void fp_test_ctx_done(struct fp_ctx *ctx);
+/* Replaces the measured-profile cache entry of ctx's device and overlay with
+ * the n tuned keys kv[2i] = kv[2i+1] (n = 0: no entry at all), as fp-probe
+ * would have stored them; contexts created afterwards load it. */
+void fp_test_store_tune(struct fp_ctx *ctx, const char *const *kv, int n);

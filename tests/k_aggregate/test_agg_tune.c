@@ -104,19 +104,13 @@ static void norms_case(fp_ctx *ctx, int flat, const char *why)
 /* Stores the two keys (NULL: absent; both NULL: no cache entry) for ctx's device and overlay. */
 static void store(fp_ctx *ctx, const char *order_net, const char *norm)
 {
-    char path[512];
-    CHECK_OK(fp_measured_path(path, sizeof path, fp_ctx_profile(ctx)));
-    unlink(path);
-    if (!order_net && !norm)
-        return;
-    fp_measured m;
-    memset(&m, 0, sizeof m);
-    m.valid = 1;
+    const char *kv[4];
+    int n = 0;
     if (order_net)
-        CHECK_OK(fp_measured_tune_set(&m, "aggregate.order_net", order_net));
+        kv[2 * n] = "aggregate.order_net", kv[2 * n + 1] = order_net, n++;
     if (norm)
-        CHECK_OK(fp_measured_tune_set(&m, "aggregate.norm", norm));
-    CHECK_OK(fp_measured_save(&m, fp_ctx_profile(ctx)));
+        kv[2 * n] = "aggregate.norm", kv[2 * n + 1] = norm, n++;
+    fp_test_store_tune(ctx, kv, n);
 }
 
 /* A fresh context on profile with the keys stored (it loads them), handed to the checks. */

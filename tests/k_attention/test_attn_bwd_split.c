@@ -213,16 +213,8 @@ static void default_split(fp_ctx *ctx)
 /* Stores attention.split = value (NULL: nothing) for ctx's device and overlay. */
 static void store(fp_ctx *ctx, const char *value)
 {
-    char path[512];
-    CHECK_OK(fp_measured_path(path, sizeof path, fp_ctx_profile(ctx)));
-    unlink(path);
-    if (!value)
-        return;
-    fp_measured m;
-    memset(&m, 0, sizeof m);
-    m.valid = 1;
-    CHECK_OK(fp_measured_tune_set(&m, "attention.split", value));
-    CHECK_OK(fp_measured_save(&m, fp_ctx_profile(ctx)));
+    const char *kv[2] = {"attention.split", value};
+    fp_test_store_tune(ctx, kv, value ? 1 : 0);
 }
 
 /* A fresh native context with attention.split = stored; env: FP_ATTN_SPLIT or NULL. */

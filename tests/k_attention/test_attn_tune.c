@@ -46,16 +46,8 @@ static void fwd_case(fp_ctx *ctx, const char *want_pipe)
 /* Stores attention.variant = value (NULL: no cache entry at all) for ctx's device and overlay. */
 static void store(fp_ctx *ctx, const char *value)
 {
-    char path[512];
-    CHECK_OK(fp_measured_path(path, sizeof path, fp_ctx_profile(ctx)));
-    unlink(path);
-    if (!value)
-        return;
-    fp_measured m;
-    memset(&m, 0, sizeof m);
-    m.valid = 1;
-    CHECK_OK(fp_measured_tune_set(&m, "attention.variant", value));
-    CHECK_OK(fp_measured_save(&m, fp_ctx_profile(ctx)));
+    const char *kv[2] = {"attention.variant", value};
+    fp_test_store_tune(ctx, kv, value ? 1 : 0);
 }
 
 /* A fresh context on profile (it loads the stored entry), checked, closed. */

@@ -200,18 +200,13 @@ static void auto_case(fp_ctx *ctx)
  * that loaded it. */
 static fp_ctx *tuned_ctx(fp_ctx *ctx, const char *profile, const char *value)
 {
-    char path[512];
-    CHECK_OK(fp_measured_path(path, sizeof path, fp_ctx_profile(ctx)));
-    fp_measured m;
-    memset(&m, 0, sizeof m);
-    m.valid = 1;
-    CHECK_OK(fp_measured_tune_set(&m, "matmul.splitk", value));
-    CHECK_OK(fp_measured_save(&m, fp_ctx_profile(ctx)));
+    const char *kv[2] = {"matmul.splitk", value};
+    fp_test_store_tune(ctx, kv, 1);
     fp_test_ctx_done(ctx);
     ctx = fp_test_ctx(profile);
     const char *got = fp_measured_tune_get(fp_ctx_measured(ctx), "matmul.splitk");
     CHECKF(got && !strcmp(got, value), "stored matmul.splitk=%s, loaded %s", value, got ? got : "(none)");
-    unlink(path); /* this test's own cache directory (CTest sets FP_CACHE_DIR per test) */
+    fp_test_store_tune(ctx, NULL, 0); /* this test's own cache directory (CTest sets FP_CACHE_DIR per test) */
     return ctx;
 }
 
