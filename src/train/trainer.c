@@ -48,7 +48,6 @@ static double now_s(void)
 }
 
 #define PROF_MAX_ENTRIES 256
-#define PROF_MAX_DISPATCHES 4096
 
 /* Runs s and books it in the profile: run time, dispatch counts and, on
  * profiling contexts, each dispatch's GPU time under its pipeline. */
@@ -64,14 +63,18 @@ static int run_profiled(fp_trainer *t, fp_stream *s)
     t->prof.runs++;
     t->prof.dispatches += ss.dispatches;
     t->prof.barriers += ss.barriers;
-    static _Thread_local fp_dispatch_time dt[PROF_MAX_DISPATCHES];
     uint32_t n = 0;
-    if (fp_stream_timings(s, dt, PROF_MAX_DISPATCHES, &n) != 0) {
+    if (fp_stream_timings(s, NULL, 0, &n) != 0) {
         fp_errclear(); /* not a profiling context: counts only */
         return 0;
     }
-    if (n > PROF_MAX_DISPATCHES)
-        n = PROF_MAX_DISPATCHES;
+    fp_dispatch_time *dt = n ? malloc(n * sizeof *dt) : NULL;
+    if (n && !dt)
+        return fp_seterr(FP_ENOMEM, "trainer profile: out of host memory");
+    if (n && fp_stream_timings(s, dt, n, &n) != 0) {
+        free(dt);
+        return fp_adderr(FP_ESTATE, "trainer profile");
+    }
     for (uint32_t i = 0; i < n; i++) {
         uint32_t e = 0;
         while (e < t->npe && t->pe[e].pipeline != dt[i].pipeline && strcmp(t->pe[e].pipeline, dt[i].pipeline))
@@ -82,8 +85,10 @@ static int run_profiled(fp_trainer *t, fp_stream *s)
             if (t->npe == t->cap_pe) {
                 uint32_t nc = t->cap_pe ? 2 * t->cap_pe : 32;
                 fp_train_prof_entry *np = realloc(t->pe, nc * sizeof *np);
-                if (!np)
+                if (!np) {
+                    free(dt);
                     return fp_seterr(FP_ENOMEM, "trainer profile: out of host memory");
+                }
                 t->pe = np, t->cap_pe = nc;
             }
             t->pe[t->npe++] = (fp_train_prof_entry){dt[i].pipeline, 0, 0};
@@ -92,6 +97,7 @@ static int run_profiled(fp_trainer *t, fp_stream *s)
         t->pe[e].dispatches++;
         t->prof.gpu_us += dt[i].us;
     }
+    free(dt);
     return 0;
 }
 
