@@ -159,6 +159,7 @@ int fp_trainer_profile(const fp_trainer *t, fp_train_profile *totals, fp_train_p
     if (!t || !totals || (max && !out) || !count)
         return fp_seterr(FP_EINVAL, "fp_trainer_profile: NULL argument");
     *totals = t->prof;
+    totals->record_s = t->prof.wall_s - t->prof.run_s; /* everything in a step that is not a stream run */
     for (uint32_t i = 0; i < t->npe && i < max; i++)
         out[i] = t->pe[i];
     *count = t->npe;
@@ -315,7 +316,6 @@ int fp_trainer_step(fp_trainer *t, fp_train_stats *st)
     t->step++;
     t->prof.steps++;
     t->prof.wall_s += now_s() - t0;
-    t->prof.record_s = t->prof.wall_s - t->prof.run_s;
     if (st) {
         st->step = t->step;
         st->loss = (float)(loss_sum / t->c.accum);
