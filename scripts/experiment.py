@@ -50,23 +50,28 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FEDPROXY_AGGREGATOR = "ties"
 
 SIZES = {
-    # rank/alpha of LoRA, batch x seq of every training run, local steps per round, distillation steps,
-    # lr grid (the clients' and, for its own budget, the centralized row's), client text size, the server
-    # step sizes tried and the one the clients' lr search runs at (pick_fed_hyper). 3e-3 left the grid:
-    # it won no search (the worst lr for the clients on both sizes), and through the federation (small, 4 rounds, server step 2)
-    # even 1e-3 was far behind 3e-4 on valid (5.2835 vs 5.2211). Small: 6 rounds; 8 gained little on valid
-    # (FedProxy at lr 3e-4, server step 2: 5.2211 after 4 rounds, 5.2186 after 8). More rounds do help at
-    # lr 1e-3 with fedavg (valid 5.1949 after 12 rounds, still falling), but the centralized row's budget
-    # grows with them (720 steps: valid 5.0964), so the share of the gap closed does not (about 40%). The
-    # federation matches centralized training at ITS number of sequential steps (40 steps of batch 24 =
-    # 6 clients x 4: 5.2251 at lr 3e-4 against the federation's 5.2211); the loss is in averaging parallel
-    # steps, not in the proxy or the fusion (session note of 2026-11-26, diagnostics d9 to d13).
+    # rank/alpha of LoRA, batch x seq of every training run (clients', local-only and centralized alike),
+    # local steps per round, distillation steps, lr grid (the clients' and, for its own budget, the centralized
+    # row's), client text size, the server step sizes tried and the one the clients' lr search runs at
+    # (pick_fed_hyper).
+    # Small runs batch 1 x 40 local steps: the same samples as 4 x 10, four times the sequential steps. The
+    # federation matches centralized training at the federation's own number of sequential steps (40 steps
+    # of batch 24 = 6 clients x 4: valid 5.2251 at lr 3e-4 against the federation's 5.2211), so with 4 x 10
+    # the share of the gap it could close was capped by its 40 sequential steps (centralized 40 x 24 at its
+    # best lr: 72% of the loss gap; the federation: 39%). At batch 1 x 40 (fedavg, server step 1, small-priv
+    # data): lr 3e-3 valid 5.1969 (ties 5.1986), server step 2 5.2221, lr 1e-3 with ties and server step 2
+    # 5.3018 (worse than zero-shot 5.2505: batch-1 updates are noisy, extrapolating them overshoots), lr 1e-2
+    # 5.2363. The centralized row gains from batch 1 too (960 x 1 at lr 1e-3: 5.1614 against 240 x 4:
+    # 5.1756), and it trains at the same batch, so the comparison stays like for like (session notes of
+    # 2026-11-26, diagnostics d9 to d15). Tiny keeps 4 x 8: it is the README's main job and batch 1 would slow it.
+    # Small runs 4 rounds: more gained little at 4 x 10 (FedProxy, lr 3e-4, server step 2: valid 5.2211
+    # after 4 rounds, 5.2186 after 8), and the centralized budget grows with them.
     "tiny": dict(rank=8, alpha=16, batch=4, seq=64, local_steps=8, distill_steps=60, distill_batch=4,
                  lr_grid=[1e-4, 3e-4, 1e-3], client_bytes=48 * 1024, clients=4, rounds=6, eval_seq=64,
                  server_lr_grid=[1.0, 2.0, 4.0, 8.0], server_lr_start=2.0),
-    "small": dict(rank=8, alpha=16, batch=4, seq=128, local_steps=10, distill_steps=60, distill_batch=4,
-                  lr_grid=[1e-4, 3e-4, 1e-3], client_bytes=96 * 1024, clients=6, rounds=6, eval_seq=128,
-                  server_lr_grid=[1.0, 2.0, 4.0], server_lr_start=2.0),
+    "small": dict(rank=8, alpha=16, batch=1, seq=128, local_steps=40, distill_steps=60, distill_batch=4,
+                  lr_grid=[1e-3, 3e-3, 6e-3], client_bytes=96 * 1024, clients=6, rounds=4, eval_seq=128,
+                  server_lr_grid=[1.0, 2.0], server_lr_start=1.0),
 }
 # With --server-optimizer adam or yogi, server_lr is a per-coordinate step size (about server_lr * sign(aggregate)
 # in the first round, server.json docs in include/fedproxy/fed.h), not a multiple of the clients' mean step as
@@ -131,6 +136,8 @@ class Exp:
             self.hp["rounds"] = a.rounds
         if a.local_steps:
             self.hp["local_steps"] = a.local_steps
+        if getattr(a, "batch", 0):  # scripts/aggregators.py has no such option
+            self.hp["batch"] = a.batch
         if a.distill_steps:
             self.hp["distill_steps"] = a.distill_steps
         if a.client_bytes:
@@ -237,7 +244,9 @@ class Exp:
         if adapter:
             args += ["--adapter", adapter]
         out, _ = self.r.run(args, f"valid loss {os.path.basename(model)}")
-        return last_json(out)["loss"]
+        loss = last_json(out).get("loss")
+        # a candidate that diverged (NaN, or null in JSON) loses every search instead of breaking min()
+        return loss if isinstance(loss, (int, float)) and math.isfinite(loss) else math.inf
 
     def pick_span(self, key, proxy, adapter):
         """FedProxy's plug-in mode (fp fuse --span none|spread), chosen by pooled valid loss of the LLM
@@ -517,9 +526,10 @@ def write(self):
         json.dump(table, fh, indent=1)
     lines = [f"# FedProxy benchmark ({self.a.size}: LLM {self.L} layers, hidden {self.llm_cfg['hidden_size']}, "
              f"vocab {self.llm_cfg['vocab_size']}; {len(clients)} clients, alpha {self.a.alpha}, "
-             f"{self.hp['rounds']} rounds x {self.hp['local_steps']} local steps, LoRA rank {self.hp['rank']}, "
+             f"{self.hp['rounds']} rounds x {self.hp['local_steps']} local steps of batch {self.hp['batch']} x seq "
+             f"{self.hp['seq']}, LoRA rank {self.hp['rank']}, "
              f"lr {self.lr:g}, server lr {self.server_lr:g}"
-             + "".join(f", {k.replace('_', ' ')} {v}" for k, v in server_opt_keys(self.a).items()) + ", FedProxy span {self.spans.get('fedproxy', 'none')} "
+             + "".join(f", {k.replace('_', ' ')} {v}" for k, v in server_opt_keys(self.a).items()) + f", FedProxy span {self.spans.get('fedproxy', 'none')} "
              + (f", centralized lr {self.central_lr:g} " if self.central_lr else "") + "chosen on valid)", "",
              "Held-out perplexity (accuracy) per client; mean over clients.", "",
              "| row | " + " | ".join(f"client {k}" for k in clients) + " | mean ppl | mean acc | bytes/client | wall s |",
@@ -615,6 +625,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=0, help="federated rounds (default: the size's)")
     ap.add_argument("--clients", type=int, default=0, help="clients (default: the size's)")
     ap.add_argument("--local-steps", type=int, default=0, help="local steps per round (default: the size's)")
+    ap.add_argument("--batch", type=int, default=0,
+                    help="sequences per training step of every LoRA run, clients' and centralized (default: the size's)")
     ap.add_argument("--alpha", type=float, default=0.5, help="Dirichlet alpha over domains")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--private", default=None,
