@@ -10,6 +10,13 @@
 
 int fp_test_passed, fp_test_failed;
 
+#if defined(__GNUC__)
+/* Line-buffered stdout before main: ctest reads a test's output through a
+ * pipe (fully buffered by default), so a test killed by its TIMEOUT used to
+ * show nothing of what it had done. Every test links this file. */
+__attribute__((constructor)) static void fp_test_line_buffered(void) { setvbuf(stdout, NULL, _IOLBF, 0); }
+#endif
+
 int fp_test_report(const char *name)
 {
     printf("%s: %d passed, %d failed\n", name, fp_test_passed, fp_test_failed);
