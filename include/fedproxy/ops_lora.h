@@ -11,9 +11,11 @@
  *   dB = s dy^T u              [out, r]
  *   dA = s g^T x               [r, in]
  *   dx = dy W + s g A          [N, in]
- * Shapes and dtypes are checked (FP_ESHAPE with a message). Records into the
- * stream; nothing runs until fp_stream_run. Deterministic (no split-K, no
- * atomics). Threading: as for streams.
+ * Every product is an fp_matmul (ops_matmul.h), so it runs the variant the
+ * device's profile and tuning pick for its shape, split along K by the same
+ * rule (the split is summed in a fixed order). Shapes and dtypes are checked
+ * (FP_ESHAPE with a message). Records into the stream; nothing runs until
+ * fp_stream_run. Deterministic (no atomics). Threading: as for streams.
  */
 #ifndef FEDPROXY_OPS_LORA_H
 #define FEDPROXY_OPS_LORA_H
@@ -37,7 +39,9 @@ int fp_lora_bwd(fp_stream *s, fp_tensor *dx, fp_tensor *dA, fp_tensor *dB, fp_te
                 const fp_tensor *x, const fp_tensor *u, const fp_tensor *W, const fp_tensor *A, const fp_tensor *B,
                 float alpha, int accumulate);
 
-/* Name of the last pipeline a LoRA op on this thread recorded ("" if none). */
+/* The matmul variant of the last LoRA op this thread recorded: that of its
+ * product with W (the forward's x W^T, the backward's dy W), or of its first
+ * product when it has none (a backward without dx); "" if none. */
 const char *fp_lora_last_pipeline(void);
 
 /* C references (double accumulation). W's elements are of dtype wt (F32, F16 or

@@ -104,6 +104,13 @@ typedef struct fp_matmul_desc {
 /* A desc for C = A*B with M, N, K, alpha 1, beta 0, everything else default. */
 fp_matmul_desc fp_matmul_desc_make(int64_t M, int64_t N, int64_t K);
 
+/* A desc for C [M, N] = alpha * op(A) op(B) + beta * C with every operand's
+ * rows packed: A stored [M, K] (trans_a: [K, M]), B [K, N] (trans_b: [N, K]).
+ * The leading dimensions are given explicitly, so the tensors may hold more
+ * elements than the product reads (views of arenas, flattened leading dims). */
+fp_matmul_desc fp_matmul_desc_packed(int64_t M, int64_t N, int64_t K, int trans_a, int trans_b, float alpha,
+                                     float beta);
+
 /* Records C = alpha*op(A)*op(B) + beta*C. A, C f32; B f32/f16/bf16. Tensors only
  * need enough elements for the described matrices (any ndim); when the leading
  * dimensions are packed (0) and a tensor has 2 dims, its shape must be exactly the

@@ -21,15 +21,8 @@ int llm_matmul(fp_stream *s, fp_tensor *C, const fp_tensor *A, int ta, const fp_
     if (M <= 0 || N <= 0 || K <= 0)
         return fp_seterr(FP_ESHAPE, "model matmul: bad sizes %lldx%lldx%lld", (long long)M, (long long)N,
                          (long long)K);
-    fp_matmul_desc d = fp_matmul_desc_make(M, N, K);
-    d.trans_a = ta;
-    d.trans_b = tb;
     /* explicit leading dimensions: operands may be larger than the product (views of arenas) */
-    d.lda = ta ? M : K;
-    d.ldb = tb ? K : N;
-    d.ldc = N;
-    d.alpha = alpha;
-    d.beta = beta;
+    fp_matmul_desc d = fp_matmul_desc_packed(M, N, K, ta, tb, alpha, beta);
     int rc = fp_matmul(s, C, A, B, &d);
     if (!rc)
         g_last_variant = d.chosen;

@@ -147,6 +147,20 @@ fp_matmul_desc fp_matmul_desc_make(int64_t M, int64_t N, int64_t K)
     return d;
 }
 
+fp_matmul_desc fp_matmul_desc_packed(int64_t M, int64_t N, int64_t K, int trans_a, int trans_b, float alpha,
+                                     float beta)
+{
+    fp_matmul_desc d = fp_matmul_desc_make(M, N, K);
+    d.trans_a = trans_a;
+    d.trans_b = trans_b;
+    d.lda = trans_a ? M : K;
+    d.ldb = trans_b ? K : N;
+    d.ldc = N;
+    d.alpha = alpha;
+    d.beta = beta;
+    return d;
+}
+
 const char *fp_matmul_class(int64_t M, int64_t N, int64_t K)
 {
     double f = (double)M * (double)N * (double)K;

@@ -1,7 +1,9 @@
 /* LoRA forward (two-step) and backward (dA, dB, dx without forming B A) against
  * the C references, with W in f32, f16 and bf16, on sizes that are not multiples
- * of the 32x32 tile, under every profile; finite differences of the reference
- * backward against a double-precision forward; shape errors. */
+ * of any matmul tile, under every profile, and split along K (the GPUs' path,
+ * forced here); finite differences of the reference backward against a
+ * double-precision forward; shape errors. Each case names the matmul variant
+ * its W product ran. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,7 +107,9 @@ static void fd_check(void)
     free(x); free(W); free(A); free(B); free(dy);
 }
 
-static void lora_case(fp_ctx *ctx, fp_stream *s, int64_t N, int64_t in, int64_t out, int64_t r, fp_dtype wt)
+/* want: the prefix the W product's variant must have ("" any, never empty) */
+static void lora_case_want(fp_ctx *ctx, fp_stream *s, int64_t N, int64_t in, int64_t out, int64_t r, fp_dtype wt,
+                           const char *want)
 {
     const float alpha = 2.0f * (float)r;
     float *x = rnd(N * in, 1), *Wf = rnd(out * in, 0.5f), *A = rnd(r * in, 0.5f), *B = rnd(out * r, 0.5f);
@@ -130,8 +134,11 @@ static void lora_case(fp_ctx *ctx, fp_stream *s, int64_t N, int64_t in, int64_t 
     CHECK_OK(fp_lora_fwd(s, ty, tu, tx, tW, tA, tB, alpha));
     CHECK_OK(fp_lora_bwd(s, tdx, tdA, tdB, tg, tdy, tx, tu, tW, tA, tB, alpha, 1));
     CHECK_OK(fp_stream_run(s));
+    const char *ran = fp_lora_last_pipeline();
     printf("  lora N=%lld in=%lld out=%lld r=%lld W %s [%s]\n", (long long)N, (long long)in, (long long)out,
-           (long long)r, fp_dtype_name(wt), fp_lora_last_pipeline());
+           (long long)r, fp_dtype_name(wt), ran);
+    CHECKF(ran[0] && strstr(ran, want), "N=%lld: ran '%s', expected a matmul variant with '%s'", (long long)N, ran,
+           want);
     float *gy = down(ty), *gu = down(tu), *gdx = down(tdx), *gdA = down(tdA), *gdB = down(tdB);
     cmp("y", gy, y, N * out);
     cmp("u", gu, u, N * r);
@@ -156,6 +163,11 @@ static void lora_case(fp_ctx *ctx, fp_stream *s, int64_t N, int64_t in, int64_t 
     free(W16);
 }
 
+static void lora_case(fp_ctx *ctx, fp_stream *s, int64_t N, int64_t in, int64_t out, int64_t r, fp_dtype wt)
+{
+    lora_case_want(ctx, s, N, in, out, r, wt, "");
+}
+
 int main(void)
 {
     fp_test_seed(42);
@@ -171,6 +183,12 @@ int main(void)
         if (pi == 0) {
             lora_case(ctx, s, 33, 257, 129, 8, FP_F16);
             lora_case(ctx, s, 33, 64, 64, 16, FP_F32);
+            /* split along K, as GPUs do for the rank-r products and short outputs:
+             * K not a multiple of the chunk (in 257, out 129, N 33 over 3 chunks) */
+            setenv("FP_MATMUL_SPLITK", "3", 1);
+            lora_case_want(ctx, s, 33, 257, 129, 8, FP_F32, "+splitk3");
+            lora_case_want(ctx, s, 33, 257, 129, 8, FP_BF16, "+splitk3");
+            unsetenv("FP_MATMUL_SPLITK");
         }
         fp_stream_free(s);
         fp_test_ctx_done(ctx);

@@ -49,6 +49,12 @@ static void suite(fp_ctx *ctx, int native)
 int main(void)
 {
     fp_test_seed(1234);
+    /* fp_matmul_desc_packed: packed rows, so each leading dimension is its stored row length
+     * (A [M, K] or, transposed, [K, M]; B [K, N] or [N, K]; C [M, N]) */
+    fp_matmul_desc pa = fp_matmul_desc_packed(3, 5, 7, 1, 0, 2.0f, 0.5f), pb = fp_matmul_desc_packed(3, 5, 7, 0, 1, 1, 0);
+    CHECK(pa.M == 3 && pa.N == 5 && pa.K == 7 && pa.trans_a == 1 && pa.trans_b == 0 && pa.batch == 1);
+    CHECK(pa.lda == 3 && pa.ldb == 5 && pa.ldc == 5 && pa.alpha == 2.0f && pa.beta == 0.5f && !pa.variant);
+    CHECK(pb.lda == 7 && pb.ldb == 7 && pb.ldc == 5 && pb.trans_a == 0 && pb.trans_b == 1 && pb.beta == 0.0f);
     for (int o = -1; fp_overlay_builtin_names[o < 0 ? 0 : o] || o < 0; o++) {
         const char *prof = o < 0 ? "" : fp_overlay_builtin_names[o];
         if (o >= 0 && !prof)
