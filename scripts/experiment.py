@@ -166,7 +166,8 @@ class Exp:
             self.r.run([os.path.join(REPO, "scripts", "data", "build.sh"), "--out", d, "--clients",
                         str(self.hp["clients"]), "--alpha", str(self.a.alpha), "--seed", str(self.a.seed),
                         "--client-bytes", str(self.hp["client_bytes"])]
-                       + (["--private", self.a.private] if self.a.private is not None else []), "data build")
+                       + (["--private", self.a.private] if getattr(self.a, "private", None) is not None else []),
+                       "data build")  # scripts/aggregators.py has no --private
         with open(os.path.join(d, "manifest.json")) as f:
             self.manifest = json.load(f)
         if self.manifest["clients"] != self.hp["clients"]:
