@@ -36,7 +36,8 @@ enum fp_err {
     FP_ESTATE = -19,       /* call not valid in the current state */
     FP_EOVERFLOW = -20,    /* arithmetic range would overflow */
     FP_ENOTFOUND = -21,    /* named item (file, tensor, key) not found */
-    FP_EABORT = -22        /* operation aborted (e.g. too few survivors) */
+    FP_EABORT = -22,       /* operation aborted (e.g. too few survivors) */
+    FP_EPOLICY = -23       /* refused by the caller's own policy (e.g. a client's DP noise floor) */
 };
 
 /* Short constant description of a code ("out of device memory"). Never NULL. */

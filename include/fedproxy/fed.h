@@ -405,6 +405,17 @@ typedef struct fp_fed_client_config {
                                       * bundle (proxy_dir on the server) is unpacked into this directory */
     const volatile int *stop; /* optional: nonzero stops the client */
     const fp_lora_vec_layout *layout; /* the vector's LoRA layout (borrowed; NULL: a plain vector) */
+    /* The client's own floor on differential privacy (0: none; it follows the
+     * server's "dp", or trains without). With dp_min_noise > 0 the client only
+     * trains in rounds with distributed DP (it adds noise itself; central mode's
+     * noise is the server's word, which a client cannot check) whose noise
+     * multiplier for its own share, sigma / clip from ROUND_START, is at least
+     * dp_min_noise: what protects its update even if every other party colludes
+     * with the server. (In an unweighted secure round of n members the round's
+     * multiplier is sqrt(n) times that.) Otherwise it refuses before training:
+     * fp_fed_client_run returns FP_EPOLICY with a message naming both values,
+     * and no update of it leaves the machine. */
+    double dp_min_noise;
 } fp_fed_client_config;
 
 void fp_fed_client_config_default(fp_fed_client_config *c);

@@ -35,6 +35,7 @@ const char *fp_strerror(int err)
     case FP_EOVERFLOW: return "overflow";
     case FP_ENOTFOUND: return "not found";
     case FP_EABORT: return "aborted";
+    case FP_EPOLICY: return "refused by local policy";
     default: return "unknown error";
     }
 }

@@ -304,6 +304,8 @@ static int parse_start(fed_cl *c, const fp_msg *m)
         rc = fp_aggregator_find(&c->agg, fed_jstr(o, "aggregator", ""));
     if (!rc)
         rc = dp_cl_parse(&c->dp, cJSON_GetObjectItemCaseSensitive(o, "dp"));
+    if (!rc)
+        rc = dp_cl_policy(&c->dp, c->cfg->dp_min_noise);
     fp_agg_opts_default(&c->agg_opts);
     c->agg_opts.ties_keep = (float)fed_jnum(o, "ties_keep", c->agg_opts.ties_keep);
     c->agg_opts.dare_p = (float)fed_jnum(o, "dare_p", c->agg_opts.dare_p);
@@ -670,6 +672,10 @@ static int on_envelope(fed_cl *c, uint8_t *buf, size_t len, fp_fed_client_result
     switch (m.h.type) {
     case FP_MSG_ROUND_START:
         rc = parse_start(c, &m);
+        if (rc == FP_EPOLICY) { /* the client's own floor: leave before training */
+            round_free(c);
+            return fp_adderr(rc, "client %s: round %u refused", c->cfg->name, c->round);
+        }
         if (!rc && c->cfg->fault.garbage)
             send_garbage(c);
         if (!rc) {

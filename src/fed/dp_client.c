@@ -34,6 +34,25 @@ int dp_cl_parse(dp_cl *d, const cJSON *o)
     return 0;
 }
 
+int dp_cl_policy(const dp_cl *d, double min_noise)
+{
+    if (!(min_noise > 0))
+        return 0;
+    if (!d->on)
+        return fp_seterr(FP_EPOLICY, "the round runs without differential privacy; this client requires noise "
+                                     "multiplier >= %g on its own share (--dp-min-noise)", min_noise);
+    if (d->mode != FP_DP_DISTRIBUTED)
+        return fp_seterr(FP_EPOLICY, "the round's DP noise is added by the server (central mode), which this client "
+                                     "cannot check; it requires noise multiplier >= %g on its own share "
+                                     "(--dp-min-noise)", min_noise);
+    double own = d->sigma / d->clip;
+    if (!(own >= min_noise))
+        return fp_seterr(FP_EPOLICY, "the round's DP noise for this client's share is sigma %g at clip %g, noise "
+                                     "multiplier %.4g, below this client's floor %g (--dp-min-noise)",
+                         d->sigma, d->clip, own, min_noise);
+    return 0;
+}
+
 int dp_cl_update(const dp_cl *d, float *update, size_t dim, int secure)
 {
     if (!d->on)

@@ -51,6 +51,9 @@ typedef struct dp_cl {
 
 /* ROUND_START's "dp" (NULL: off). */
 int dp_cl_parse(dp_cl *d, const cJSON *o);
+/* The client's floor (fp_fed_client_config.dp_min_noise; <= 0: none) against
+ * the round's parsed "dp": FP_EPOLICY naming what falls short. */
+int dp_cl_policy(const dp_cl *d, double min_noise);
 /* After local training: clip the update; plain distributed mode adds the noise. */
 int dp_cl_update(const dp_cl *d, float *update, size_t dim, int secure);
 /* Secure mode's masked input: quantise x[0..len), add discrete Gaussian noise

@@ -4,7 +4,9 @@
  * per-coordinate variance must match what the mechanism promises, (zC)^2 on
  * the weighted sum, i.e. (zC / sum_k w_k)^2 on the average, in plain and
  * secure mode, distributed and central; and the epsilon the server reports
- * must equal an independent composition of the rounds it ran. */
+ * must equal an independent composition of the rounds it ran. A client with
+ * its own noise floor (dp_min_noise) trains only under distributed DP whose
+ * share for it is at least that, and otherwise refuses without training. */
 #include "fed_fixture.h"
 #include "fedproxy/dp.h"
 
@@ -160,6 +162,76 @@ static void test_config(void)
     CHECK_ERR(fp_fed_server_config_parse(&c, bad, strlen(bad), "."), FP_EFORMAT);
 }
 
+/* Counts a client's local training calls (the refusing client must make none). */
+typedef struct counted {
+    fp_fed_trainer inner;
+    int calls;
+} counted;
+
+static int counted_train(void *ctx, float *update, uint64_t *samples, float *loss, const float *global, size_t dim,
+                         const fp_fed_task *task)
+{
+    counted *k = ctx;
+    k->calls++;
+    return k->inner.train(k->inner.ctx, update, samples, loss, global, dim, task);
+}
+
+static int counted_last_steps(void *ctx)
+{
+    counted *k = ctx;
+    return k->inner.last_steps ? k->inner.last_steps(k->inner.ctx) : 0;
+}
+
+static void wrap_count(void *ctx, int i, fx_client *c)
+{
+    counted *k = &((counted *)ctx)[i];
+    k->inner = c->cfg.trainer;
+    k->calls = 0;
+    c->cfg.trainer.ctx = k;
+    c->cfg.trainer.train = counted_train;
+    c->cfg.trainer.last_steps = counted_last_steps;
+    c->cfg.trainer.destroy = NULL; /* the fixture destroys the inner one */
+}
+
+/* Five equal clients, z 1.3 at clip 0.5: each client's share is sigma = zC / sqrt(5), noise
+ * multiplier 1.3 / sqrt(5) = 0.5814 on its own. Client 0 has floor `floor0`; want: a part of
+ * its refusal message ("" = it must train). The other four train; the round completes. */
+static void floor_case(const char *tag, fp_dp_mode mode, double floor0, const char *want)
+{
+    const int n = 5;
+    fx f;
+    fx_init(&f, tag, n, 1000, 0.5f);
+    f.sc.rounds = 1;
+    f.sc.quorum = (uint32_t)n - 1;
+    f.sc.stage_timeout_ms = 1500;
+    if (mode != FP_DP_OFF) {
+        f.sc.dp.mode = mode;
+        f.sc.dp.clip = 0.5;
+        f.sc.dp.noise_multiplier = 1.3;
+        f.sc.dp.delta = 1e-5;
+    }
+    for (int i = 0; i < n; i++)
+        f.c[i].cfg.samples = f.c[i].data.samples = 100;
+    f.c[0].cfg.dp_min_noise = floor0;
+    counted k[5];
+    fx_hooks h = {.wrap = wrap_count, .wrap_ctx = k};
+    CHECK_OK(fx_run_with(&f, &h));
+    CHECKF(f.completed == 1, "%s: %u rounds completed", tag, f.completed);
+    if (want[0]) {
+        CHECKF(f.c[0].rc == FP_EPOLICY && k[0].calls == 0, "%s: client 0 rc %d after %d trainings (%s)", tag,
+               f.c[0].rc, k[0].calls, f.c[0].err);
+        CHECKF(strstr(f.c[0].err, want) != NULL, "%s: message '%s' lacks '%s'", tag, f.c[0].err, want);
+    } else {
+        CHECKF(f.c[0].rc == 0 && k[0].calls == 1, "%s: client 0 rc %d after %d trainings (%s)", tag, f.c[0].rc,
+               k[0].calls, f.c[0].err);
+    }
+    for (int i = 1; i < n; i++)
+        CHECKF(f.c[i].rc == 0 && k[i].calls == 1, "%s: client %d rc %d after %d trainings", tag, i, f.c[i].rc,
+               k[i].calls);
+    printf("%s: client 0 (floor %g): %s\n", tag, floor0, want[0] ? f.c[0].err : "trained");
+    fx_free(&f);
+}
+
 int main(void)
 {
     test_config();
@@ -171,5 +243,9 @@ int main(void)
     run_case("dp_secure_distributed", 1, FP_DP_DISTRIBUTED, 1, 1);
     run_case("dp_secure_distributed_weighted", 1, FP_DP_DISTRIBUTED, 0, 2);
     run_case("dp_secure_central", 1, FP_DP_CENTRAL, 1, 1);
+    floor_case("dp_floor_met", FP_DP_DISTRIBUTED, 0.55, "");
+    floor_case("dp_floor_short", FP_DP_DISTRIBUTED, 0.6, "noise multiplier 0.5814, below this client's floor 0.6");
+    floor_case("dp_floor_central", FP_DP_CENTRAL, 0.1, "central mode");
+    floor_case("dp_floor_no_dp", FP_DP_OFF, 0.1, "without differential privacy");
     return fp_test_report("dp_round");
 }

@@ -27,6 +27,7 @@ typedef struct fx_client {
     fp_fed_client_config cfg;
     fp_fed_client_result res;
     int rc, on_list;
+    char err[512]; /* fp_errmsg() of the client's thread when rc != 0 */
     volatile int done;
     pthread_t th;
 } fx_client;
@@ -48,6 +49,8 @@ static inline void *fx_client_main(void *a)
 {
     fx_client *c = a;
     c->rc = fp_fed_client_run(&c->cfg, &c->res);
+    if (c->rc)
+        snprintf(c->err, sizeof c->err, "%s", fp_errmsg());
     c->done = 1;
     return NULL;
 }

@@ -138,6 +138,18 @@ int main(void)
     snprintf(dir, sizeof dir, "%s", fp_test_tmpdir("fed-procs"));
     setup();
 
+    /* 0. a malformed client DP floor is refused before anything starts: exit 2 */
+    for (int k = 0; k < 2; k++) {
+        char skey[700], keys[700], data[700];
+        path(skey, sizeof skey, "server/identity.pub");
+        snprintf(keys, sizeof keys, "%s/client0", dir);
+        snprintf(data, sizeof data, "%s/data0.json", dir);
+        char *argv[] = {fpbin, "join", "--server", "tcp://127.0.0.1:9", "--server-key", skey, "--keys", keys,
+                        "--data", data, "--dp-min-noise", k ? "nan" : "-0.5", NULL};
+        int r = run_cmd(argv);
+        CHECKF(r == 2, "fp join --dp-min-noise %s exited %d, expected 2", argv[11], r);
+    }
+
     /* 1. uninterrupted */
     int port = free_port(1);
     write_server_json("server1.json", "state1", port);

@@ -3,6 +3,7 @@
  * the chosen device); with a stand-in JSON data file ({"samples": N,
  * "target": [...]} or {"samples": N, "dim": D, "target_seed": S}) it runs the
  * stand-in trainer, for tests and protocol checks. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,12 +63,25 @@ int fp_cmd_join(int argc, char **argv)
                 "                registers as the host CPU)\n"
                 "  --max-steps N this device's budget: at most N local steps per round (reported to the\n"
                 "                server, which fednova normalises by; default: the server's steps)\n"
+                "  --dp-min-noise Z  train only in rounds with distributed DP whose noise for this\n"
+                "                client's own share (sigma / clip) is at least Z; otherwise leave before\n"
+                "                training (exit code 1, the reason on stderr). Default 0: follow the server\n"
                 "  --quiet       no per-round training line\n"
                 "  --slow-ms MS  (testing) sleep before every upload\n");
         return h ? 0 : 2;
     }
     fp_fed_client_config cfg;
     fp_fed_client_config_default(&cfg);
+    const char *dmn = fp_cli_opt(argc, argv, "--dp-min-noise");
+    if (dmn) {
+        char *end = NULL;
+        double v = strtod(dmn, &end);
+        if (!*dmn || *end || !(v >= 0) || !isfinite(v)) {
+            fprintf(stderr, "fp join: --dp-min-noise '%s' is not a finite number >= 0\n", dmn);
+            return 2;
+        }
+        cfg.dp_min_noise = v;
+    }
     snprintf(cfg.endpoint, sizeof cfg.endpoint, "%s", server);
     int rc = fp_hex_decode(cfg.server_pk, sizeof cfg.server_pk, skey, strlen(skey));
     if (rc) {
