@@ -605,22 +605,39 @@ int fp_softmax_ce_bwd(fp_stream *s, fp_tensor *dlogits, const fp_tensor *logits,
 
 /* ---- gradient norm and clipping ----------------------------------------------- */
 
-#define NORM_MAX_GROUPS 128
+/* SUMSQ chunks (gradnorm.comp): NORM_CHUNK units per workgroup (16 per
+ * invocation at 256, 64 at lavapipe's 64), longer when a tensor would need
+ * more workgroups than the device dispatches in x; always whole multiples of
+ * the workgroup size. One partial per workgroup. */
+#define NORM_CHUNK 4096
 
-static uint32_t norm_groups(int64_t n, uint32_t wg)
+static int64_t norm_chunk(fp_ctx *ctx, int64_t n, uint32_t wg)
 {
-    int64_t g = (n + wg * 8 - 1) / ((int64_t)wg * 8); /* at least 8 items per invocation */
-    if (g < 1)
-        g = 1;
-    return g > NORM_MAX_GROUPS ? NORM_MAX_GROUPS : (uint32_t)g;
+    int64_t c = NORM_CHUNK, maxg = fp_ctx_profile(ctx)->max_wg_count[0];
+    if (maxg > 0 && (n + c - 1) / c > maxg)
+        c = (n + maxg - 1) / maxg;
+    return (c + wg - 1) / wg * wg;
 }
+
+static uint32_t norm_groups(int64_t n, int64_t chunk)
+{
+    int64_t g = (n + chunk - 1) / chunk;
+    return g < 1 ? 1u : (uint32_t)g;
+}
+
+/* gradnorm.comp's push constants (every stage; chunk: SUMSQ only) */
+struct norm_push {
+    uint32_t n, off;
+    float max_norm;
+    uint32_t xoff, chunk;
+};
 
 static uint32_t norm_wg(fp_ctx *ctx) { return red_wg(ctx, 1 << 20); }
 
 /* Partials one tensor of n elements contributes: the vec4 body's groups, plus one for a scalar tail. */
-static uint32_t norm_parts(int64_t n, uint32_t wg)
+static uint32_t norm_parts(fp_ctx *ctx, int64_t n, uint32_t wg)
 {
-    return (n / 4 ? norm_groups(n / 4, wg) : 0) + (n % 4 ? 1u : 0u);
+    return (n / 4 ? norm_groups(n / 4, norm_chunk(ctx, n / 4, wg)) : 0) + (n % 4 ? 1u : 0u);
 }
 
 int64_t fp_grad_norm_work_size(fp_ctx *ctx, const fp_tensor *const *grads, int count)
@@ -631,7 +648,7 @@ int64_t fp_grad_norm_work_size(fp_ctx *ctx, const fp_tensor *const *grads, int c
     int64_t tot = 0;
     for (int i = 0; i < count; i++)
         if (grads[i])
-            tot += norm_parts(fp_tensor_numel(grads[i]), wg);
+            tot += norm_parts(ctx, fp_tensor_numel(grads[i]), wg);
     return tot ? tot : 1;
 }
 
@@ -666,15 +683,15 @@ int fp_grad_norm(fp_stream *s, fp_tensor *out, fp_tensor *work, const fp_tensor 
             int64_t n = fp_tensor_numel(grads[i]), nv = n / 4;
             fp_binding b[2] = {FP_R(grads[i]), FP_W(work)};
             if (nv) { /* vec4 body */
-                uint32_t groups = norm_groups(nv, wg);
-                struct { uint32_t n, off; float max_norm; uint32_t xoff; } push = {(uint32_t)nv, off, max_norm, 0};
+                int64_t chunk = norm_chunk(ctx, nv, wg);
+                uint32_t groups = norm_groups(nv, chunk);
+                struct norm_push push = {(uint32_t)nv, off, max_norm, 0, (uint32_t)chunk};
                 if ((rc = fp_stream_dispatch(s, pv, b, 2, &push, sizeof push, groups, 1, 1)))
                     return rc;
                 off += groups;
             }
             if (n % 4) { /* scalar tail: one more partial */
-                struct { uint32_t n, off; float max_norm; uint32_t xoff; } push = {(uint32_t)(n % 4), off, max_norm,
-                                                                                   (uint32_t)(nv * 4)};
+                struct norm_push push = {(uint32_t)(n % 4), off, max_norm, (uint32_t)(nv * 4), 4};
                 if ((rc = fp_stream_dispatch(s, p, b, 2, &push, sizeof push, 1, 1, 1)))
                     return rc;
                 off += 1;
@@ -684,7 +701,7 @@ int fp_grad_norm(fp_stream *s, fp_tensor *out, fp_tensor *work, const fp_tensor 
     if ((rc = get_red(&p, ctx, "gradnorm_final", wg)))
         return rc;
     /* no tensors: n = 0 partials sum to a norm of 0 */
-    struct { uint32_t n, off; float max_norm; uint32_t xoff; } push = {off, 0, max_norm, 0};
+    struct norm_push push = {off, 0, max_norm, 0, 0};
     fp_binding b[2] = {FP_R(work), FP_W(out)};
     return fp_stream_dispatch(s, p, b, 2, &push, sizeof push, 1, 1, 1);
 }
@@ -703,7 +720,7 @@ int fp_grad_clip(fp_stream *s, fp_tensor *const *grads, int count, const fp_tens
         if ((rc = need_f32(op, what, grads[i])) || (rc = too_big(op, fp_tensor_numel(grads[i]))))
             return rc;
         int64_t n = fp_tensor_numel(grads[i]);
-        struct { uint32_t n, off; float max_norm; uint32_t xoff; } push = {0, 0, 0.0f, 0};
+        struct norm_push push = {0, 0, 0.0f, 0, 0};
         fp_binding b[2] = {FP_W(grads[i]), FP_R(norm_out)};
         if ((rc = ew_split(s, "gradnorm_clip", b, 2, &push, sizeof push, n)))
             return rc;
