@@ -173,16 +173,20 @@ const char *fp_matmul_class(int64_t M, int64_t N, int64_t K)
     return "medium";
 }
 
-static const char *default_pick(const fp_profile *p, const char *cls, double flops)
+static const char *default_pick(const fp_profile *p, const char *cls, int64_t M, double flops)
 {
     int cpu = p->vendor == FP_VENDOR_MESA_CPU || p->type == FP_DEVICE_CPU || (p->quirks & FP_QUIRK_SLOW_WG_BARRIERS);
     int small = !strcmp(cls, "small") || !strcmp(cls, "skinny");
-    /* CPU: tiny shapes (< 128^3) take the quick-to-compile reg_8x8, small ones
-     * sg_16x8, big ones sg_32x8 (the heavier tiles are faster still but take
-     * llvmpipe's LLVM 10-60 s per pipeline to compile: tuning only) */
+    /* CPU: small shapes sg_16x8, big ones sg_32x8 (the heavier tiles are faster
+     * still but take llvmpipe's LLVM 10-60 s per pipeline to compile: tuning
+     * only). Shapes under 128^3 (a LoRA step's rank-r products) take sg_32x8
+     * from 64 rows and sg_16x8 below: on lavapipe (bench_matmul_splitk with
+     * every variant) u = x A^T at 128x16x512 took 352 us with sg_32x8, 421 with
+     * sg_16x8 and 910 with reg_8x8, their old pick; dB = dy^T u at 512x16x128
+     * 485 / 553 / 862; dA = du^T x at 16x512x128 239 / 166 / 588 us. */
     int tiny = flops < 128.0 * 128.0 * 128.0;
-    const char *order_cpu_sg[] = {tiny ? "reg_8x8" : small ? "sg_16x8" : "sg_32x8", "reg_16x16", "reg_8x8",
-                                  "reg_4x4", NULL};
+    const char *order_cpu_sg[] = {tiny ? (M >= 64 ? "sg_32x8" : "sg_16x8") : small ? "sg_16x8" : "sg_32x8",
+                                  "reg_16x16", "reg_8x8", "reg_4x4", NULL};
     /* GPU without a tuned choice: tiled_medium. On an H100 (fp bench kernels)
      * it reached 2.3-4.3 TFLOP/s on 1024-2048 and the engine's shapes, reg_4x4
      * 1.2-5.5, and tiled_large 0.16-0.24: never the untuned default */
@@ -223,7 +227,7 @@ const char *fp_matmul_pick(fp_ctx *ctx, int64_t M, int64_t N, int64_t K)
         if (v && v->kind != MM_CM && v->kind != MM_CM_EMU && var_fits(p, v))
             return v->name;
     }
-    return default_pick(p, cls, (double)M * (double)N * (double)K);
+    return default_pick(p, cls, M, (double)M * (double)N * (double)K);
 }
 
 struct mm_push {

@@ -64,6 +64,15 @@ int main(void)
         printf("  auto picks: small %s, skinny %s, medium %s, large %s\n", fp_matmul_pick(ctx, 64, 64, 64),
                fp_matmul_pick(ctx, 8, 2048, 512), fp_matmul_pick(ctx, 512, 512, 512),
                fp_matmul_pick(ctx, 1024, 1024, 1024));
+        /* CPU devices, nothing tuned: a LoRA step's rank-r products (under 128^3) take sg_32x8 from
+         * 64 rows and sg_16x8 below (src/ops/matmul.c has the lavapipe timings) */
+        const fp_profile *pf = fp_ctx_profile(ctx);
+        if (pf->type == FP_DEVICE_CPU && pf->subgroup_ops && pf->subgroup_min == pf->subgroup_max &&
+            !fp_measured_tune_get(fp_ctx_measured(ctx), "matmul.f32.small")) {
+            CHECK(!strcmp(fp_matmul_pick(ctx, 128, 16, 512), "sg_32x8"));
+            CHECK(!strcmp(fp_matmul_pick(ctx, 512, 16, 128), "sg_32x8"));
+            CHECK(!strcmp(fp_matmul_pick(ctx, 16, 512, 128), "sg_16x8"));
+        }
         suite(ctx, o < 0);
         fp_test_ctx_done(ctx);
     }
