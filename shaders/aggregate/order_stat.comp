@@ -7,7 +7,9 @@
 // ranks LO..HI (sortnet.glsl, constant indices only, so nothing is indexed
 // dynamically) and averages those ranks. Exact selection, deterministic.
 // VEC4: four coordinates per thread (n, ld and offsets in vec4 units); min and
-// max act lane by lane, so the same network sorts four columns at once.
+// max act lane by lane, so the same network sorts four columns at once. GPUs
+// take it up to 16 clients (registers); CPU devices at every size, where each
+// SIMD batch of invocations then reads whole cache lines of every client row.
 #include "common.glsl"
 #ifndef KP
 #define KP 8

@@ -696,6 +696,25 @@ int fp_agg_norms(fp_stream *s, fp_tensor *norms, const fp_tensor *X, fp_tensor *
 
 #define ORDER_VEC4_MAX_K 16 /* vec4 networks (4 coordinates per invocation) up to here: registers */
 
+/* Whether the network for kp inputs may take four coordinates per invocation
+ * (each vec4 body of order_stat.comp; tails stay scalar). GPUs: up to
+ * ORDER_VEC4_MAX_K only, since four times the live values would spill past the
+ * register file. CPU devices: every size. On llvmpipe an invocation is a SIMD
+ * lane, its "registers" are spilled to the stack past 16 values anyway, and a
+ * vec4 per lane makes each 8-lane batch read 128 contiguous bytes of every
+ * client row (two whole cache lines) instead of 32; at K = 100, D = 2^20 on
+ * lavapipe (fp bench kernels --only aggregate, with FP_AGG_ORDER_BANDS=7)
+ * median took 738-932 ms against 820-1158 ms scalar, the trimmed mean
+ * 839-919 ms against 1169-1185 ms. FP_AGG_ORDER_VEC4=0 / 1 overrides (tests,
+ * experiments: 0 keeps scalar networks past 16, 1 allows vec4 everywhere). */
+static int order_vec4_ok(const fp_ctx *ctx, uint32_t kp)
+{
+    const char *t = getenv("FP_AGG_ORDER_VEC4");
+    if (t && (!strcmp(t, "0") || !strcmp(t, "1")))
+        return t[0] == '1';
+    return kp <= ORDER_VEC4_MAX_K || fp_ctx_profile(ctx)->type == FP_DEVICE_CPU;
+}
+
 /* Most clients a sorting network takes; radix select beyond. A network of 128
  * needs about a tenth of radix select's compares but 128 live values per
  * invocation: on CPU devices the overflow is L1 traffic, on a GPU scratch
@@ -733,21 +752,26 @@ static int64_t order_slab(const fp_ctx *ctx, int64_t K, int64_t D)
  * gathered as long as rb - 1 rows plus a chunk fit one binding. The fewest
  * bands whose chunks are at least min(D, 256) columns (fewer dispatches);
  * 0 if none fit (then the column slabs are gathered).
- * How many bands to allow: 1 by default (X in one binding, as before). On
- * lavapipe here, 100 rows exactly 4 MiB apart (D = 2^20) read in place cost
- * about 1.4x the CPU time of gathering them into slabs first (the copies
- * stream each row; the slab's rows are 1.3 MB apart) although D = 1.1e6 read
- * in place beat the gather: memory-system conflicts of power-of-two strides,
- * not compute. So more bands only where measured: "aggregate.order_bands"
- * (1..7, fp-probe) or FP_AGG_ORDER_BANDS (tests, experiments). */
+ * How many bands to allow by default: 1 on GPUs (X in one binding, as before);
+ * all 7 on CPU devices, whose networks read four coordinates per lane (see
+ * order_vec4_ok). Gathering first copies every row once more, and on lavapipe
+ * the copy costs as much per element as the network's own load: at K = 100,
+ * D = 2^20 (rows exactly 4 MiB apart) the vec4 networks read in place took
+ * 738-932 ms (median) and 839-919 ms (trimmed mean) against 993-1023 and
+ * 1053-1078 ms gathered. (An earlier machine, with scalar networks, found the
+ * opposite at that power-of-two stride: 1.4x the gather's time, as each 8-lane
+ * batch read 32 bytes of 100 rows mapping to the same cache sets.)
+ * "aggregate.order_bands" (1..7, a measured key) or FP_AGG_ORDER_BANDS (tests,
+ * experiments) overrides. */
 #define ORDER_BANDS 7
 static int64_t order_max_bands(const fp_ctx *ctx)
 {
     const char *t = getenv("FP_AGG_ORDER_BANDS");
     if (!t || !*t)
         t = fp_measured_tune_get(fp_ctx_measured(ctx), "aggregate.order_bands");
-    int64_t v = t ? atoll(t) : 1;
-    return v >= 1 && v <= ORDER_BANDS ? v : 1;
+    int64_t def = fp_ctx_profile(ctx)->type == FP_DEVICE_CPU ? ORDER_BANDS : 1;
+    int64_t v = t ? atoll(t) : def;
+    return v >= 1 && v <= ORDER_BANDS ? v : def;
 }
 
 static int order_bands(const fp_ctx *ctx, int64_t K, int64_t D, int64_t *rb, int64_t *dc)
@@ -851,7 +875,7 @@ static int order_direct(fp_stream *s, const char *op, fp_tensor *out, const fp_t
         char name[32];
         snprintf(name, sizeof name, "agg_order_k%u", kp);
         for (int64_t d0 = 0; d0 < D && !rc; d0 += dc)
-            rc = order_net_chunk(s, name, kp <= ORDER_VEC4_MAX_K, (uint32_t)K, rb, X, out, D, d0,
+            rc = order_net_chunk(s, name, order_vec4_ok(ctx, kp), (uint32_t)K, rb, X, out, D, d0,
                                  D - d0 < dc ? D - d0 : dc, lohi);
         return rc ? fp_adderr(rc, "%s", op) : 0;
     }

@@ -7,7 +7,8 @@
  *    trimmed mean's final division may be 2.5 ulp off, as Vulkan allows);
  *  - normal floats: NMSE <= 1e-7 (the trimmed mean's kept values are summed
  *    in another order than the reference's ascending one), medians bit-exact.
- * Small D (not a multiple of 4: vec4 body plus scalar tail where allowed).
+ * Small D: 37 (not a multiple of 4: scalar networks) everywhere; 68 (vec4
+ * bodies) on the native profile, where the test also checks which width ran.
  * Every (K, trim) is a pipeline of its own (the network is pruned to it) and
  * a 128-input one takes seconds to compile on lavapipe, so the overlays (which
  * change nothing in these scalar networks but the device they run on) get
@@ -37,7 +38,8 @@ static int ulp_close(const float *o, const float *r, int64_t n, int ulps)
     return 1;
 }
 
-static void one(fp_ctx *ctx, fp_stream *s, int64_t K, int64_t D, int ints, int ntrim)
+/* want_vec4: 1 / 0 the median must (not) have run a vec4 network; -1 unchecked */
+static void one(fp_ctx *ctx, fp_stream *s, int64_t K, int64_t D, int ints, int ntrim, int want_vec4)
 {
     size_t kd = (size_t)(K * D);
     float *X = malloc(kd * 4), *r = malloc(D * 4), *o = malloc(D * 4);
@@ -60,6 +62,9 @@ static void one(fp_ctx *ctx, fp_stream *s, int64_t K, int64_t D, int ints, int n
     CHECK_OK(fp_tensor_download(o, D * 4, to));
     printf("  K=%lld D=%lld %s: median variant %s\n", (long long)K, (long long)D, kind, fp_agg_last_variant());
     CHECKF(fp_test_maxerr(o, r, D) == 0.0, "median exact K=%lld %s", (long long)K, kind);
+    if (want_vec4 >= 0)
+        CHECKF((strstr(fp_agg_last_variant(), "_vec4") != NULL) == want_vec4, "K=%lld D=%lld: %s, want %s",
+               (long long)K, (long long)D, fp_agg_last_variant(), want_vec4 ? "a vec4 network" : "a scalar one");
     uint32_t bs[2] = {1, (uint32_t)(K / 3)};
     for (int i = 0; i < ntrim; i++) {
         fp_agg_trimmed_mean_ref(r, X, K, D, bs[i]);
@@ -105,8 +110,20 @@ int main(void)
             /* trims b = 1 and K/3 (each its own 128-network pipeline): both for
              * K = 33, 100 and radix select, b = 1 for 97 and 127 */
             int ntrim = Ks[k] == 33 || p == np ? 2 : !full ? 0 : Ks[k] == 100 ? 2 : 1;
-            one(ctx, s, Ks[k], 37, 1, ntrim);
-            one(ctx, s, Ks[k], 37, 0, ntrim);
+            one(ctx, s, Ks[k], 37, 1, ntrim, -1);
+            one(ctx, s, Ks[k], 37, 0, ntrim, -1);
+        }
+        /* D = 68: vec4 bodies. Networks past 16 clients take four coordinates
+         * per invocation on CPU devices only (aggregate.c, order_vec4_ok); K = 33
+         * (a 64-input network) with both trims, K = 100 (128) its median only,
+         * as each more 128-input pipeline costs seconds of compile on lavapipe */
+        if (p == 0 && s) {
+            int cpu = fp_ctx_profile(ctx)->type == FP_DEVICE_CPU;
+            one(ctx, s, 33, 68, 1, 2, cpu);
+            one(ctx, s, 100, 68, 0, 0, cpu);
+            setenv("FP_AGG_ORDER_VEC4", "0", 1); /* the override: scalar networks again */
+            one(ctx, s, 33, 68, 0, 0, 0);
+            unsetenv("FP_AGG_ORDER_VEC4");
         }
         fp_stream_free(s);
         fp_test_ctx_done(ctx);
