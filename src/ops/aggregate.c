@@ -705,7 +705,9 @@ int fp_agg_norms(fp_stream *s, fp_tensor *norms, const fp_tensor *X, fp_tensor *
  * client row (two whole cache lines) instead of 32; at K = 100, D = 2^20 on
  * lavapipe (fp bench kernels --only aggregate, with FP_AGG_ORDER_BANDS=7)
  * median took 738-932 ms against 820-1158 ms scalar, the trimmed mean
- * 839-919 ms against 1169-1185 ms. FP_AGG_ORDER_VEC4=0 / 1 overrides (tests,
+ * 839-919 ms against 1169-1185 ms (that machine is noisy: with the in-place
+ * default below, a later pass of fp_agg_median alone, best of 4, measured
+ * 1.0-1.3x over the old default). FP_AGG_ORDER_VEC4=0 / 1 overrides (tests,
  * experiments: 0 keeps scalar networks past 16, 1 allows vec4 everywhere). */
 static int order_vec4_ok(const fp_ctx *ctx, uint32_t kp)
 {
