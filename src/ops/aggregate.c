@@ -876,8 +876,9 @@ static int order_direct(fp_stream *s, const char *op, fp_tensor *out, const fp_t
             kp <<= 1;
         char name[32];
         snprintf(name, sizeof name, "agg_order_k%u", kp);
+        int vec4_ok = order_vec4_ok(ctx, kp);
         for (int64_t d0 = 0; d0 < D && !rc; d0 += dc)
-            rc = order_net_chunk(s, name, order_vec4_ok(ctx, kp), (uint32_t)K, rb, X, out, D, d0,
+            rc = order_net_chunk(s, name, vec4_ok, (uint32_t)K, rb, X, out, D, d0,
                                  D - d0 < dc ? D - d0 : dc, lohi);
         return rc ? fp_adderr(rc, "%s", op) : 0;
     }
