@@ -81,6 +81,9 @@ typedef struct fp_profile {
     uint64_t storage_range;     /* maxStorageBufferRange: no binding exceeds it */
     uint64_t max_alloc;         /* maxMemoryAllocationSize */
     uint32_t min_storage_align; /* minStorageBufferOffsetAlignment */
+    int texel_buffers;          /* R32 and R32G32B32A32 SFLOAT, UINT, SINT usable as uniform texel buffers */
+    uint64_t max_texel_elements; /* maxTexelBufferElements */
+    uint32_t min_texel_align;   /* minTexelBufferOffsetAlignment */
     int uma;                    /* device-local memory is host-visible: no staging */
     uint32_t heap_count;
     fp_heap heaps[FP_PROFILE_MAX_HEAPS];
@@ -105,9 +108,9 @@ typedef struct fp_profile {
 typedef struct fp_overlay {
     char name[64];
     uint32_t subgroup_min, subgroup_max; /* widen the range kernels must tolerate */
-    int subgroup_ops, fp16_arith, storage16, int8_arith, storage8, int_dot, coopmat, uma;
+    int subgroup_ops, fp16_arith, storage16, int8_arith, storage8, int_dot, coopmat, uma, texel_buffers;
     uint32_t shared_mem, max_wg_invocations, max_push_constants;
-    uint64_t storage_range, max_alloc, device_local_bytes;
+    uint64_t storage_range, max_alloc, device_local_bytes, max_texel_elements;
 } fp_overlay;
 
 /* Names of the built-in overlays, NULL-terminated. */
@@ -127,7 +130,7 @@ int fp_overlay_load(fp_overlay *out, const char *name_or_path);
 void fp_profile_apply_overlay(fp_profile *p, const fp_overlay *ov);
 
 /* Applies the FP_NO_FP16, FP_NO_SUBGROUP, FP_NO_INTDOT, FP_NO_COOPMAT, FP_NO_UMA,
- * FP_NO_16BIT_STORAGE environment switches (any non-empty value but "0"). */
+ * FP_NO_16BIT_STORAGE, FP_NO_TEXEL environment switches (any non-empty value but "0"). */
 void fp_profile_apply_env(fp_profile *p);
 
 const char *fp_vendor_name(fp_vendor v);

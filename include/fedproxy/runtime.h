@@ -135,10 +135,12 @@ int fp_tensor_zero(fp_tensor *t);
 /* ---- pipelines ------------------------------------------------------------ */
 
 /* All pipelines share one layout: set 0 holds FP_MAX_BINDINGS storage buffers at
- * bindings 0..N-1, and there is one push-constant range of FP_PUSH_MAX bytes.
+ * bindings 0..N-1, as many uniform texel buffers at FP_TEXEL_BINDING(0..N-1)
+ * (bindings N..2N-1), and there is one push-constant range of FP_PUSH_MAX bytes.
  * Specialization constant ids 0,1,2 are the workgroup size x,y,z; ids from 3 on
  * are the kernel's own (tile sizes, flags). */
 #define FP_MAX_BINDINGS 8
+#define FP_TEXEL_BINDING(i) (FP_MAX_BINDINGS + (i))
 #define FP_PUSH_MAX 128
 #define FP_MAX_SPEC 16
 
@@ -162,19 +164,41 @@ const char *fp_pipeline_name(const fp_pipeline *p);
 
 /* ---- command streams -------------------------------------------------------- */
 
-/* A tensor bound to a kernel, read-only or written (for hazard tracking). */
+/* A tensor bound to a kernel, read-only or written (for hazard tracking).
+ * texel 0: a storage buffer at binding i (its index in the array). texel 1 or
+ * 4: also a uniform texel buffer (GLSL samplerBuffer, usamplerBuffer,
+ * isamplerBuffer for F32, U32, I32 tensors) of 1- or 4-component texels at
+ * binding FP_TEXEL_BINDING(i); read-only ones (FP_TEX1, FP_TEX4) leave storage
+ * binding i a placeholder, written ones are bound at both (in-place kernels
+ * that fetch texels and store to the buffer; an invocation may only read
+ * texels no invocation of the same dispatch writes). Why: some drivers fetch
+ * texels far more cheaply than they load storage-buffer elements (llvmpipe: a
+ * storage load goes lane by lane, a texel fetch is one gather). The tensor
+ * must pass fp_ctx_texel_fits. */
 typedef struct fp_binding {
     const fp_tensor *t;
     int write;
+    int texel;
 } fp_binding;
-#define FP_R(t_) ((fp_binding){(t_), 0})
-#define FP_W(t_) ((fp_binding){(t_), 1})
+#define FP_R(t_) ((fp_binding){(t_), 0, 0})
+#define FP_W(t_) ((fp_binding){(t_), 1, 0})
+#define FP_TEX1(t_) ((fp_binding){(t_), 0, 1})
+#define FP_TEX4(t_) ((fp_binding){(t_), 0, 4})
+#define FP_WTEX4(t_) ((fp_binding){(t_), 1, 4})
+
+/* 1 if t can be bound as a uniform texel buffer of `comps` (1 or 4) component
+ * texels on its context: an F32, U32 or I32 tensor whose offset is a multiple
+ * of the device's texel-buffer offset alignment, of at least one texel and at
+ * most maxTexelBufferElements texels (a trailing partial texel is not
+ * visible), on a device whose formats allow it. 0 otherwise. */
+int fp_ctx_texel_fits(const fp_ctx *ctx, const fp_tensor *t, uint32_t comps);
 
 int fp_stream_new(fp_stream **out, fp_ctx *ctx);
 void fp_stream_free(fp_stream *s);
 fp_ctx *fp_stream_ctx(const fp_stream *s);
 
-/* Records one dispatch. Bindings go to bindings 0..n-1 in order. A barrier is
+/* Records one dispatch. Bindings go to bindings 0..n-1 in order (texel ones to
+ * FP_TEXEL_BINDING(i)). A barrier is
  * inserted before it only when it reads or writes memory that an earlier
  * dispatch since the last barrier wrote, or writes memory one read. */
 int fp_stream_dispatch(fp_stream *s, fp_pipeline *p, const fp_binding *bindings, uint32_t nbindings,

@@ -1,7 +1,15 @@
 #version 450
 // Ring sum to f32: o = (float(int(q)) * step) * post.
+// TEXEL (vec4 only): the read-only operands come through uniform texel
+// buffers at FP_TEXEL_BINDING(i) (the host's FP_TEX4 bindings), which llvmpipe
+// fetches several times faster than it loads storage buffers.
 #include "common.glsl"
-#ifdef VEC4
+#if defined(TEXEL)
+layout(binding = FP_TEXEL_BINDING(0)) uniform usamplerBuffer qt;
+layout(std430, binding = 1) writeonly buffer OB { vec4 o[]; };
+#define QL(i) texelFetch(qt, int(i))
+#elif defined(VEC4)
+#define QL(i) q[i]
 layout(std430, binding = 0) readonly buffer QB { uvec4 q[]; };
 layout(std430, binding = 1) writeonly buffer OB { vec4 o[]; };
 #else
@@ -16,7 +24,7 @@ void main()
     if (i >= pc.n)
         return;
 #ifdef VEC4
-    o[pc.ooff + i] = (vec4(ivec4(q[pc.qoff + i])) * pc.step) * pc.post;
+    o[pc.ooff + i] = (vec4(ivec4(QL(pc.qoff + i))) * pc.step) * pc.post;
 #else
     o[pc.ooff + i] = (float(int(q[pc.qoff + i])) * pc.step) * pc.post;
 #endif

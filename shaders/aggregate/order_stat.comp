@@ -37,22 +37,55 @@ layout(constant_id = 6) const uint HI = KP - 1u;
 // rows [g*RB, (g+1)*RB) with row stride ld, its first element at xo[g].
 layout(constant_id = 4) const uint RB = KP;
 layout(std430, binding = 0) writeonly buffer OB { T o[]; };
-layout(std430, binding = 1) readonly buffer X0 { T x0[]; };
-layout(std430, binding = 2) readonly buffer X1 { T x1[]; };
-layout(std430, binding = 3) readonly buffer X2 { T x2[]; };
-layout(std430, binding = 4) readonly buffer X3 { T x3[]; };
-layout(std430, binding = 5) readonly buffer X4 { T x4[]; };
-layout(std430, binding = 6) readonly buffer X5 { T x5[]; };
-layout(std430, binding = 7) readonly buffer X6 { T x6[]; };
+#ifdef TEXEL
+// TEXEL: the bands come through uniform texel buffers at
+// FP_TEXEL_BINDING(1..7) (the host's FP_TEX4, FP_TEX1 without VEC4; bands past the last repeat
+// band 0), which llvmpipe fetches several times faster than it loads storage
+// buffers.
+layout(binding = FP_TEXEL_BINDING(1)) uniform samplerBuffer xt0;
+layout(binding = FP_TEXEL_BINDING(2)) uniform samplerBuffer xt1;
+layout(binding = FP_TEXEL_BINDING(3)) uniform samplerBuffer xt2;
+layout(binding = FP_TEXEL_BINDING(4)) uniform samplerBuffer xt3;
+layout(binding = FP_TEXEL_BINDING(5)) uniform samplerBuffer xt4;
+layout(binding = FP_TEXEL_BINDING(6)) uniform samplerBuffer xt5;
+layout(binding = FP_TEXEL_BINDING(7)) uniform samplerBuffer xt6;
+#ifdef VEC4
+#define TF(t, i) texelFetch(t, int(i))
+#else
+#define TF(t, i) texelFetch(t, int(i)).x
+#endif
+#define X0(i) TF(xt0, i)
+#define X1(i) TF(xt1, i)
+#define X2(i) TF(xt2, i)
+#define X3(i) TF(xt3, i)
+#define X4(i) TF(xt4, i)
+#define X5(i) TF(xt5, i)
+#define X6(i) TF(xt6, i)
+#else
+layout(std430, binding = 1) readonly buffer XB0 { T x0[]; };
+layout(std430, binding = 2) readonly buffer XB1 { T x1[]; };
+layout(std430, binding = 3) readonly buffer XB2 { T x2[]; };
+layout(std430, binding = 4) readonly buffer XB3 { T x3[]; };
+layout(std430, binding = 5) readonly buffer XB4 { T x4[]; };
+layout(std430, binding = 6) readonly buffer XB5 { T x5[]; };
+layout(std430, binding = 7) readonly buffer XB6 { T x6[]; };
+#define X0(i) x0[i]
+#define X1(i) x1[i]
+#define X2(i) x2[i]
+#define X3(i) x3[i]
+#define X4(i) x4[i]
+#define X5(i) x5[i]
+#define X6(i) x6[i]
+#endif
 layout(push_constant) uniform P { uint n, ld, ooff, xo[7]; } pc;
 
 // k and RB are constants after specialization, so every branch but one folds
 // away and the loads keep constant row offsets.
-#define BAND(g, xg, k) else if ((k) < (g + 1u) * RB) v[k] = xg[pc.xo[g] + i + ((k) - (g) * RB) * pc.ld];
+#define BAND(g, XG, k) else if ((k) < (g + 1u) * RB) v[k] = XG(pc.xo[g] + i + ((k) - (g) * RB) * pc.ld);
 #define LD(k) if ((k) >= NK) v[k] = T(inf); \
-    else if ((k) < RB) v[k] = x0[pc.xo[0] + i + (k) * pc.ld]; \
-    BAND(1u, x1, k) BAND(2u, x2, k) BAND(3u, x3, k) BAND(4u, x4, k) BAND(5u, x5, k) \
-    else v[k] = x6[pc.xo[6] + i + ((k) - 6u * RB) * pc.ld];
+    else if ((k) < RB) v[k] = X0(pc.xo[0] + i + (k) * pc.ld); \
+    BAND(1u, X1, k) BAND(2u, X2, k) BAND(3u, X3, k) BAND(4u, X4, k) BAND(5u, X5, k) \
+    else v[k] = X6(pc.xo[6] + i + ((k) - 6u * RB) * pc.ld);
 #define SM(k) if ((k) < NK && (k) >= LO && (k) <= HI) s += v[k];
 #define REP4(M, b) M(b) M((b) + 1) M((b) + 2) M((b) + 3)
 #define REP16(M, b) REP4(M, b) REP4(M, (b) + 4) REP4(M, (b) + 8) REP4(M, (b) + 12)

@@ -4,9 +4,17 @@
 //   q = floor(v) + (u < v - floor(v)),  u = (2*(h >> 9) + 1) * 2^-24, h = hash(seed, idx0 + i)
 // Only exact or correctly rounded operations: bit-exact with the C reference.
 // With VEC4 each thread does 4 consecutive coordinates (n, offsets in vec4 units).
+// TEXEL (vec4 only): the read-only operands come through uniform texel
+// buffers at FP_TEXEL_BINDING(i) (the host's FP_TEX4 bindings), which llvmpipe
+// fetches several times faster than it loads storage buffers.
 #include "common.glsl"
 #include "agg_hash.glsl"
-#ifdef VEC4
+#if defined(TEXEL)
+layout(binding = FP_TEXEL_BINDING(0)) uniform samplerBuffer xt;
+layout(std430, binding = 1) writeonly buffer QB { uvec4 q[]; };
+#define XL(i) texelFetch(xt, int(i))
+#elif defined(VEC4)
+#define XL(i) x[i]
 layout(std430, binding = 0) readonly buffer XB { vec4 x[]; };
 layout(std430, binding = 1) writeonly buffer QB { uvec4 q[]; };
 #else
@@ -33,7 +41,7 @@ void main()
     if (i >= pc.n)
         return;
 #ifdef VEC4
-    vec4 xv = x[pc.xoff + i];
+    vec4 xv = XL(pc.xoff + i);
     uint b = pc.idx0 + 4u * i;
     q[pc.qoff + i] = uvec4(quant1(xv.x, b), quant1(xv.y, b + 1u), quant1(xv.z, b + 2u), quant1(xv.w, b + 3u));
 #else

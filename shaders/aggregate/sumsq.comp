@@ -19,6 +19,9 @@
 // workgroup runs on one core: many loads per invocation, nothing shared.
 //
 // VEC4: n, ld, xoff (and chunk) in vec4 units (the host keeps rows whole vec4s).
+// TEXEL (FLAT VEC4 only): X comes through a uniform texel buffer at
+// FP_TEXEL_BINDING(0) (the host's FP_TEX4), which llvmpipe fetches several
+// times faster than it loads a storage buffer.
 #include "common.glsl"
 #ifdef SUBGROUP
 #extension GL_KHR_shader_subgroup_basic : require
@@ -31,7 +34,13 @@
 #define T float
 #define UNIT 1u
 #endif
+#ifdef TEXEL
+layout(binding = FP_TEXEL_BINDING(0)) uniform samplerBuffer xt;
+#define XL(i) texelFetch(xt, int(i))
+#else
 layout(std430, binding = 0) readonly buffer XB { T x[]; };
+#define XL(i) x[i]
+#endif
 layout(std430, binding = 1) writeonly buffer PB { float part[]; };
 
 #ifdef FLAT
@@ -49,14 +58,14 @@ void main()
     if (b + wg * per <= pc.n) {
         // whole slice: no bounds checks
         for (uint j = 0u; j < per; j++, i += wg) {
-            T t = x[i];
+            T t = XL(i);
             acc += dot(t, t);
         }
     } else if (b < pc.n) {
         uint e = pc.xoff + k * pc.ld + pc.n;
         for (uint j = 0u; j < per; j++, i += wg)
             if (i < e) {
-                T t = x[i];
+                T t = XL(i);
                 acc += dot(t, t);
             }
     }

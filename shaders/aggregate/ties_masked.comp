@@ -3,14 +3,34 @@
 //   msum += sum_k x_k * [x_k != 0 && sign(x_k) == e],  cnt += sum_k [x_k != 0 && sign(x_k) == e]
 // Clients in order k = 0..nk-1, as the C reference. VEC4: four coordinates per
 // thread (n, ld and offsets in vec4 units), selected lane by lane.
+// TEXEL (vec4 only): the big read-only operands come through uniform texel
+// buffers at FP_TEXEL_BINDING(i) (the host's FP_TEX4 bindings), which llvmpipe
+// fetches several times faster than it loads storage buffers.
 #include "common.glsl"
 #ifdef VEC4
 #define T vec4
 #else
 #define T float
 #endif
+#ifdef TEXEL
+layout(binding = FP_TEXEL_BINDING(0)) uniform samplerBuffer xt;
+layout(binding = FP_TEXEL_BINDING(1)) uniform samplerBuffer tt;
+layout(binding = FP_TEXEL_BINDING(2)) uniform samplerBuffer st; // msum's own texels (FP_WTEX4)
+layout(binding = FP_TEXEL_BINDING(3)) uniform samplerBuffer ct; // cnt's own texels (FP_WTEX4)
+#define XL(i) texelFetch(xt, int(i))
+#define TL(i) texelFetch(tt, int(i))
+#define SL(i) texelFetch(st, int(i))
+#define CL(i) texelFetch(ct, int(i))
+#else
 layout(std430, binding = 0) readonly buffer XB { T x[]; };
+#define XL(i) x[i]
+#define TL(i) tot[i]
+#define SL(i) msum[i]
+#define CL(i) cnt[i]
+#endif
+#ifndef TEXEL
 layout(std430, binding = 1) readonly buffer TB { T tot[]; };
+#endif
 layout(std430, binding = 2) buffer SB { T msum[]; };
 layout(std430, binding = 3) buffer CB { T cnt[]; };
 layout(push_constant) uniform P { uint n, nk, ld, xoff, toff, soff, coff, flags; } pc;
@@ -21,12 +41,12 @@ void main()
     if (i >= pc.n)
         return;
     bool acc = (pc.flags & 1u) != 0u;
-    T s = acc ? msum[pc.soff + i] : T(0.0);
-    T c = acc ? cnt[pc.coff + i] : T(0.0);
-    T e = sign(tot[pc.toff + i]);
+    T s = acc ? SL(pc.soff + i) : T(0.0);
+    T c = acc ? CL(pc.coff + i) : T(0.0);
+    T e = sign(TL(pc.toff + i));
     uint xi = pc.xoff + i;
     for (uint k = 0u; k < pc.nk; k++, xi += pc.ld) {
-        T a = x[xi];
+        T a = XL(xi);
 #ifdef VEC4
         bvec4 m = bvec4(uvec4(notEqual(a, vec4(0.0))) & uvec4(equal(sign(a), e)));
         s = mix(s, s + a, m);

@@ -181,6 +181,9 @@ typedef struct agg_arg {
     const fp_tensor *t;
     int kind;  /* ARG_MAT: [K, D], windowed by rows and columns; ARG_VEC: [D], by columns; ARG_WHOLE: as is */
     int write; /* bound FP_W (read-write) rather than FP_R */
+    int tex;   /* the "_tex_vec4" variant also reads it as a uniform texel buffer of
+                  this many components (4, or 1 for per-client scalars), at
+                  FP_TEXEL_BINDING(its index); 0: storage only */
 } agg_arg;
 
 /* One dispatch: rows [k0, k0 + nk), coordinates [col, col + cnt * unit). */
@@ -200,6 +203,7 @@ typedef struct agg_job {
     const char *op;     /* for messages */
     const char *shader; /* scalar variant; shader + "_vec4" too where has_vec4 */
     int has_vec4;
+    int has_tex;        /* shader + "_tex_vec4": the vec4 body with texel reads (fp_ops_texel_reads) */
     int all_rows;       /* every client in one dispatch (order statistics) */
     int accumulate;
     uint32_t wg;
@@ -233,11 +237,20 @@ static int job_tile(fp_stream *s, const agg_job *j, int64_t k0, int64_t nk, int6
         if (j->arg[i].kind != ARG_WHOLE && w[i].delta % 4)
             vec = 0;
     int64_t nv = vec ? n / 4 : 0;
+    /* the vec4 body through texel buffers where every texel operand fits one */
+    int tex = nv && j->has_tex && fp_ops_texel_reads(ctx);
+    for (int i = 0; i < opened && tex; i++)
+        if (j->arg[i].tex && !fp_ctx_texel_fits(ctx, w[i].t, (uint32_t)j->arg[i].tex))
+            tex = 0;
     char vname[48];
-    snprintf(vname, sizeof vname, "%s_vec4", j->shader);
-    fp_binding b[AGG_MAX_ARGS];
-    for (int i = 0; i < opened; i++)
+    snprintf(vname, sizeof vname, "%s_%svec4", j->shader, tex ? "tex_" : "");
+    fp_binding b[AGG_MAX_ARGS], bt[AGG_MAX_ARGS];
+    for (int i = 0; i < opened; i++) {
         b[i] = j->arg[i].write ? FP_W(w[i].t) : FP_R(w[i].t);
+        bt[i] = b[i];
+        if (tex)
+            bt[i].texel = j->arg[i].tex;
+    }
     for (int pass = 0; pass < 2 && !rc; pass++) {
         int64_t cnt = pass == 0 ? nv : n - 4 * nv;
         if (!cnt)
@@ -249,8 +262,8 @@ static int job_tile(fp_stream *s, const agg_job *j, int64_t k0, int64_t nk, int6
             t.off[i] = j->arg[i].kind == ARG_WHOLE ? 0 : (w[i].delta + skip) / unit;
         _Alignas(8) unsigned char push[FP_PUSH_MAX];
         uint32_t psize = j->push(push, &t, j->user);
-        rc = dispatch_1d(s, pass == 0 ? vname : j->shader, j->wg, j->spec3, b, (uint32_t)opened, push, psize,
-                         (uint32_t)cnt);
+        rc = dispatch_1d(s, pass == 0 ? vname : j->shader, j->wg, j->spec3, pass == 0 ? bt : b, (uint32_t)opened,
+                         push, psize, (uint32_t)cnt);
     }
     if (!rc && nv)
         snprintf(last_variant, sizeof last_variant, "%s", vname); /* the body; a tail is scalar */
@@ -296,9 +309,12 @@ static uint32_t push_ring(void *p, const agg_tile *t, const void *user)
 static int red_job(fp_stream *s, const char *op, int ring, const red_user *u, fp_tensor *out, const fp_tensor *X,
                    const fp_tensor *w, int64_t K, int64_t D, int accumulate)
 {
-    agg_job j = {.op = op, .shader = ring ? "agg_ring_sum" : "agg_wsum", .has_vec4 = 1, .accumulate = accumulate,
-                 .wg = stream_wg(fp_stream_ctx(s)), .K = K, .D = D, .nargs = w ? 3 : 2,
-                 .arg = {{X, ARG_MAT, 0}, {out, ARG_VEC, 1}, {w, ARG_WHOLE, 0}},
+    /* axpy (no weights): x stands in at the weights' slot, so that the texel
+     * variant's weight binding is valid; with flag 2 it is never read there */
+    agg_arg wa = w ? (agg_arg){w, ARG_WHOLE, 0, 1} : (agg_arg){X, ARG_VEC, 0, 1};
+    agg_job j = {.op = op, .shader = ring ? "agg_ring_sum" : "agg_wsum", .has_vec4 = 1, .has_tex = 1,
+                 .accumulate = accumulate, .wg = stream_wg(fp_stream_ctx(s)), .K = K, .D = D, .nargs = ring ? 2 : 3,
+                 .arg = {{X, ARG_MAT, 0, 4}, {out, ARG_VEC, 1, 4}, wa},
                  .push = ring ? push_ring : push_wsum, .user = u};
     return job_run(s, &j);
 }
@@ -414,8 +430,9 @@ int fp_agg_quantize(fp_stream *s, fp_tensor *q, const fp_tensor *x, const fp_agg
         rc = check_vec(op, "q", q, FP_U32, D);
     if (rc)
         return rc;
-    agg_job j = {.op = op, .shader = "agg_quant", .has_vec4 = 1, .wg = stream_wg(fp_stream_ctx(s)), .K = 1, .D = D,
-                 .nargs = 2, .arg = {{x, ARG_VEC, 0}, {q, ARG_VEC, 1}}, .push = push_quant, .user = p};
+    agg_job j = {.op = op, .shader = "agg_quant", .has_vec4 = 1, .has_tex = 1, .wg = stream_wg(fp_stream_ctx(s)),
+                 .K = 1, .D = D, .nargs = 2, .arg = {{x, ARG_VEC, 0, 4}, {q, ARG_VEC, 1, 0}}, .push = push_quant,
+                 .user = p};
     return job_run(s, &j);
 }
 
@@ -444,8 +461,9 @@ int fp_agg_dequantize(fp_stream *s, fp_tensor *out, const fp_tensor *sum, uint32
     if (rc)
         return rc;
     dequant_user u = {ldexpf(1.0f, -(int)scale_bits), post};
-    agg_job j = {.op = op, .shader = "agg_dequant", .has_vec4 = 1, .wg = stream_wg(fp_stream_ctx(s)), .K = 1, .D = D,
-                 .nargs = 2, .arg = {{sum, ARG_VEC, 0}, {out, ARG_VEC, 1}}, .push = push_dequant, .user = &u};
+    agg_job j = {.op = op, .shader = "agg_dequant", .has_vec4 = 1, .has_tex = 1, .wg = stream_wg(fp_stream_ctx(s)),
+                 .K = 1, .D = D, .nargs = 2, .arg = {{sum, ARG_VEC, 0, 4}, {out, ARG_VEC, 1, 0}},
+                 .push = push_dequant, .user = &u};
     return job_run(s, &j);
 }
 
@@ -470,7 +488,8 @@ int fp_agg_ties_mean(fp_stream *s, fp_tensor *out, const fp_tensor *msum, const 
     if (rc)
         return rc;
     agg_job j = {.op = op, .shader = "agg_ties_mean", .has_vec4 = 1, .wg = stream_wg(fp_stream_ctx(s)), .K = 1,
-                 .D = D, .nargs = 3, .arg = {{msum, ARG_VEC, 0}, {count, ARG_VEC, 0}, {out, ARG_VEC, 1}},
+                 .D = D, .has_tex = 1, .nargs = 3,
+                 .arg = {{msum, ARG_VEC, 0, 4}, {count, ARG_VEC, 0, 4}, {out, ARG_VEC, 1, 0}},
                  .push = push_offsets};
     return job_run(s, &j);
 }
@@ -495,7 +514,8 @@ static int rowop(fp_stream *s, const char *op, const char *shader, fp_tensor *X,
     if (rc)
         return rc;
     agg_job j = {.op = op, .shader = shader, .has_vec4 = 1, .wg = stream_wg(fp_stream_ctx(s)), .K = K, .D = D,
-                 .nargs = 2, .arg = {{X, ARG_MAT, 1}, {v, ARG_WHOLE, 0}}, .push = push_rowop, .user = &c};
+                 .has_tex = 1, .nargs = 2, .arg = {{X, ARG_MAT, 1, 4}, {v, ARG_WHOLE, 0, 1}}, .push = push_rowop,
+                 .user = &c};
     return job_run(s, &j);
 }
 
@@ -653,13 +673,16 @@ int fp_agg_norms(fp_stream *s, fp_tensor *norms, const fp_tensor *X, fp_tensor *
         g = K;
     if (g > 65535)
         g = 65535;
-    fp_pipeline *p1, *p1v, *p2;
-    char n1[40], n1v[48];
+    fp_pipeline *p1, *p1v, *p1t = NULL, *p2;
+    char n1[24], n1v[40], n1t[40];
     snprintf(n1, sizeof n1, "agg_sumsq%s%s", cf.flat ? "_flat" : "", cf.sg ? "_sg" : "");
     snprintf(n1v, sizeof n1v, "%s_vec4", n1);
+    snprintf(n1t, sizeof n1t, "%s_tex_vec4", n1);
+    int tex = cf.flat && fp_ops_texel_reads(ctx); /* the flat vec4 body has a texel variant */
     if ((rc = get_pipe(&p2, s, "agg_norm_finish", stream_wg(ctx), 0)) ||
         (rc = get_pipe(&p1v, s, n1v, cf.wg, cf.flat ? cf.items : 0)) ||
-        (rc = get_pipe(&p1, s, n1, cf.wg, cf.flat ? cf.items : 0)))
+        (rc = get_pipe(&p1, s, n1, cf.wg, cf.flat ? cf.items : 0)) ||
+        (tex && (rc = get_pipe(&p1t, s, n1t, cf.wg, cf.items))))
         return rc;
     int64_t slots = norm_slots(&cf), pstride = nch * P * slots;
     for (int64_t k0 = 0; k0 < K && !rc; k0 += g) {
@@ -676,9 +699,11 @@ int fp_agg_norms(fp_stream *s, fp_tensor *norms, const fp_tensor *X, fp_tensor *
             uint32_t sl = cf.flat ? (uint32_t)slots : (uint32_t)((n / u + P - 1) / P);
             uint32_t push[6] = {(uint32_t)(n / u), (uint32_t)(D / u), wx.delta / u, sl,
                                 (uint32_t)(k0 * pstride + c * P * slots), (uint32_t)pstride};
-            fp_binding b[2] = {FP_R(wx.t), FP_W(work)};
-            rc = fp_stream_dispatch(s, u == 4 ? p1v : p1, b, 2, push, sizeof push, (uint32_t)P, (uint32_t)nk, 1);
-            snprintf(last_variant, sizeof last_variant, "%s", u == 4 ? n1v : n1);
+            int t4 = u == 4 && tex && fp_ctx_texel_fits(ctx, wx.t, 4);
+            fp_binding b[2] = {t4 ? FP_TEX4(wx.t) : FP_R(wx.t), FP_W(work)};
+            rc = fp_stream_dispatch(s, t4 ? p1t : u == 4 ? p1v : p1, b, 2, push, sizeof push, (uint32_t)P,
+                                    (uint32_t)nk, 1);
+            snprintf(last_variant, sizeof last_variant, "%s", t4 ? n1t : u == 4 ? n1v : n1);
             fp_win_close(&wx);
         }
     }
@@ -825,6 +850,13 @@ static int order_net_chunk(fp_stream *s, const char *name, int vec4_ok, uint32_t
         if (w[i].delta % 4)
             vec = 0;
     int64_t nv = vec ? n / 4 : 0;
+    /* through texel buffers where every band fits one (of vec4 texels for
+     * the body, single floats for the tail); the texel variants declare all
+     * bands, so the unused ones repeat band 0 */
+    int tex = fp_ops_texel_reads(ctx);
+    for (int g = 0; g < nb && tex && !rc; g++)
+        if (!fp_ctx_texel_fits(ctx, w[1 + g].t, nv ? 4 : 1) || !fp_ctx_texel_fits(ctx, w[1 + g].t, 1))
+            tex = 0;
     fp_binding b[1 + ORDER_BANDS];
     b[0] = FP_W(w[0].t);
     for (int g = 0; g < nb && !rc; g++)
@@ -838,7 +870,7 @@ static int order_net_chunk(fp_stream *s, const char *name, int vec4_ok, uint32_t
         for (int g = 0; g < ORDER_BANDS; g++)
             push[3 + g] = g < nb ? (w[1 + g].delta + skip) / unit : 0;
         char pn[48];
-        snprintf(pn, sizeof pn, "%s%s", name, unit == 4 ? "_vec4" : "");
+        snprintf(pn, sizeof pn, "%s%s%s", name, tex ? "_tex" : "", unit == 4 ? "_vec4" : "");
         /* one pipeline per (K, rows per band, kept ranks): the network is pruned to them */
         uint32_t wg = reduce_wg(ctx), spec[7] = {wg, 1, 1, nk, (uint32_t)rb, lohi[0], lohi[1]}, gx, gy;
         fp_pipeline *p;
@@ -846,7 +878,14 @@ static int order_net_chunk(fp_stream *s, const char *name, int vec4_ok, uint32_t
         if (rc)
             break;
         fp_grid_1d((uint32_t)cnt, wg, &gx, &gy);
-        rc = fp_stream_dispatch(s, p, b, (uint32_t)(1 + nb), push, sizeof push, gx, gy, 1);
+        if (tex) {
+            fp_binding bt[1 + ORDER_BANDS] = {b[0]};
+            for (int g = 0; g < ORDER_BANDS; g++)
+                bt[1 + g] = (fp_binding){w[1 + (g < nb ? g : 0)].t, 0, (int)unit};
+            rc = fp_stream_dispatch(s, p, bt, 1 + ORDER_BANDS, push, sizeof push, gx, gy, 1);
+        } else {
+            rc = fp_stream_dispatch(s, p, b, (uint32_t)(1 + nb), push, sizeof push, gx, gy, 1);
+        }
         if (!rc && (pass == 0 || !nv))
             snprintf(last_variant, sizeof last_variant, "%s", pn); /* the body; a tail is scalar */
     }
@@ -984,7 +1023,7 @@ int fp_agg_ties_masked(fp_stream *s, fp_tensor *msum, fp_tensor *count, const fp
         return rc;
     agg_job j = {.op = op, .shader = "agg_ties_masked", .has_vec4 = 1, .accumulate = accumulate,
                  .wg = stream_wg(fp_stream_ctx(s)), .K = K, .D = D, .nargs = 4,
-                 .arg = {{X, ARG_MAT, 0}, {total, ARG_VEC, 0}, {msum, ARG_VEC, 1}, {count, ARG_VEC, 1}},
+                 .has_tex = 1, .arg = {{X, ARG_MAT, 0, 4}, {total, ARG_VEC, 0, 4}, {msum, ARG_VEC, 1, 4}, {count, ARG_VEC, 1, 4}},
                  .push = push_masked};
     return job_run(s, &j);
 }
@@ -1006,17 +1045,18 @@ typedef struct bench_env {
     fp_agg_qparams qp;
 } bench_env;
 
-enum { B_COPY, B_WSUM, B_AXPY, B_RING_SUM, B_RING_ADD, B_QUANT, B_DEQUANT, B_NORMS, B_CLIP, B_MEDIAN, B_TRIM_MEAN,
+enum { B_COPY, B_TCOPY, B_WSUM, B_AXPY, B_RING_SUM, B_RING_ADD, B_QUANT, B_DEQUANT, B_NORMS, B_CLIP, B_MEDIAN, B_TRIM_MEAN,
        B_TIES_TRIM, B_TIES_MASKED, B_TIES_MEAN, B_COUNT };
 static const char *const bench_names[B_COUNT] = {
-    "copy", "wsum", "axpy", "ring_sum", "ring_add", "quantize", "dequantize", "norms", "clip", "median",
+    "copy", "transfer_copy", "wsum", "axpy", "ring_sum", "ring_add", "quantize", "dequantize", "norms", "clip", "median",
     "trimmed_mean", "ties_trim", "ties_masked", "ties_mean"};
-static const int bench_streaming[B_COUNT] = {0, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0};
+static const int bench_streaming[B_COUNT] = {0, 0, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0};
 
 static int bench_record(fp_stream *s, bench_env *e, int which, int64_t K)
 {
     switch (which) {
     case B_COPY: return fp_op_copy(s, e->cbig2, e->cbig);
+    case B_TCOPY: return fp_stream_copy(s, e->cbig2, e->cbig);
     case B_WSUM: return fp_agg_wsum(s, e->out, e->X, e->w, 0);
     case B_AXPY: return fp_agg_axpy(s, e->out, e->out2, 0.5f);
     case B_RING_SUM: return fp_agg_ring_sum(s, e->q, e->Xu, 0);
@@ -1038,7 +1078,7 @@ static double bench_bytes(int which, int64_t K, int64_t D, int64_t copy_n)
 {
     double kd = (double)K * (double)D * 4.0, d = (double)D * 4.0;
     switch (which) {
-    case B_COPY: return 2.0 * (double)copy_n * 4.0;
+    case B_COPY: case B_TCOPY: return 2.0 * (double)copy_n * 4.0;
     case B_WSUM: case B_RING_SUM: return kd + d;
     case B_AXPY: return 3.0 * d;
     case B_RING_ADD: return 3.0 * d;
@@ -1133,7 +1173,7 @@ int fp_bench_aggregate(fp_ctx *ctx, int quick, char **json_out)
     memset(&e, 0, sizeof e);
     e.qp = (fp_agg_qparams){.clip = 1.0f, .scale_bits = 16, .seed = 0x1234567890abcdefull, .index0 = 0};
     int rc = fp_stream_new(&s, ctx);
-    double copy_gbps = 0;
+    double copy_gbps = 0, tcopy_gbps = 0;
     /* copy bandwidth first: the reference every kernel is compared with */
     if (!rc)
         rc = fp_tensor_new(&e.cbig, ctx, FP_F32, 1, &copy_n);
@@ -1146,11 +1186,21 @@ int fp_bench_aggregate(fp_ctx *ctx, int quick, char **json_out)
         rc = bench_time(s, &e, B_COPY, 1, inner, runs, &t);
         if (!rc)
             copy_gbps = bench_bytes(B_COPY, 1, D, copy_n) / t / 1e9;
+        /* the transfer queue's copy (vkCmdCopyBuffer; on lavapipe a host
+         * memcpy, no shader): reported beside the kernels' yardstick */
+        if (!rc)
+            rc = bench_time(s, &e, B_TCOPY, 1, inner, runs, &t);
+        if (!rc)
+            tcopy_gbps = bench_bytes(B_TCOPY, 1, D, copy_n) / t / 1e9;
     }
     fp_tensor_free(e.cbig);
     fp_tensor_free(e.cbig2);
     e.cbig = e.cbig2 = NULL;
+    /* copy_gbps: fp_op_copy, the compute shader every ratio is against (it
+     * reads through texels where the kernels do: fp_ops_texel_reads) */
     cJSON_AddNumberToObject(root, "copy_gbps", copy_gbps);
+    cJSON_AddStringToObject(root, "copy_reads", fp_ops_texel_reads(ctx) ? "texel" : "storage");
+    cJSON_AddNumberToObject(root, "transfer_copy_gbps", tcopy_gbps);
     double worst_stream_ratio = 1e30;
     for (int ki = 0; ki < nK && !rc; ki++) {
         int64_t K = Ks[ki], shp[2] = {K, D};
@@ -1200,6 +1250,7 @@ int fp_bench_aggregate(fp_ctx *ctx, int quick, char **json_out)
             cJSON_AddNumberToObject(o, "ms", t * 1e3);
             cJSON_AddNumberToObject(o, "gbps", gbps);
             cJSON_AddNumberToObject(o, "ratio_to_copy", copy_gbps > 0 ? gbps / copy_gbps : 0);
+            cJSON_AddNumberToObject(o, "ratio_to_transfer_copy", tcopy_gbps > 0 ? gbps / tcopy_gbps : 0);
             cJSON_AddBoolToObject(o, "streaming", bench_streaming[b]);
             if (heavy)
                 cJSON_AddBoolToObject(o, "gathered", e.owork != NULL);

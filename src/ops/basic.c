@@ -1,6 +1,7 @@
 /* Host wrappers for the shaders in shaders/basic/. */
 #include "fedproxy/ops_basic.h"
 #include "error_internal.h"
+#include "ops/bind_window.h"
 
 #include <stdlib.h>
 
@@ -64,7 +65,21 @@ int fp_op_copy(fp_stream *s, fp_tensor *dst, const fp_tensor *src)
     int rc = 0;
     if (vec) {
         uint32_t push[3] = {vec, 0, 0};
-        rc = dispatch_1d(s, dst->ctx, "copy_vec4", b, 2, push, sizeof push, vec, COPY_ITEMS);
+        /* through a u32 texel view (bit-exact for every 32-bit type) where the
+         * device reads texels faster; the view covers exactly the vec whole vec4s */
+        fp_tensor *words_view = NULL;
+        int64_t nw = (int64_t)words;
+        if (fp_ops_texel_reads(dst->ctx) &&
+            fp_tensor_view(&words_view, (fp_tensor *)src, 0, FP_U32, 1, &nw) == 0 &&
+            !fp_ctx_texel_fits(dst->ctx, words_view, 4)) {
+            fp_tensor_free(words_view);
+            words_view = NULL;
+        }
+        fp_errclear();
+        fp_binding bt[2] = {words_view ? FP_TEX4(words_view) : FP_R(src), FP_W(dst)};
+        rc = dispatch_1d(s, dst->ctx, words_view ? "copy_tex_vec4" : "copy_vec4", bt, 2, push, sizeof push, vec,
+                         COPY_ITEMS);
+        fp_tensor_free(words_view); /* the stream keeps its own texel view */
     }
     if (!rc && tail) {
         uint32_t push[3] = {tail, vec * 4, vec * 4};

@@ -1,8 +1,11 @@
 /* Binding windows: see bind_window.h. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "error_internal.h"
 #include "ops/bind_window.h"
+#include "fedproxy/measured.h"
+#include "fedproxy/profile.h"
 
 static uint64_t bind_align(const fp_ctx *ctx)
 {
@@ -59,4 +62,17 @@ void fp_win_close(fp_win *w)
 {
     fp_tensor_free(w->view);
     w->view = NULL;
+}
+
+int fp_ops_texel_reads(const fp_ctx *ctx)
+{
+    const fp_profile *p = fp_ctx_profile(ctx);
+    if (!p->texel_buffers)
+        return 0;
+    const char *t = getenv("FP_TEXEL_READS");
+    if (!t || !*t)
+        t = fp_measured_tune_get(fp_ctx_measured(ctx), "texel_reads");
+    if (t && *t)
+        return strcmp(t, "0") != 0;
+    return p->type == FP_DEVICE_CPU;
 }

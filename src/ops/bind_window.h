@@ -27,4 +27,14 @@ int64_t fp_win_max_elems(const fp_ctx *ctx);
 int fp_win_open(fp_win *w, const fp_tensor *t, int64_t e0, int64_t n);
 
 void fp_win_close(fp_win *w);
+
+/* Whether ops read their big read-only operands through uniform texel buffers
+ * (FP_TEX4) where the operand fits one (fp_ctx_texel_fits), rather than as
+ * storage buffers. FP_TEXEL_READS=0|1 overrides, then fp-probe's tune key
+ * "texel_reads"; by default on for CPU devices, off for GPUs. Why: llvmpipe
+ * loads a storage buffer lane by lane but fetches a vec4 texel for 8 lanes at
+ * once, 7-9x cheaper per element (summing [100, 2^18] rows: 4.9 against 0.65
+ * ns per float); GPUs have no measurement here and keep the common path.
+ * Always 0 where the device has no texel-buffer formats (or FP_NO_TEXEL). */
+int fp_ops_texel_reads(const fp_ctx *ctx);
 #endif

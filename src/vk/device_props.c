@@ -151,6 +151,19 @@ void fp_profile_from_physical(fp_profile *p, VkPhysicalDevice phys, uint32_t ind
     p->storage_range = L->maxStorageBufferRange;
     p->max_alloc = m3.maxMemoryAllocationSize ? m3.maxMemoryAllocationSize : (1ull << 30);
     p->min_storage_align = (uint32_t)L->minStorageBufferOffsetAlignment;
+    p->max_texel_elements = L->maxTexelBufferElements;
+    p->min_texel_align = (uint32_t)L->minTexelBufferOffsetAlignment;
+    /* all six are required of every Vulkan device; checked, not assumed */
+    static const VkFormat texel_formats[] = {VK_FORMAT_R32_SFLOAT, VK_FORMAT_R32_UINT,
+                                             VK_FORMAT_R32_SINT,   VK_FORMAT_R32G32B32A32_SFLOAT,
+                                             VK_FORMAT_R32G32B32A32_UINT, VK_FORMAT_R32G32B32A32_SINT};
+    p->texel_buffers = p->min_texel_align > 0;
+    for (size_t i = 0; i < sizeof texel_formats / sizeof texel_formats[0]; i++) {
+        VkFormatProperties fp;
+        vkGetPhysicalDeviceFormatProperties(phys, texel_formats[i], &fp);
+        if (!(fp.bufferFeatures & VK_FORMAT_FEATURE_UNIFORM_TEXEL_BUFFER_BIT))
+            p->texel_buffers = 0;
+    }
     p->timestamp_period = L->timestampPeriod;
 
     /* features */

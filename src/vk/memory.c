@@ -19,7 +19,8 @@ static uint32_t find_type(const VkPhysicalDeviceMemoryProperties *mp, uint32_t b
 
 static VkBufferUsageFlags usage_flags(void)
 {
-    return VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT;
+    return VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_UNIFORM_TEXEL_BUFFER_BIT |
+           VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT;
 }
 
 static int make_buffer(fp_ctx *ctx, VkBuffer *out, uint64_t size)
@@ -294,8 +295,11 @@ int fp_tensor_new(fp_tensor **out, fp_ctx *ctx, fp_dtype dtype, int ndim, const 
     for (int i = 0; i < ndim; i++)
         t->shape[i] = shape[i];
     t->nbytes = nbytes;
-    /* round sizes so every tensor starts aligned for binding and for 16-byte vector loads */
+    /* round sizes so every tensor starts aligned for binding (as a storage or a
+     * texel buffer) and for 16-byte vector loads */
     uint64_t align = ctx->prof.min_storage_align > 16 ? ctx->prof.min_storage_align : 16;
+    if (ctx->prof.min_texel_align > align)
+        align = ctx->prof.min_texel_align;
     uint64_t size = align_up(nbytes, align);
     t->alloc_size = size;
 

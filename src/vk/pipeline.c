@@ -1,4 +1,5 @@
-/* Pipelines: one descriptor-set layout and pipeline layout for every kernel,
+/* Pipelines: one descriptor-set layout (FP_MAX_BINDINGS storage buffers, then as
+ * many uniform texel buffers) and pipeline layout for every kernel,
  * lazily built pipelines keyed by (shader, specialization constants), and a
  * VkPipelineCache kept on disk per device UUID + driver version. */
 #include <stdio.h>
@@ -49,14 +50,17 @@ static int cache_header_ok(const fp_ctx *ctx, const unsigned char *d, size_t n)
 
 int fp_pipelines_init(fp_ctx *ctx)
 {
-    VkDescriptorSetLayoutBinding b[FP_MAX_BINDINGS];
-    for (uint32_t i = 0; i < FP_MAX_BINDINGS; i++)
+    /* storage buffers at 0..N-1, uniform texel buffers at N..2N-1 (FP_TEXEL_BINDING) */
+    VkDescriptorSetLayoutBinding b[2 * FP_MAX_BINDINGS];
+    for (uint32_t i = 0; i < 2 * FP_MAX_BINDINGS; i++)
         b[i] = (VkDescriptorSetLayoutBinding){.binding = i,
-                                              .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+                                              .descriptorType = i < FP_MAX_BINDINGS
+                                                                    ? VK_DESCRIPTOR_TYPE_STORAGE_BUFFER
+                                                                    : VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER,
                                               .descriptorCount = 1,
                                               .stageFlags = VK_SHADER_STAGE_COMPUTE_BIT};
     VkDescriptorSetLayoutCreateInfo dci = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO,
-                                           .bindingCount = FP_MAX_BINDINGS,
+                                           .bindingCount = 2 * FP_MAX_BINDINGS,
                                            .pBindings = b};
     VkResult r = vkCreateDescriptorSetLayout(ctx->dev, &dci, NULL, &ctx->dsl);
     if (r != VK_SUCCESS)

@@ -16,7 +16,7 @@ static void overlay_init(fp_overlay *o, const char *name)
     memset(o, 0, sizeof *o);
     snprintf(o->name, sizeof o->name, "%s", name);
     o->subgroup_ops = o->fp16_arith = o->storage16 = o->int8_arith = o->storage8 = KEEP;
-    o->int_dot = o->coopmat = o->uma = KEEP;
+    o->int_dot = o->coopmat = o->uma = o->texel_buffers = KEEP;
 }
 
 const char *const fp_overlay_builtin_names[] = {"minimal", "mali-valhall", "adreno-7xx", "intel-xe",
@@ -35,6 +35,7 @@ int fp_overlay_builtin(fp_overlay *o, const char *name)
         o->int_dot = o->coopmat = 0;
         o->shared_mem = 16384; o->max_wg_invocations = 64; o->max_push_constants = 128;
         o->storage_range = 128 * MiB;
+        o->max_texel_elements = 65536; /* the Vulkan minimum for maxTexelBufferElements */
     } else if (!strcmp(name, "mali-valhall")) {
         o->subgroup_min = 16; o->subgroup_max = 16;
         o->int_dot = 0; o->coopmat = 0;
@@ -92,12 +93,14 @@ int fp_overlay_parse_json(fp_overlay *o, const char *json, size_t len)
         {"storage_range", offsetof(fp_overlay, storage_range), 1},
         {"max_alloc", offsetof(fp_overlay, max_alloc), 1},
         {"device_local_bytes", offsetof(fp_overlay, device_local_bytes), 1},
+        {"max_texel_elements", offsetof(fp_overlay, max_texel_elements), 1},
     };
     static const struct { const char *key; size_t off; } flags[] = {
         {"subgroup_ops", offsetof(fp_overlay, subgroup_ops)}, {"fp16_arith", offsetof(fp_overlay, fp16_arith)},
         {"storage16", offsetof(fp_overlay, storage16)},       {"int8_arith", offsetof(fp_overlay, int8_arith)},
         {"storage8", offsetof(fp_overlay, storage8)},         {"int_dot", offsetof(fp_overlay, int_dot)},
         {"coopmat", offsetof(fp_overlay, coopmat)},           {"uma", offsetof(fp_overlay, uma)},
+        {"texel_buffers", offsetof(fp_overlay, texel_buffers)},
     };
     int rc = 0;
     const cJSON *it;
@@ -183,6 +186,7 @@ void fp_profile_apply_overlay(fp_profile *p, const fp_overlay *o)
     p->int_dot = capf(p->int_dot, o->int_dot);
     p->coopmat = capf(p->coopmat, o->coopmat);
     p->uma = capf(p->uma, o->uma);
+    p->texel_buffers = capf(p->texel_buffers, o->texel_buffers);
     p->shared_mem = cap32(p->shared_mem, o->shared_mem);
     p->max_wg_invocations = cap32(p->max_wg_invocations, o->max_wg_invocations);
     for (int i = 0; i < 3; i++)
@@ -191,6 +195,7 @@ void fp_profile_apply_overlay(fp_profile *p, const fp_overlay *o)
     p->storage_range = cap64(p->storage_range, o->storage_range);
     p->max_alloc = cap64(p->max_alloc, o->max_alloc);
     p->device_local_bytes = cap64(p->device_local_bytes, o->device_local_bytes);
+    p->max_texel_elements = cap64(p->max_texel_elements, o->max_texel_elements);
     snprintf(p->overlay, sizeof p->overlay, "%s", o->name);
 }
 
@@ -214,6 +219,8 @@ void fp_profile_apply_env(fp_profile *p)
         p->coopmat = 0;
     if (env_on("FP_NO_UMA"))
         p->uma = 0;
+    if (env_on("FP_NO_TEXEL"))
+        p->texel_buffers = 0;
 }
 
 const char *fp_vendor_name(fp_vendor v)
@@ -273,6 +280,8 @@ int fp_profile_to_json(char **out, const fp_profile *p)
     cJSON_AddNumberToObject(lim, "storage_range", (double)p->storage_range);
     cJSON_AddNumberToObject(lim, "max_alloc", (double)p->max_alloc);
     cJSON_AddNumberToObject(lim, "min_storage_align", p->min_storage_align);
+    cJSON_AddNumberToObject(lim, "max_texel_elements", (double)p->max_texel_elements);
+    cJSON_AddNumberToObject(lim, "min_texel_align", p->min_texel_align);
     cJSON_AddNumberToObject(lim, "timestamp_period_ns", p->timestamp_period);
     cJSON *f = cJSON_AddObjectToObject(o, "features");
     cJSON_AddBoolToObject(f, "subgroup_ops", p->subgroup_ops);
@@ -284,6 +293,7 @@ int fp_profile_to_json(char **out, const fp_profile *p)
     cJSON_AddBoolToObject(f, "int_dot", p->int_dot);
     cJSON_AddBoolToObject(f, "coopmat", p->coopmat);
     cJSON_AddBoolToObject(f, "uma", p->uma);
+    cJSON_AddBoolToObject(f, "texel_buffers", p->texel_buffers);
     cJSON_AddBoolToObject(f, "transfer_queue", p->transfer_queue);
     cJSON_AddBoolToObject(f, "timestamps", p->timestamps);
     cJSON *hs = cJSON_AddArrayToObject(o, "heaps");

@@ -47,7 +47,17 @@ struct fp_stream {
         uint32_t buf;
     } *sview;
     uint32_t nsview, cap_sview;
+    /* texel-buffer views of the current recording, destroyed when it has run */
+    VkBufferView *views;
+    uint32_t nviews, cap_views;
 };
+
+static void views_release(fp_stream *s)
+{
+    for (uint32_t i = 0; i < s->nviews; i++)
+        vkDestroyBufferView(s->ctx->dev, s->views[i], NULL);
+    s->nviews = 0;
+}
 
 static void scratch_release(fp_stream *s)
 {
@@ -176,6 +186,8 @@ void fp_stream_free(fp_stream *s)
     if (s->pool)
         vkDestroyCommandPool(ctx->dev, s->pool, NULL);
     free(s->acc);
+    views_release(s);
+    free(s->views);
     scratch_release(s); /* after the pools: nothing recorded can run any more */
     free(s->sbuf);
     free(s->sview);
@@ -259,12 +271,14 @@ static int alloc_set(fp_stream *s, VkDescriptorSet *set)
             s->dpools = p;
             s->cap_dpools = cap;
         }
-        VkDescriptorPoolSize ps = {.type = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-                                   .descriptorCount = SETS_PER_POOL * FP_MAX_BINDINGS};
+        VkDescriptorPoolSize ps[2] = {{.type = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+                                       .descriptorCount = SETS_PER_POOL * FP_MAX_BINDINGS},
+                                      {.type = VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER,
+                                       .descriptorCount = SETS_PER_POOL * FP_MAX_BINDINGS}};
         VkDescriptorPoolCreateInfo ci = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO,
                                          .maxSets = SETS_PER_POOL,
-                                         .poolSizeCount = 1,
-                                         .pPoolSizes = &ps};
+                                         .poolSizeCount = 2,
+                                         .pPoolSizes = ps};
         VkResult r = vkCreateDescriptorPool(ctx->dev, &ci, NULL, &s->dpools[s->ndpools]);
         if (r != VK_SUCCESS)
             return fp_vk_fail(ctx, r, "vkCreateDescriptorPool");
@@ -280,6 +294,40 @@ static int alloc_set(fp_stream *s, VkDescriptorSet *set)
         return fp_vk_fail(ctx, r, "vkAllocateDescriptorSets");
     s->sets_in_last++;
     return 0;
+}
+
+static VkFormat texel_format(fp_dtype dt, uint32_t comps)
+{
+    switch (dt) {
+    case FP_F32: return comps == 4 ? VK_FORMAT_R32G32B32A32_SFLOAT : VK_FORMAT_R32_SFLOAT;
+    case FP_U32: return comps == 4 ? VK_FORMAT_R32G32B32A32_UINT : VK_FORMAT_R32_UINT;
+    case FP_I32: return comps == 4 ? VK_FORMAT_R32G32B32A32_SINT : VK_FORMAT_R32_SINT;
+    default: return VK_FORMAT_UNDEFINED;
+    }
+}
+
+/* Why t cannot be a texel binding of comps components, or NULL if it can. */
+static const char *texel_unfit(const fp_ctx *ctx, const fp_tensor *t, uint32_t comps)
+{
+    if (comps != 1 && comps != 4)
+        return "texels must have 1 or 4 components";
+    if (!ctx->prof.texel_buffers)
+        return "the device has no usable uniform texel buffer formats";
+    if (texel_format(t->dtype, comps) == VK_FORMAT_UNDEFINED)
+        return "only f32, u32 and i32 tensors have a texel format";
+    if (t->offset % ctx->prof.min_texel_align)
+        return "its offset is not a multiple of the device's texel-buffer alignment";
+    uint64_t texels = t->nbytes / (4u * comps);
+    if (texels == 0)
+        return "it holds less than one texel";
+    if (texels > ctx->prof.max_texel_elements)
+        return "it holds more texels than the device's maxTexelBufferElements";
+    return NULL;
+}
+
+int fp_ctx_texel_fits(const fp_ctx *ctx, const fp_tensor *t, uint32_t comps)
+{
+    return ctx && t && t->block && t->ctx == ctx && !texel_unfit(ctx, t, comps);
 }
 
 int fp_stream_dispatch(fp_stream *s, fp_pipeline *p, const fp_binding *bindings, uint32_t nbindings,
@@ -302,29 +350,44 @@ int fp_stream_dispatch(fp_stream *s, fp_pipeline *p, const fp_binding *bindings,
     s->last_pipe = p->name;
     struct access acc[FP_MAX_BINDINGS];
     VkDescriptorBufferInfo bi[FP_MAX_BINDINGS];
+    uint32_t ntex = 0;
     for (uint32_t i = 0; i < FP_MAX_BINDINGS; i++) {
-        if (i < nbindings) {
-            const fp_tensor *t = bindings[i].t;
-            if (!t || !t->block)
-                return fp_seterr(FP_EINVAL, "dispatch of '%s': binding %u has no tensor", p->name, i);
-            if (t->ctx != ctx)
-                return fp_seterr(FP_EINVAL, "dispatch of '%s': binding %u belongs to another context", p->name, i);
-            if (t->nbytes > ctx->prof.storage_range)
+        bi[i] = (VkDescriptorBufferInfo){.buffer = ctx->dummy->buf, .offset = 0, .range = 256};
+        if (i >= nbindings)
+            continue;
+        const fp_tensor *t = bindings[i].t;
+        if (!t || !t->block)
+            return fp_seterr(FP_EINVAL, "dispatch of '%s': binding %u has no tensor", p->name, i);
+        if (t->ctx != ctx)
+            return fp_seterr(FP_EINVAL, "dispatch of '%s': binding %u belongs to another context", p->name, i);
+        acc[i] = (struct access){t->block->buf, t->offset, t->nbytes, bindings[i].write};
+        if (bindings[i].texel) {
+            const char *why = texel_unfit(ctx, t, (uint32_t)bindings[i].texel);
+            if (why)
                 return fp_seterr(FP_EUNSUPPORTED,
-                                 "dispatch of '%s': binding %u spans %llu bytes, more than %s's storage range of "
-                                 "%llu; bind it in chunks (views)",
-                                 p->name, i, (unsigned long long)t->nbytes, ctx->prof.name,
-                                 (unsigned long long)ctx->prof.storage_range);
-            if (t->offset % ctx->prof.min_storage_align)
-                return fp_seterr(FP_EINVAL, "dispatch of '%s': binding %u starts at byte %llu, not a multiple of "
-                                 "the device's storage alignment %u",
-                                 p->name, i, (unsigned long long)t->offset, ctx->prof.min_storage_align);
-            bi[i] = (VkDescriptorBufferInfo){.buffer = t->block->buf, .offset = t->offset,
-                                             .range = (t->nbytes + 3) & ~3ull};
-            acc[i] = (struct access){t->block->buf, t->offset, t->nbytes, bindings[i].write};
-        } else {
-            bi[i] = (VkDescriptorBufferInfo){.buffer = ctx->dummy->buf, .offset = 0, .range = 256};
+                                 "dispatch of '%s': binding %u (%llu bytes at offset %llu) cannot be a texel "
+                                 "buffer on %s: %s",
+                                 p->name, i, (unsigned long long)t->nbytes, (unsigned long long)t->offset,
+                                 ctx->prof.name, why);
+            ntex++;
+            if (!bindings[i].write) { /* storage binding i keeps the placeholder */
+                uint64_t tb = 4ull * (uint32_t)bindings[i].texel;
+                acc[i].size = t->nbytes / tb * tb;
+                continue;
+            }
         }
+        if (t->nbytes > ctx->prof.storage_range)
+            return fp_seterr(FP_EUNSUPPORTED,
+                             "dispatch of '%s': binding %u spans %llu bytes, more than %s's storage range of "
+                             "%llu; bind it in chunks (views)",
+                             p->name, i, (unsigned long long)t->nbytes, ctx->prof.name,
+                             (unsigned long long)ctx->prof.storage_range);
+        if (t->offset % ctx->prof.min_storage_align)
+            return fp_seterr(FP_EINVAL, "dispatch of '%s': binding %u starts at byte %llu, not a multiple of "
+                             "the device's storage alignment %u",
+                             p->name, i, (unsigned long long)t->offset, ctx->prof.min_storage_align);
+        bi[i] = (VkDescriptorBufferInfo){.buffer = t->block->buf, .offset = t->offset,
+                                         .range = (t->nbytes + 3) & ~3ull};
     }
     int rc = begin(s);
     if (rc)
@@ -333,13 +396,40 @@ int fp_stream_dispatch(fp_stream *s, fp_pipeline *p, const fp_binding *bindings,
     rc = alloc_set(s, &set);
     if (rc)
         return rc;
-    VkWriteDescriptorSet w = {.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
-                              .dstSet = set,
-                              .dstBinding = 0,
-                              .descriptorCount = FP_MAX_BINDINGS,
-                              .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-                              .pBufferInfo = bi};
-    vkUpdateDescriptorSets(ctx->dev, 1, &w, 0, NULL);
+    VkWriteDescriptorSet w[1 + FP_MAX_BINDINGS];
+    w[0] = (VkWriteDescriptorSet){.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
+                                  .dstSet = set,
+                                  .dstBinding = 0,
+                                  .descriptorCount = FP_MAX_BINDINGS,
+                                  .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+                                  .pBufferInfo = bi};
+    uint32_t nw = 1;
+    /* texel bindings get a view each, kept until the run completes; the other
+     * texel slots stay unwritten (no pipeline that uses them is bound with them) */
+    if (ntex && grow((void **)&s->views, &s->cap_views, s->nviews + ntex - 1, sizeof *s->views))
+        return fp_seterr(FP_ENOMEM, "dispatch of '%s': out of host memory for texel views", p->name);
+    for (uint32_t i = 0; i < nbindings && ntex; i++) {
+        if (!bindings[i].texel)
+            continue;
+        const fp_tensor *t = bindings[i].t;
+        VkBufferViewCreateInfo vi = {.sType = VK_STRUCTURE_TYPE_BUFFER_VIEW_CREATE_INFO,
+                                     .buffer = t->block->buf,
+                                     .format = texel_format(t->dtype, (uint32_t)bindings[i].texel),
+                                     .offset = t->offset,
+                                     .range = t->nbytes / (4u * (uint32_t)bindings[i].texel) *
+                                              (4u * (uint32_t)bindings[i].texel)};
+        VkResult r = vkCreateBufferView(ctx->dev, &vi, NULL, &s->views[s->nviews]);
+        if (r != VK_SUCCESS)
+            return fp_adderr(fp_vk_fail(ctx, r, "vkCreateBufferView"), "dispatch of '%s', binding %u", p->name, i);
+        w[nw++] = (VkWriteDescriptorSet){.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
+                                         .dstSet = set,
+                                         .dstBinding = FP_TEXEL_BINDING(i),
+                                         .descriptorCount = 1,
+                                         .descriptorType = VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER,
+                                         .pTexelBufferView = &s->views[s->nviews]};
+        s->nviews++;
+    }
+    vkUpdateDescriptorSets(ctx->dev, nw, w, 0, NULL);
     rc = track(s, acc, nbindings);
     if (rc)
         return rc;
@@ -386,6 +476,7 @@ int fp_stream_run(fp_stream *s)
     fp_ctx *ctx = s->ctx;
     if (!s->recording) {
         scratch_release(s);
+        views_release(s);
         return 0;
     }
     /* make the results visible to the host (downloads map the memory) */
@@ -427,6 +518,7 @@ int fp_stream_run(fp_stream *s)
     /* the device is done with this run (or lost): its scratch can go. After a
      * failed submit nothing ran, so freeing is safe either way. */
     scratch_release(s);
+    views_release(s);
     vkResetCommandBuffer(s->cmd, 0);
     for (uint32_t i = 0; i < s->ndpools; i++)
         vkResetDescriptorPool(ctx->dev, s->dpools[i], 0);

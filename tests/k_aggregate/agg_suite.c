@@ -64,6 +64,18 @@ static void note_variant(const char *op)
     }
 }
 
+int agg_suite_seen2(const char *a, const char *b)
+{
+    int n = 0;
+    for (int i = 0; i < nseen; i++)
+        n += strstr(seen[i], a) != NULL && (!b || strstr(seen[i], b) != NULL);
+    return n;
+}
+
+int agg_suite_seen(const char *needle) { return agg_suite_seen2(needle, NULL); }
+
+void agg_suite_forget(void) { nseen = 0; }
+
 static void run(fp_stream *s) { CHECK_OK(fp_stream_run(s)); }
 
 static void one_case(fp_ctx *ctx, fp_stream *s, int64_t K, int64_t D, int order_gathered)

@@ -14,6 +14,13 @@ typedef struct agg_case {
 /* Runs every op on every case; prints the variants used. */
 void agg_suite(fp_ctx *ctx, const agg_case *cases, int ncases);
 
+/* How many distinct "op=variant" lines seen since the last agg_suite_forget
+ * contain needle (e.g. "wsum=agg_wsum_tex_vec4", or "_tex" for any texel variant). */
+int agg_suite_seen(const char *needle);
+/* ... lines that contain both a and b */
+int agg_suite_seen2(const char *a, const char *b);
+void agg_suite_forget(void);
+
 /* NMSE <= tol (exact zero reference: every value must be zero). */
 int agg_close(const char *what, const float *a, const float *ref, int64_t n, double tol);
 #endif

@@ -1,5 +1,6 @@
 /* Command streams: 1,000 dependent dispatches in one command buffer give the
- * right result; independent dispatches share no barrier; copies and 2-D grids. */
+ * right result; independent dispatches share no barrier; copies and 2-D grids;
+ * texel-buffer bindings (bit-exact reads, hazards, every reason one is refused). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,6 +181,143 @@ static void scratch(fp_ctx *ctx)
     free(out);
 }
 
+/* Texel bindings: copy_tex_vec4 reads a u32 view of arbitrary bits as uvec4
+ * texels (bit-exact: NaN payloads, denormals), a write into the source before
+ * it is ordered by a barrier, and every unfit tensor is refused with a reason
+ * by fp_stream_dispatch and reported unfit by fp_ctx_texel_fits. */
+static void texel(fp_ctx *ctx)
+{
+    const fp_profile *pr = fp_ctx_profile(ctx);
+    CHECKF(pr->texel_buffers, "%s: no texel-buffer formats (lavapipe has them)", pr->name);
+    CHECK(pr->min_texel_align >= 1 && pr->max_texel_elements >= 65536);
+    const int64_t n = 4 * 1001 + 3; /* the last 3 words are no whole texel */
+    uint32_t *h = malloc(n * 4), *out = malloc(n * 4);
+    for (int64_t i = 0; i < n; i++)
+        h[i] = fp_test_u32();
+    h[0] = 0x7fc01234u; /* a NaN with a payload */
+    h[1] = 0x00000001u; /* the smallest denormal */
+    h[2] = 0x80000000u; /* -0 */
+    fp_tensor *a, *b;
+    CHECK_OK(fp_tensor_new(&a, ctx, FP_U32, 1, &n));
+    CHECK_OK(fp_tensor_new(&b, ctx, FP_U32, 1, &n));
+    CHECK_OK(fp_tensor_upload(a, h, n * 4));
+    CHECK_OK(fp_tensor_zero(b));
+    CHECK(fp_ctx_texel_fits(ctx, a, 4) && fp_ctx_texel_fits(ctx, a, 1));
+    fp_pipeline *p;
+    uint32_t spec[4] = {64, 1, 1, 1};
+    CHECK_OK(fp_pipeline_get(&p, ctx, "copy_tex_vec4", spec, 4));
+    fp_stream *s;
+    CHECK_OK(fp_stream_new(&s, ctx));
+    uint32_t push[3] = {(uint32_t)(n / 4), 0, 0};
+    fp_binding bt[2] = {FP_TEX4(a), FP_W(b)};
+    CHECK_OK(fp_stream_dispatch(s, p, bt, 2, push, sizeof push, (uint32_t)(n / 4 + 63) / 64, 1, 1));
+    CHECK_OK(fp_stream_run(s));
+    CHECK_OK(fp_tensor_download(out, n * 4, b));
+    int ok = 1;
+    for (int64_t i = 0; i < n - 3; i++)
+        ok &= out[i] == h[i];
+    CHECKF(ok, "texel copy not bit-exact: word 0 %08x (want %08x), word 1 %08x", out[0], h[0], out[1]);
+    CHECK(out[n - 1] == 0 && out[n - 3] == 0); /* the partial texel is not visible, nothing wrote there */
+
+    /* a write of a, then a texel read of it: a barrier, and the read sees the write */
+    fp_tensor *af, *c;
+    int64_t nw = n;
+    float *twos = malloc(n * 4);
+    for (int64_t i = 0; i < n; i++)
+        twos[i] = 2.5f;
+    CHECK_OK(fp_tensor_view(&af, a, 0, FP_F32, 1, &nw));
+    CHECK_OK(fp_tensor_new(&c, ctx, FP_F32, 1, &nw));
+    CHECK_OK(fp_tensor_upload(c, twos, n * 4));
+    free(twos);
+    CHECK_OK(fp_op_copy(s, af, c));
+    CHECK_OK(fp_stream_dispatch(s, p, bt, 2, push, sizeof push, (uint32_t)(n / 4 + 63) / 64, 1, 1));
+    CHECK_OK(fp_stream_run(s));
+    fp_stream_stats st;
+    fp_stream_stats_get(s, &st);
+    CHECK(st.dispatches >= 2 && st.barriers >= 1);
+    CHECK_OK(fp_tensor_download(out, n * 4, b));
+    float f;
+    memcpy(&f, &out[4 * 1000 + 3], 4);
+    CHECKF(f == 2.5f, "texel read before the write finished: %g", f);
+
+    /* refusals: the reason is in the message, the stream stays usable */
+    fp_tensor *mis, *h16, *tiny;
+    int64_t m = 64, one = 3;
+    CHECK_OK(fp_tensor_view(&mis, a, 1, FP_U32, 1, &m)); /* 4 bytes in: not texel-aligned */
+    CHECK_OK(fp_tensor_new(&h16, ctx, FP_F16, 1, &m));
+    CHECK_OK(fp_tensor_new(&tiny, ctx, FP_U32, 1, &one)); /* less than one 4-word texel */
+    if (pr->min_texel_align > 4) {
+        CHECK(!fp_ctx_texel_fits(ctx, mis, 4));
+        fp_binding bm[2] = {FP_TEX4(mis), FP_W(b)};
+        CHECK_ERR(fp_stream_dispatch(s, p, bm, 2, push, sizeof push, 1, 1, 1), FP_EUNSUPPORTED);
+        CHECKF(strstr(fp_errmsg(), "alignment") != NULL, "message: %s", fp_errmsg());
+    }
+    CHECK(!fp_ctx_texel_fits(ctx, h16, 4) && !fp_ctx_texel_fits(ctx, h16, 1));
+    fp_binding bh[2] = {FP_TEX4(h16), FP_W(b)};
+    CHECK_ERR(fp_stream_dispatch(s, p, bh, 2, push, sizeof push, 1, 1, 1), FP_EUNSUPPORTED);
+    CHECKF(strstr(fp_errmsg(), "texel format") != NULL, "message: %s", fp_errmsg());
+    CHECK(!fp_ctx_texel_fits(ctx, tiny, 4) && fp_ctx_texel_fits(ctx, tiny, 1));
+    CHECK(!fp_ctx_texel_fits(ctx, a, 2) && !fp_ctx_texel_fits(NULL, a, 4));
+    /* more texels than the device allows ('minimal' caps them at 65536) */
+    int64_t big = 4 * (int64_t)pr->max_texel_elements + 4;
+    if (big <= 64 << 20) {
+        fp_tensor *bt2;
+        CHECK_OK(fp_tensor_new(&bt2, ctx, FP_U32, 1, &big));
+        CHECK(!fp_ctx_texel_fits(ctx, bt2, 4) && !fp_ctx_texel_fits(ctx, bt2, 1));
+        fp_binding bb[2] = {FP_TEX4(bt2), FP_W(b)};
+        CHECK_ERR(fp_stream_dispatch(s, p, bb, 2, push, sizeof push, 1, 1, 1), FP_EUNSUPPORTED);
+        CHECKF(strstr(fp_errmsg(), "maxTexelBufferElements") != NULL, "message: %s", fp_errmsg());
+        int64_t fit = 4 * (int64_t)pr->max_texel_elements;
+        fp_tensor *fv;
+        CHECK_OK(fp_tensor_view(&fv, bt2, 0, FP_U32, 1, &fit));
+        CHECK(fp_ctx_texel_fits(ctx, fv, 4));
+        fp_tensor_free(fv);
+        fp_tensor_free(bt2);
+    }
+    CHECK_OK(fp_stream_run(s)); /* nothing recorded by the refused dispatches */
+    fp_tensor_free(mis);
+    fp_tensor_free(h16);
+    fp_tensor_free(tiny);
+    fp_tensor_free(af);
+    fp_tensor_free(c);
+    fp_stream_free(s);
+    fp_tensor_free(a);
+    fp_tensor_free(b);
+    free(h);
+    free(out);
+}
+
+/* FP_NO_TEXEL: the profile says no texel buffers, and nothing fits one. */
+static void no_texel(void)
+{
+    setenv("FP_NO_TEXEL", "1", 1);
+    fp_ctx *ctx = fp_test_ctx("");
+    unsetenv("FP_NO_TEXEL");
+    int64_t n = 64;
+    fp_tensor *a;
+    CHECK_OK(fp_tensor_new(&a, ctx, FP_F32, 1, &n));
+    CHECK(!fp_ctx_profile(ctx)->texel_buffers && !fp_ctx_texel_fits(ctx, a, 4));
+    /* copies still work, through storage buffers, even when asked for texels */
+    setenv("FP_TEXEL_READS", "1", 1);
+    float h[64], out[64];
+    for (int i = 0; i < 64; i++)
+        h[i] = (float)i - 7.0f;
+    fp_tensor *b;
+    fp_stream *s;
+    CHECK_OK(fp_tensor_new(&b, ctx, FP_F32, 1, &n));
+    CHECK_OK(fp_tensor_upload(a, h, sizeof h));
+    CHECK_OK(fp_stream_new(&s, ctx));
+    CHECK_OK(fp_op_copy(s, b, a));
+    CHECK_OK(fp_stream_run(s));
+    CHECK_OK(fp_tensor_download(out, sizeof out, b));
+    CHECK(!memcmp(out, h, sizeof h));
+    unsetenv("FP_TEXEL_READS");
+    fp_stream_free(s);
+    fp_tensor_free(a);
+    fp_tensor_free(b);
+    fp_test_ctx_done(ctx);
+}
+
 static void profiling(void)
 {
     fp_ctx_opts o = {0};
@@ -212,10 +350,13 @@ int main(void)
     chain(ctx);
     big_grid(ctx);
     scratch(ctx);
+    texel(ctx);
     fp_test_ctx_done(ctx);
     ctx = fp_test_ctx("minimal");
     chain(ctx);
+    texel(ctx);
     fp_test_ctx_done(ctx);
+    no_texel();
     profiling();
     return fp_test_report("test_vk_stream");
 }
