@@ -16,8 +16,10 @@
 #ifdef TEXEL
 layout(binding = FP_TEXEL_BINDING(0)) uniform samplerBuffer xt;
 layout(binding = FP_TEXEL_BINDING(1)) uniform samplerBuffer ot; // the output's own texels (FP_WTEX4)
-layout(binding = FP_TEXEL_BINDING(2)) uniform samplerBuffer wt; // FP_TEX1: one weight per texel
+layout(binding = FP_TEXEL_BINDING(2)) uniform samplerBuffer wt4; // FP_TEX4: four weights per texel
+layout(binding = FP_TEXEL_BINDING(3)) uniform samplerBuffer wt;  // FP_TEX1: one weight per texel
 #define OL(i) texelFetch(ot, int(i))
+#define W4(q) texelFetch(wt4, int(q))
 #define XL(i) texelFetch(xt, int(i))
 #define WL(k) texelFetch(wt, int(k)).x
 #else
@@ -25,6 +27,7 @@ layout(std430, binding = 0) readonly buffer XB { T x[]; };
 #define XL(i) x[i]
 #define WL(k) w[k]
 #define OL(i) o[i]
+#define W4(q) w4[q]
 #endif
 layout(std430, binding = 1) buffer OB { T o[]; };
 #ifndef TEXEL
@@ -50,26 +53,28 @@ void main()
     uint xi = pc.xoff + i;
     bool pw = (pc.flags & 2u) != 0u;
     uint k = 0u;
-#ifndef TEXEL
     if (!pw && (pc.woff & 3u) == 0u) {
         // clients in the same order k = 0, 1, 2, ...: the same sums as the loop below
         for (uint q = pc.woff >> 2; k + 4u <= pc.nk; k += 4u, q++) {
-            vec4 wq = w4[q];
-            acc += wq.x * x[xi];
+            vec4 wq = W4(q);
+            acc += wq.x * XL(xi);
             xi += pc.ld;
-            acc += wq.y * x[xi];
+            acc += wq.y * XL(xi);
             xi += pc.ld;
-            acc += wq.z * x[xi];
+            acc += wq.z * XL(xi);
             xi += pc.ld;
-            acc += wq.w * x[xi];
+            acc += wq.w * XL(xi);
             xi += pc.ld;
         }
     }
-#endif
-    for (; k < pc.nk; k++) {
-        float wk = pw ? pc.wscale : WL(pc.woff + k);
-        acc += wk * XL(xi);
-        xi += pc.ld;
+    // two loops, not one with (pw ? wscale : WL(k)): a compiler may evaluate
+    // both sides of the select, fetching a weight axpy does not have
+    if (pw) {
+        for (; k < pc.nk; k++, xi += pc.ld)
+            acc += pc.wscale * XL(xi);
+    } else {
+        for (; k < pc.nk; k++, xi += pc.ld)
+            acc += WL(pc.woff + k) * XL(xi);
     }
     o[pc.ooff + i] = acc;
 }

@@ -309,12 +309,15 @@ static uint32_t push_ring(void *p, const agg_tile *t, const void *user)
 static int red_job(fp_stream *s, const char *op, int ring, const red_user *u, fp_tensor *out, const fp_tensor *X,
                    const fp_tensor *w, int64_t K, int64_t D, int accumulate)
 {
-    /* axpy (no weights): x stands in at the weights' slot, so that the texel
-     * variant's weight binding is valid; with flag 2 it is never read there */
-    agg_arg wa = w ? (agg_arg){w, ARG_WHOLE, 0, 1} : (agg_arg){X, ARG_VEC, 0, 1};
+    /* the texel variant reads the weights four at a time (FP_TEX4, binding 2;
+     * one texel fetch costs as much as a row's) and the rest one at a time
+     * (FP_TEX1, binding 3). axpy (no weights): x stands in at both, so that
+     * the bindings are valid; with flag 2 it is never read there */
+    agg_arg wa = w ? (agg_arg){w, ARG_WHOLE, 0, 4} : (agg_arg){X, ARG_VEC, 0, 4};
+    agg_arg wb = w ? (agg_arg){w, ARG_WHOLE, 0, 1} : (agg_arg){X, ARG_VEC, 0, 1};
     agg_job j = {.op = op, .shader = ring ? "agg_ring_sum" : "agg_wsum", .has_vec4 = 1, .has_tex = 1,
-                 .accumulate = accumulate, .wg = stream_wg(fp_stream_ctx(s)), .K = K, .D = D, .nargs = ring ? 2 : 3,
-                 .arg = {{X, ARG_MAT, 0, 4}, {out, ARG_VEC, 1, 4}, wa},
+                 .accumulate = accumulate, .wg = stream_wg(fp_stream_ctx(s)), .K = K, .D = D, .nargs = ring ? 2 : 4,
+                 .arg = {{X, ARG_MAT, 0, 4}, {out, ARG_VEC, 1, 4}, wa, wb},
                  .push = ring ? push_ring : push_wsum, .user = u};
     return job_run(s, &j);
 }
