@@ -42,6 +42,7 @@ int main(void)
             CHECK(p->shared_mem == 16384 && p->max_wg_invocations == 64);
             CHECK(!p->fp16_arith && !p->subgroup_ops && !p->storage16 && !p->int_dot && !p->coopmat);
             CHECK(p->subgroup_min <= 4 && p->subgroup_max >= 128);
+            CHECK(p->max_texel_elements == 65536); /* the Vulkan minimum */
         }
         if (!strcmp(name, "nvidia"))
             CHECK(p->uma == 0 && p->subgroup_max >= 32);
@@ -63,6 +64,11 @@ int main(void)
     const char *good = "{\"name\":\"tiny\",\"base\":\"minimal\",\"shared_mem\":8192,\"uma\":false}";
     CHECK_OK(fp_overlay_parse_json(&ov, good, strlen(good)));
     CHECK(ov.shared_mem == 8192 && ov.max_wg_invocations == 64 && ov.uma == 0 && !strcmp(ov.name, "tiny"));
+    const char *tex = "{\"max_texel_elements\":1000,\"texel_buffers\":false}";
+    CHECK_OK(fp_overlay_parse_json(&ov, tex, strlen(tex)));
+    CHECK(ov.max_texel_elements == 1000 && ov.texel_buffers == 0);
+    const char *badtex = "{\"texel_buffers\":0}";
+    CHECK_ERR(fp_overlay_parse_json(&ov, badtex, strlen(badtex)), FP_EFORMAT);
 
     /* a JSON file through the context options */
     char path[4300];
@@ -71,6 +77,16 @@ int main(void)
     fp_ctx *ctx = fp_test_ctx(path);
     CHECK(fp_ctx_profile(ctx)->shared_mem == 8192 && !strcmp(fp_ctx_profile(ctx)->overlay, "tiny"));
     CHECK(fp_ctx_profile(ctx)->uma == 0);
+    fp_test_ctx_done(ctx);
+    /* the texel keys reach the profile: a cap, and the switch off */
+    snprintf(path, sizeof path, "%s/notex.json", fp_test_tmpdir("profile"));
+    CHECK_OK(fp_write_file_atomic(path, tex, strlen(tex), 0644));
+    ctx = fp_test_ctx(path);
+    CHECK(fp_ctx_profile(ctx)->max_texel_elements == 1000 && !fp_ctx_profile(ctx)->texel_buffers);
+    char *pj = NULL;
+    CHECK_OK(fp_profile_to_json(&pj, fp_ctx_profile(ctx)));
+    CHECK(pj && strstr(pj, "\"max_texel_elements\":1000") && strstr(pj, "\"texel_buffers\":false"));
+    free(pj);
     fp_test_ctx_done(ctx);
 
     /* environment switches */
