@@ -24,8 +24,43 @@ layout(std430, binding = 0) readonly buffer XB { T x[]; };
 layout(std430, binding = 1) buffer OB { T o[]; };
 layout(push_constant) uniform P { uint n, nk, ld, xoff, ooff, flags; } pc;
 
+// ITEMS (texel variant): uvec4s per invocation, strided by the workgroup size;
+// with a workgroup of one SIMD batch (llvmpipe: 8), each client row is then
+// read in runs of 8 * ITEMS contiguous texels rather than 8 (see aggregate.c).
+layout(constant_id = 3) const uint ITEMS = 1;
+
+#ifdef TEXEL
+void blocked()
+{
+    uint wg = gl_WorkGroupSize.x;
+    uint group = gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x;
+    uint base = group * wg * ITEMS + gl_LocalInvocationID.x;
+    if (base >= pc.n)
+        return;
+    uint m = min(ITEMS, (pc.n - base + wg - 1u) / wg); // items of this invocation inside n
+    T acc[ITEMS];
+    for (uint j = 0u; j < ITEMS; j++)
+        acc[j] = (pc.flags & 1u) != 0u && j < m ? OL(pc.ooff + base + j * wg) : T(0u);
+    uint xr = pc.xoff + base;
+    bool sub = (pc.flags & 2u) != 0u;
+    for (uint k = 0u; k < pc.nk; k++, xr += pc.ld)
+        for (uint j = 0u; j < ITEMS; j++)
+            if (j < m)
+                acc[j] = sub ? acc[j] - XL(xr + j * wg) : acc[j] + XL(xr + j * wg);
+    for (uint j = 0u; j < ITEMS; j++)
+        if (j < m)
+            o[pc.ooff + base + j * wg] = acc[j];
+}
+#endif
+
 void main()
 {
+#ifdef TEXEL
+    if (ITEMS > 1u) {
+        blocked();
+        return;
+    }
+#endif
     uint i = fp_gid();
     if (i >= pc.n)
         return;

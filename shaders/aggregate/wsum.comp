@@ -44,8 +44,51 @@ layout(push_constant) uniform P {
     float wscale;
 } pc;
 
+// ITEMS (texel variant): vec4s per invocation, strided by the workgroup size;
+// with a workgroup of one SIMD batch (llvmpipe: 8), each client row is then
+// read in runs of 8 * ITEMS contiguous texels rather than 8 (see aggregate.c).
+layout(constant_id = 3) const uint ITEMS = 1;
+
+#ifdef TEXEL
+void blocked()
+{
+    uint wg = gl_WorkGroupSize.x;
+    uint group = gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x;
+    uint base = group * wg * ITEMS + gl_LocalInvocationID.x;
+    if (base >= pc.n)
+        return;
+    uint m = min(ITEMS, (pc.n - base + wg - 1u) / wg); // items of this invocation inside n
+    T acc[ITEMS];
+    for (uint j = 0u; j < ITEMS; j++)
+        acc[j] = (pc.flags & 1u) != 0u && j < m ? OL(pc.ooff + base + j * wg) : T(0.0);
+    uint xr = pc.xoff + base;
+    if ((pc.flags & 2u) != 0u) {
+        for (uint k = 0u; k < pc.nk; k++, xr += pc.ld)
+            for (uint j = 0u; j < ITEMS; j++)
+                if (j < m)
+                    acc[j] += pc.wscale * XL(xr + j * wg);
+    } else {
+        for (uint k = 0u; k < pc.nk; k++, xr += pc.ld) {
+            float wk = WL(pc.woff + k);
+            for (uint j = 0u; j < ITEMS; j++)
+                if (j < m)
+                    acc[j] += wk * XL(xr + j * wg);
+        }
+    }
+    for (uint j = 0u; j < ITEMS; j++)
+        if (j < m)
+            o[pc.ooff + base + j * wg] = acc[j];
+}
+#endif
+
 void main()
 {
+#ifdef TEXEL
+    if (ITEMS > 1u) {
+        blocked();
+        return;
+    }
+#endif
     uint i = fp_gid();
     if (i >= pc.n)
         return;
