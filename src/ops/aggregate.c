@@ -330,16 +330,15 @@ static uint32_t tex_sum_wg(const fp_ctx *ctx)
 static int red_job(fp_stream *s, const char *op, int ring, const red_user *u, fp_tensor *out, const fp_tensor *X,
                    const fp_tensor *w, int64_t K, int64_t D, int accumulate)
 {
-    /* the texel variant reads the weights four at a time (FP_TEX4, binding 2;
-     * one texel fetch costs as much as a row's) and the rest one at a time
-     * (FP_TEX1, binding 3). axpy (no weights): x stands in at both, so that
-     * the bindings are valid; with flag 2 it is never read there */
-    agg_arg wa = w ? (agg_arg){w, ARG_WHOLE, 0, 4} : (agg_arg){X, ARG_VEC, 0, 4};
-    agg_arg wb = w ? (agg_arg){w, ARG_WHOLE, 0, 1} : (agg_arg){X, ARG_VEC, 0, 1};
+    /* the texel variant fetches the weights one per texel (FP_TEX1, binding 2;
+     * once per client and invocation, shared by its TEX_ITEMS columns). axpy
+     * (no weights): x stands in, so that the binding is valid; with flag 2 it
+     * is never read there */
+    agg_arg wa = w ? (agg_arg){w, ARG_WHOLE, 0, 1} : (agg_arg){X, ARG_VEC, 0, 1};
     agg_job j = {.op = op, .shader = ring ? "agg_ring_sum" : "agg_wsum", .has_vec4 = 1, .has_tex = 1,
-                 .accumulate = accumulate, .wg = stream_wg(fp_stream_ctx(s)), .K = K, .D = D, .nargs = ring ? 2 : 4,
+                 .accumulate = accumulate, .wg = stream_wg(fp_stream_ctx(s)), .K = K, .D = D, .nargs = ring ? 2 : 3,
                  .tex_items = TEX_ITEMS, .tex_wg = tex_sum_wg(fp_stream_ctx(s)),
-                 .arg = {{X, ARG_MAT, 0, 4}, {out, ARG_VEC, 1, 4}, wa, wb},
+                 .arg = {{X, ARG_MAT, 0, 4}, {out, ARG_VEC, 1, 4}, wa},
                  .push = ring ? push_ring : push_wsum, .user = u};
     return job_run(s, &j);
 }
@@ -880,7 +879,7 @@ static int order_net_chunk(fp_stream *s, const char *name, int vec4_ok, uint32_t
      * bands, so the unused ones repeat band 0 */
     int tex = fp_ops_texel_reads(ctx);
     for (int g = 0; g < nb && tex && !rc; g++)
-        if (!fp_ctx_texel_fits(ctx, w[1 + g].t, nv ? 4 : 1) || !fp_ctx_texel_fits(ctx, w[1 + g].t, 1))
+        if (!fp_ctx_texel_fits(ctx, w[1 + g].t, 1)) /* then the vec4 view (4x fewer texels) fits too */
             tex = 0;
     fp_binding b[1 + ORDER_BANDS];
     b[0] = FP_W(w[0].t);
@@ -1048,7 +1047,8 @@ int fp_agg_ties_masked(fp_stream *s, fp_tensor *msum, fp_tensor *count, const fp
         return rc;
     agg_job j = {.op = op, .shader = "agg_ties_masked", .has_vec4 = 1, .accumulate = accumulate,
                  .wg = stream_wg(fp_stream_ctx(s)), .K = K, .D = D, .nargs = 4,
-                 .has_tex = 1, .arg = {{X, ARG_MAT, 0, 4}, {total, ARG_VEC, 0, 4}, {msum, ARG_VEC, 1, 4}, {count, ARG_VEC, 1, 4}},
+                 .has_tex = 1,
+                 .arg = {{X, ARG_MAT, 0, 4}, {total, ARG_VEC, 0, 4}, {msum, ARG_VEC, 1, 4}, {count, ARG_VEC, 1, 4}},
                  .push = push_masked};
     return job_run(s, &j);
 }
