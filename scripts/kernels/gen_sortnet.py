@@ -121,7 +121,8 @@ def main():
       "// order_stat.comp: SORTNET_KP() sorts v[0..KP) ascending with compare-exchanges\n"
       "// at constant indices, so v stays in registers. CE(i, j, l, h): min to v[i],\n"
       "// max to v[j]; [l, h] bounds the output positions the two wires still reach.\n"
-      "// T is the element type of v (float, or vec4 for four columns at once).\n"
+      "// SORTNET_V(i) names wire i (default v[i]) and SORTNET_T its type (default T):\n"
+      "// order_stat.comp sorts one component of a vec4 array at a time that way.\n"
       "// SORTNET_N (default: no limit) prunes the network to its first SORTNET_N\n"
       "// inputs: with +Inf in the others, every compare-exchange that touches one of\n"
       "// them leaves it in place, so only CE(i, j) with j < SORTNET_N do any work.\n"
@@ -135,7 +136,10 @@ def main():
       "#ifdef SORTNET_LO\n"
       "#define SORTNET_KEEP(l, h) ((h) >= SORTNET_LO && (l) <= SORTNET_HI && ((l) < SORTNET_LO || (h) > SORTNET_HI))\n"
       "#else\n#define SORTNET_KEEP(l, h) true\n#endif\n"
-      "#define CE(i, j, l, h) if ((j) < SORTNET_N && SORTNET_KEEP(l, h)) { T a_ = v[i], b_ = v[j]; v[i] = min(a_, b_); v[j] = max(a_, b_); }\n")
+      "#ifndef SORTNET_V\n#define SORTNET_V(i) v[i]\n#endif\n"
+      "#ifndef SORTNET_T\n#define SORTNET_T T\n#endif\n"
+      "#define CE(i, j, l, h) if ((j) < SORTNET_N && SORTNET_KEEP(l, h)) { SORTNET_T a_ = SORTNET_V(i), b_ = SORTNET_V(j); \\\n"
+      "    SORTNET_V(i) = min(a_, b_); SORTNET_V(j) = max(a_, b_); }\n")
     for n in SIZES:
         net = network(n)
         rnet = reach(net, n)

@@ -2,7 +2,8 @@
 // order_stat.comp: SORTNET_KP() sorts v[0..KP) ascending with compare-exchanges
 // at constant indices, so v stays in registers. CE(i, j, l, h): min to v[i],
 // max to v[j]; [l, h] bounds the output positions the two wires still reach.
-// T is the element type of v (float, or vec4 for four columns at once).
+// SORTNET_V(i) names wire i (default v[i]) and SORTNET_T its type (default T):
+// order_stat.comp sorts one component of a vec4 array at a time that way.
 // SORTNET_N (default: no limit) prunes the network to its first SORTNET_N
 // inputs: with +Inf in the others, every compare-exchange that touches one of
 // them leaves it in place, so only CE(i, j) with j < SORTNET_N do any work.
@@ -21,7 +22,14 @@
 #else
 #define SORTNET_KEEP(l, h) true
 #endif
-#define CE(i, j, l, h) if ((j) < SORTNET_N && SORTNET_KEEP(l, h)) { T a_ = v[i], b_ = v[j]; v[i] = min(a_, b_); v[j] = max(a_, b_); }
+#ifndef SORTNET_V
+#define SORTNET_V(i) v[i]
+#endif
+#ifndef SORTNET_T
+#define SORTNET_T T
+#endif
+#define CE(i, j, l, h) if ((j) < SORTNET_N && SORTNET_KEEP(l, h)) { SORTNET_T a_ = SORTNET_V(i), b_ = SORTNET_V(j); \
+    SORTNET_V(i) = min(a_, b_); SORTNET_V(j) = max(a_, b_); }
 // 5 compare-exchanges
 #define SORTNET_4() \
 CE(0, 1, 0u, 3u) CE(2, 3, 0u, 3u) CE(0, 2, 0u, 2u) CE(1, 3, 1u, 3u) \
