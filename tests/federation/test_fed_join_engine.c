@@ -17,6 +17,7 @@
 #include "fedproxy/fileio.h"
 #include "fedproxy/tokenizer.h"
 #include "fp_test.h"
+#include "loopback_port.h"
 
 static char fpbin[1024], dir[600];
 
@@ -115,7 +116,8 @@ int main(void)
     CHECK_OK(fp_write_file_atomic(p, t, strlen(t), 0644));
     free(t);
     cJSON_Delete(al);
-    int port = 20000 + (int)((getpid() * 13) % 20000);
+    int port = loopback_port(0);
+    CHECKF(port > 0, "no free loopback port in %d-%d", LOOPBACK_PORT_LO, LOOPBACK_PORT_HI);
     char js[1500];
     int jn = snprintf(js, sizeof js,
                       "{\"endpoint\": \"tcp://127.0.0.1:%d\", \"keys\": \"srv\", \"clients\": \"clients.json\",\n"

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "fed_fixture.h"
+#include "loopback_port.h"
 
 #define N 5
 #define DIM 257
@@ -129,7 +130,6 @@ static void start_clients(pid_t *pids, int port, int slow_ms, const char *tag)
     }
 }
 
-static int free_port(int salt) { return 20000 + (int)((getpid() * 7 + salt * 131) % 20000); }
 
 int main(void)
 {
@@ -151,7 +151,8 @@ int main(void)
     }
 
     /* 1. uninterrupted */
-    int port = free_port(1);
+    int port = loopback_port(1);
+    CHECKF(port > 0, "no free loopback port in %d-%d", LOOPBACK_PORT_LO, LOOPBACK_PORT_HI);
     write_server_json("server1.json", "state1", port);
     pid_t srv = start_server("server1.json", 0);
     usleep(200000);
@@ -198,7 +199,8 @@ int main(void)
     free(pd);
 
     /* 2. killed mid-round with SIGKILL, resumed */
-    port = free_port(2);
+    port = loopback_port(2);
+    CHECKF(port > 0, "no free loopback port in %d-%d", LOOPBACK_PORT_LO, LOOPBACK_PORT_HI);
     write_server_json("server2.json", "state2", port);
     srv = start_server("server2.json", 0);
     usleep(200000);
