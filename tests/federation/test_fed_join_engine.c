@@ -17,7 +17,7 @@
 #include "fedproxy/fileio.h"
 #include "fedproxy/tokenizer.h"
 #include "fp_test.h"
-#include "loopback_port.h"
+#include "endpoint_file.h"
 
 static char fpbin[1024], dir[600];
 
@@ -116,8 +116,6 @@ int main(void)
     CHECK_OK(fp_write_file_atomic(p, t, strlen(t), 0644));
     free(t);
     cJSON_Delete(al);
-    int port = loopback_port(0);
-    CHECKF(port > 0, "no free loopback port in %d-%d", LOOPBACK_PORT_LO, LOOPBACK_PORT_HI);
     char js[1500];
     int jn = snprintf(js, sizeof js,
                       "{\"endpoint\": \"tcp://127.0.0.1:%d\", \"keys\": \"srv\", \"clients\": \"clients.json\",\n"
@@ -125,15 +123,17 @@ int main(void)
                       " \"rounds\": 2, \"steps\": 6, \"lr\": 0.01, \"secagg\": true, \"min_clients\": 2, \"quorum\": 2,\n"
                       " \"stage_timeout_ms\": 60000, \"register_timeout_ms\": 30000,\n"
                       " \"overrides\": {\"c0\": {\"batch\": 2, \"seq\": 16}, \"c1\": {\"batch\": 1, \"seq\": 24}}}",
-                      port);
+                      0);
     path(p, sizeof p, "server.json");
     CHECK_OK(fp_write_file_atomic(p, js, (size_t)jn, 0644));
-    char sout[700], serr[700], ep[64], spub[800], d0[700], d1[700], po0[700], jo[2][700], je[2][700];
+    char sout[700], serr[700], sepf[700], ep[64], spub[800], d0[700], d1[700], po0[700], jo[2][700], je[2][700];
     path(sout, sizeof sout, "serve.out");
     path(serr, sizeof serr, "serve.err");
-    char *sv[] = {fpbin, "serve", "--config", p, "--json", NULL};
+    path(sepf, sizeof sepf, "serve.endpoint");
+    char *sv[] = {fpbin, "serve", "--config", p, "--json", "--endpoint-file", sepf, NULL};
     pid_t srv = spawn(sv, sout, serr);
-    usleep(300000);
+    int port = endpoint_file_port(sepf, 60000);
+    CHECKF(port > 0, "fp serve wrote no endpoint to %s (see %s)", sepf, serr);
     snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", port);
     snprintf(spub, sizeof spub, "%s/identity.pub", keys[0]);
     path(d0, sizeof d0, "data0.txt");

@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "fed_fixture.h"
-#include "loopback_port.h"
+#include "endpoint_file.h"
 
 #define N 5
 #define DIM 257
@@ -102,13 +102,22 @@ static void write_server_json(const char *name, const char *state, int port)
     fclose(f);
 }
 
-static pid_t start_server(const char *cfg, int resume)
+/* A first start binds port 0 and returns the port it got in *port; a resume
+ * binds the port its config names (the one the killed server had), so the
+ * clients reconnect to it. */
+static pid_t start_server(const char *cfg, int resume, int *port)
 {
-    char c[700], log[700];
+    char c[700], log[700], epf[700];
     path(c, sizeof c, cfg);
     snprintf(log, sizeof log, "%s/%s.%s.log", dir, cfg, resume ? "resume" : "first");
-    char *argv[] = {fpbin, "serve", "--config", c, resume ? "--resume" : NULL, NULL};
-    return spawn(argv, log);
+    snprintf(epf, sizeof epf, "%s/%s.endpoint", dir, cfg);
+    char *argv[] = {fpbin, "serve", "--config", c, resume ? "--resume" : "--endpoint-file", resume ? NULL : epf, NULL};
+    pid_t p = spawn(argv, log);
+    if (!resume) {
+        *port = endpoint_file_port(epf, 20000);
+        CHECKF(*port > 0, "fp serve wrote no endpoint to %s (see %s)", epf, log);
+    }
+    return p;
 }
 
 static void start_clients(pid_t *pids, int port, int slow_ms, const char *tag)
@@ -151,11 +160,9 @@ int main(void)
     }
 
     /* 1. uninterrupted */
-    int port = loopback_port(1);
-    CHECKF(port > 0, "no free loopback port in %d-%d", LOOPBACK_PORT_LO, LOOPBACK_PORT_HI);
-    write_server_json("server1.json", "state1", port);
-    pid_t srv = start_server("server1.json", 0);
-    usleep(200000);
+    int port = 0;
+    write_server_json("server1.json", "state1", 0);
+    pid_t srv = start_server("server1.json", 0, &port);
     pid_t cl[N];
     start_clients(cl, port, 0, "run1");
     int src = wait_exit(srv, 60000);
@@ -199,11 +206,8 @@ int main(void)
     free(pd);
 
     /* 2. killed mid-round with SIGKILL, resumed */
-    port = loopback_port(2);
-    CHECKF(port > 0, "no free loopback port in %d-%d", LOOPBACK_PORT_LO, LOOPBACK_PORT_HI);
-    write_server_json("server2.json", "state2", port);
-    srv = start_server("server2.json", 0);
-    usleep(200000);
+    write_server_json("server2.json", "state2", 0);
+    srv = start_server("server2.json", 0, &port);
     start_clients(cl, port, 400, "run2");
     char st2[700];
     path(st2, sizeof st2, "state2");
@@ -222,7 +226,8 @@ int main(void)
     uint32_t at_kill = 0;
     CHECK_OK(fp_fed_checkpoint_read(NULL, NULL, &at_kill, NULL, st2));
     CHECKF(at_kill < 3, "killed after %u rounds: not mid-federation", at_kill);
-    srv = start_server("server2.json", 1);
+    write_server_json("server2.json", "state2", port);
+    srv = start_server("server2.json", 1, NULL);
     src = wait_exit(srv, 60000);
     CHECKF(src == 0, "resumed fp serve exited %d (see %s/server2.json.resume.log)", src, dir);
     for (int i = 0; i < N; i++) {
