@@ -2,7 +2,8 @@
  * clients, `fp serve` and 5 `fp join` running 3 rounds (result = the directly
  * computed weighted mean, signed proxy delivered), then the same federation
  * with the server killed by SIGKILL mid-round and restarted with --resume:
- * the final vector must equal the uninterrupted run's bit for bit. */
+ * the final vector must equal the uninterrupted run's bit for bit. First, a
+ * server whose --endpoint-file cannot be written exits with an error naming it. */
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -157,6 +158,24 @@ int main(void)
                         "--data", data, "--dp-min-noise", k ? "nan" : "-0.5", NULL};
         int r = run_cmd(argv);
         CHECKF(r == 2, "fp join --dp-min-noise %s exited %d, expected 2", argv[11], r);
+    }
+
+    /* 0. an endpoint file it cannot write: fp serve says which and exits,
+     * rather than serving on a port nobody can learn */
+    {
+        char c[700], log[700], bad[700];
+        write_server_json("server0.json", "state0", 0);
+        path(c, sizeof c, "server0.json");
+        path(log, sizeof log, "server0.log");
+        path(bad, sizeof bad, "no-such-dir/endpoint");
+        char *argv[] = {fpbin, "serve", "--config", c, "--endpoint-file", bad, NULL};
+        int r = wait_exit(spawn(argv, log), 20000);
+        CHECKF(r == 1, "fp serve with an unwritable endpoint file exited %d", r);
+        void *msg = NULL;
+        size_t ml = 0;
+        CHECK_OK(fp_read_file(&msg, &ml, log, 1 << 16));
+        CHECKF(msg && strstr(msg, "no-such-dir/endpoint"), "its error names the file: %s", msg ? (char *)msg : "");
+        free(msg);
     }
 
     /* 1. uninterrupted */

@@ -6,6 +6,7 @@
 
 #include "cli.h"
 #include "fedproxy/fed.h"
+#include "fedproxy/fileio.h"
 
 static fp_fed_server *g_srv;
 
@@ -71,12 +72,17 @@ int fp_cmd_serve(int argc, char **argv)
     char ep[256] = "";
     fp_fed_server_endpoint(s, ep, sizeof ep);
     fprintf(stderr, "fp serve: listening on %s\n", ep);
+    /* written whole (temp file, fsync, rename): a script or test polling for
+     * it never reads half a line; a server nobody can find is an error */
     const char *epf = fp_cli_opt(argc, argv, "--endpoint-file");
     if (epf) {
-        FILE *f = fopen(epf, "w");
-        if (f) {
-            fprintf(f, "%s\n", ep);
-            fclose(f);
+        char line[sizeof ep + 1];
+        int n = snprintf(line, sizeof line, "%s\n", ep);
+        rc = fp_write_file_atomic(epf, line, (size_t)n, 0644);
+        if (rc) {
+            fp_cli_fail("serve (--endpoint-file)", rc);
+            fp_fed_server_destroy(s);
+            return 1;
         }
     }
     g_srv = s;
