@@ -39,6 +39,9 @@
  * which take the round context.
  *
  * Threading: aggregators are stateless tables; every call is reentrant.
+ * median and trimmed-mean start worker threads of their own for the call
+ * (joined before it returns) once K x dim reaches 2^20 values:
+ * FP_AGG_THREADS=N caps them (1 disables), default the online CPUs, at most 16.
  */
 #ifndef FEDPROXY_AGGREGATOR_H
 #define FEDPROXY_AGGREGATOR_H

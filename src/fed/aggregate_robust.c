@@ -3,33 +3,103 @@
  * norm, then the sample-weighted mean). Rejection of non-finite updates and
  * of norms far above the cohort's is fp_agg_screen's job, which the server
  * runs before any plain aggregator (normclip turns it on by default). The
- * order statistics come from the kernel library's C references. */
+ * order statistics come from the kernel library's C references, on up to 16
+ * threads over column blocks (by_blocks). */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "agg_internal.h"
 #include "fedproxy/ops_aggregate.h"
 
 /* Order statistics are per coordinate: the updates are gathered in column
  * blocks [K, BLOCK] (a few MiB whatever K and dim) and each block goes to the
- * reference; b < 0 means the median. */
+ * reference; b < 0 means the median. Blocks are independent, so threads take
+ * disjoint runs of them, each with its own gather buffer: the result is the
+ * same bit for bit whatever the thread count. Why threads: the reference
+ * sorts each coordinate's K values, and at K = 100 (fp bench fed
+ * --aggregators: 100 clients x 1,017,856 floats) the median took 5.4 s of
+ * server time on one core. */
 #define BLOCK 4096
+#define ORDER_MAX_THREADS 16
+#define ORDER_MT_MIN ((size_t)1 << 20) /* K x dim below this: one thread (unless FP_AGG_THREADS) */
+
+typedef struct order_job {
+    float *delta;
+    const float *const *x;
+    size_t K, dim, c0, c1; /* blocks [c0, c1) */
+    int64_t b;
+    float *X; /* K x BLOCK gather buffer, the job's own */
+    int rc;
+    char err[256];
+} order_job;
+
+static void *order_worker(void *arg)
+{
+    order_job *j = arg;
+    for (size_t c = j->c0; !j->rc && c < j->c1; c++) {
+        size_t i0 = c * BLOCK, n = j->dim - i0 < BLOCK ? j->dim - i0 : BLOCK;
+        for (size_t k = 0; k < j->K; k++)
+            memcpy(j->X + k * n, j->x[k] + i0, n * sizeof *j->X);
+        j->rc = j->b < 0 ? fp_agg_median_ref(j->delta + i0, j->X, (int64_t)j->K, (int64_t)n)
+                         : fp_agg_trimmed_mean_ref(j->delta + i0, j->X, (int64_t)j->K, (int64_t)n, (uint32_t)j->b);
+    }
+    if (j->rc) /* the message is thread-local: carry it to the caller's thread */
+        snprintf(j->err, sizeof j->err, "%s", fp_errmsg());
+    return NULL;
+}
+
+/* FP_AGG_THREADS if set (1 = no threads; also lifts the size floor, for
+ * tests), else the online CPUs; at most ORDER_MAX_THREADS and one per block. */
+static unsigned order_threads(size_t K, size_t dim, size_t blocks)
+{
+    const char *e = getenv("FP_AGG_THREADS");
+    long v;
+    if (e && e[0])
+        v = strtol(e, NULL, 10);
+    else
+        v = K * dim < ORDER_MT_MIN ? 1 : sysconf(_SC_NPROCESSORS_ONLN);
+    if (v < 1)
+        v = 1;
+    if (v > ORDER_MAX_THREADS)
+        v = ORDER_MAX_THREADS;
+    return (size_t)v > blocks ? (unsigned)blocks : (unsigned)v;
+}
 
 static int by_blocks(float *delta, const float *const *x, size_t K, size_t dim, int64_t b)
 {
     if (K == 0)
         return fp_seterr(FP_EABORT, "aggregate: no updates");
-    float *X = malloc(K * BLOCK * sizeof *X);
-    if (!X)
-        return fp_seterr(FP_ENOMEM, "aggregate: out of memory for %zu x %d", K, BLOCK);
-    int rc = 0;
-    for (size_t i0 = 0; !rc && i0 < dim; i0 += BLOCK) {
-        size_t n = dim - i0 < BLOCK ? dim - i0 : BLOCK;
-        for (size_t k = 0; k < K; k++)
-            memcpy(X + k * n, x[k] + i0, n * sizeof *X);
-        rc = b < 0 ? fp_agg_median_ref(delta + i0, X, (int64_t)K, (int64_t)n)
-                   : fp_agg_trimmed_mean_ref(delta + i0, X, (int64_t)K, (int64_t)n, (uint32_t)b);
+    if (dim == 0)
+        return 0;
+    size_t blocks = (dim + BLOCK - 1) / BLOCK;
+    unsigned nt = order_threads(K, dim, blocks);
+    order_job jobs[ORDER_MAX_THREADS];
+    pthread_t th[ORDER_MAX_THREADS];
+    int started[ORDER_MAX_THREADS] = {0}, rc = 0;
+    for (unsigned t = 0; t < nt; t++) {
+        jobs[t] = (order_job){delta, x, K, dim, blocks * t / nt, blocks * (t + 1) / nt, b, NULL, 0, ""};
+        jobs[t].X = malloc(K * BLOCK * sizeof(float));
+        if (!jobs[t].X)
+            rc = fp_seterr(FP_ENOMEM, "aggregate: out of memory for %zu x %d (thread %u of %u)", K, BLOCK, t + 1, nt);
     }
-    free(X);
+    for (unsigned t = 1; t < nt && !rc; t++)
+        started[t] = pthread_create(&th[t], NULL, order_worker, &jobs[t]) == 0;
+    if (!rc)
+        order_worker(&jobs[0]);
+    for (unsigned t = 1; t < nt && !rc; t++) {
+        if (started[t])
+            pthread_join(th[t], NULL);
+        else /* could not start a thread: do its share here */
+            order_worker(&jobs[t]);
+    }
+    for (unsigned t = 0; t < nt; t++) {
+        if (!rc && jobs[t].rc)
+            rc = fp_seterr(jobs[t].rc, "%s", jobs[t].err);
+        free(jobs[t].X);
+    }
     return rc;
 }
 

@@ -226,38 +226,48 @@ static int cmpf(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* want[i]: the mean of ranks lo..hi (ascending) of coordinate i's K values. */
+static void ranks_mean(float *want, float **x, size_t dim, int lo, int hi)
+{
+    float v[K];
+    for (size_t i = 0; i < dim; i++) {
+        for (int k = 0; k < K; k++)
+            v[k] = x[k][i];
+        qsort(v, K, sizeof *v, cmpf);
+        float s = 0;
+        for (int r = lo; r <= hi; r++)
+            s += v[r];
+        want[i] = s / (float)(hi - lo + 1);
+    }
+}
+
+/* The robust tests' clients and options: trim 1 of 5 at each end. */
+static fp_agg_ctx robust_ctx(fp_agg_client *cl, fp_agg_opts *o, size_t dim)
+{
+    clients(cl, NULL, NULL);
+    fp_agg_opts_default(o);
+    o->trim_frac = 0.2f;
+    return (fp_agg_ctx){.dim = dim, .opts = o};
+}
+
 static void test_robust(void)
 {
     size_t dim = 97;
     float **x = ad_rows(K, dim, -1, 1);
     float *got = malloc(dim * 4), *want = malloc(dim * 4);
     fp_agg_client cl[K];
-    clients(cl, NULL, NULL);
     fp_agg_opts o;
-    fp_agg_opts_default(&o);
-    o.trim_frac = 0.2f; /* 1 of 5 at each end */
-    fp_agg_ctx c = {.dim = dim, .opts = &o};
+    fp_agg_ctx c = robust_ctx(cl, &o, dim);
     const fp_aggregator *med, *tm, *nc;
     CHECK_OK(fp_aggregator_find(&med, "median"));
     CHECK_OK(fp_aggregator_find(&tm, "trimmed-mean"));
     CHECK_OK(fp_aggregator_find(&nc, "normclip"));
     CHECK(!med->secure_ok && !tm->secure_ok && !nc->secure_ok);
     CHECK_OK(fp_agg_aggregate_plain(med, got, &c, (const float *const *)x, cl, K));
-    float v[K];
-    for (size_t i = 0; i < dim; i++) {
-        for (int k = 0; k < K; k++)
-            v[k] = x[k][i];
-        qsort(v, K, sizeof *v, cmpf);
-        want[i] = v[2];
-    }
+    ranks_mean(want, x, dim, 2, 2);
     CHECK(fp_test_maxerr(got, want, dim) == 0);
     CHECK_OK(fp_agg_aggregate_plain(tm, got, &c, (const float *const *)x, cl, K));
-    for (size_t i = 0; i < dim; i++) {
-        for (int k = 0; k < K; k++)
-            v[k] = x[k][i];
-        qsort(v, K, sizeof *v, cmpf);
-        want[i] = (v[1] + v[2] + v[3]) / 3;
-    }
+    ranks_mean(want, x, dim, 1, 3);
     CHECK(fp_test_maxerr(got, want, dim) < 1e-6);
     /* normclip: every update scaled to at most the median norm, then fedavg */
     for (size_t i = 0; i < dim; i++)
@@ -290,6 +300,43 @@ static void test_robust(void)
     CHECK(fp_agg_reject_k(nc, &o) == 10.0f && fp_agg_reject_k(med, &o) == 0.0f);
     ad_free_rows(x, K);
     free(got);
+    free(want);
+}
+
+/* Median and trimmed mean split the coordinates into 4096-column blocks over
+ * threads (FP_AGG_THREADS; by default only past 2^20 values): every thread
+ * count gives the same bits, and those are the sorted per-coordinate ranks
+ * (partial last block, more threads than blocks included). */
+static void test_robust_threads(void)
+{
+    size_t dim = 3 * 4096 + 333;
+    float **x = ad_rows(K, dim, -1, 1);
+    float *got = malloc(dim * 4), *one = malloc(dim * 4), *want = malloc(dim * 4);
+    fp_agg_client cl[K];
+    fp_agg_opts o;
+    fp_agg_ctx c = robust_ctx(cl, &o, dim);
+    const fp_aggregator *med, *tm;
+    CHECK_OK(fp_aggregator_find(&med, "median"));
+    CHECK_OK(fp_aggregator_find(&tm, "trimmed-mean"));
+    ranks_mean(want, x, dim, 2, 2);
+    static const char *threads[] = {"1", "3", "16"};
+    for (int a = 0; a < 2; a++) {
+        const fp_aggregator *ag = a ? tm : med;
+        for (int t = 0; t < 3; t++) {
+            setenv("FP_AGG_THREADS", threads[t], 1);
+            CHECK_OK(fp_agg_aggregate_plain(ag, t ? got : one, &c, (const float *const *)x, cl, K));
+            if (t)
+                CHECKF(memcmp(got, one, dim * 4) == 0, "%s: %s threads differ from one", ag->name, threads[t]);
+        }
+        if (!a)
+            CHECK(fp_test_maxerr(one, want, dim) == 0);
+    }
+    ranks_mean(want, x, dim, 1, 3);
+    CHECK(fp_test_maxerr(one, want, dim) < 1e-6);
+    unsetenv("FP_AGG_THREADS");
+    ad_free_rows(x, K);
+    free(got);
+    free(one);
     free(want);
 }
 
@@ -488,6 +535,7 @@ int main(void)
     test_ties();
     test_flexlora();
     test_robust();
+    test_robust_threads();
     test_screen();
     test_dare();
     test_cluster();
