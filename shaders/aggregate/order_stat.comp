@@ -51,8 +51,12 @@ layout(constant_id = 6) const uint HI = KP - 1u;
 #define SORTNET_T int
 #endif
 #include "sortnet.glsl"
-#define KEY(x) (floatBitsToInt(x) ^ ((floatBitsToInt(x) >> 31) & 0x7fffffff))
-#define UNKEY(k) intBitsToFloat((k) ^ (((k) >> 31) & 0x7fffffff))
+// Functions, not macros: KEY's argument is a texel fetch or load, which a
+// macro would write out twice.
+int KEY(float x) { int b = floatBitsToInt(x); return b ^ ((b >> 31) & 0x7fffffff); }
+ivec4 KEY(vec4 x) { ivec4 b = floatBitsToInt(x); return b ^ ((b >> 31) & 0x7fffffff); }
+float UNKEY(int k) { return intBitsToFloat(k ^ ((k >> 31) & 0x7fffffff)); }
+vec4 UNKEY(ivec4 k) { return intBitsToFloat(k ^ ((k >> 31) & 0x7fffffff)); }
 // Padding past NK: the largest key; no float or NaN maps above it.
 #define KEY_MAX 0x7fffffff
 // Rows per band: X is read through up to 7 bindings ("bands") of RB rows each,

@@ -118,12 +118,11 @@ int main(void)
     cJSON_Delete(al);
     char js[1500];
     int jn = snprintf(js, sizeof js,
-                      "{\"endpoint\": \"tcp://127.0.0.1:%d\", \"keys\": \"srv\", \"clients\": \"clients.json\",\n"
+                      "{\"endpoint\": \"tcp://127.0.0.1:0\", \"keys\": \"srv\", \"clients\": \"clients.json\",\n"
                       " \"proxy_dir\": \"proxy\", \"lora\": {\"rank\": 4, \"alpha\": 8}, \"adapter_out\": \"adapter\",\n"
                       " \"rounds\": 2, \"steps\": 6, \"lr\": 0.01, \"secagg\": true, \"min_clients\": 2, \"quorum\": 2,\n"
                       " \"stage_timeout_ms\": 60000, \"register_timeout_ms\": 30000,\n"
-                      " \"overrides\": {\"c0\": {\"batch\": 2, \"seq\": 16}, \"c1\": {\"batch\": 1, \"seq\": 24}}}",
-                      0);
+                      " \"overrides\": {\"c0\": {\"batch\": 2, \"seq\": 16}, \"c1\": {\"batch\": 1, \"seq\": 24}}}");
     path(p, sizeof p, "server.json");
     CHECK_OK(fp_write_file_atomic(p, js, (size_t)jn, 0644));
     char sout[700], serr[700], sepf[700], ep[64], spub[800], d0[700], d1[700], po0[700], jo[2][700], je[2][700];
