@@ -42,6 +42,8 @@
  * median and trimmed-mean start worker threads of their own for the call
  * (joined before it returns) once K x dim reaches 2^20 values:
  * FP_AGG_THREADS=N caps them (1 disables), default the online CPUs, at most 16.
+ * On x86-64 they use AVX where the CPU has it; FP_AGG_SIMD=base keeps them
+ * on SSE2 (same bits either way).
  */
 #ifndef FEDPROXY_AGGREGATOR_H
 #define FEDPROXY_AGGREGATOR_H

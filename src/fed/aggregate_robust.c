@@ -3,8 +3,10 @@
  * norm, then the sample-weighted mean). Rejection of non-finite updates and
  * of norms far above the cohort's is fp_agg_screen's job, which the server
  * runs before any plain aggregator (normclip turns it on by default). The
- * order statistics come from the kernel library's C references, on up to 16
- * threads over column blocks (by_blocks). */
+ * order statistics run a sorting network across columns (order_net.c, the
+ * reference's bits), or the kernel library's C reference past
+ * AGG_ORDER_NET_MAX clients, on up to 16 threads over column blocks
+ * (by_blocks). */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,15 +15,17 @@
 
 #include "agg_internal.h"
 #include "fedproxy/ops_aggregate.h"
+#include "order_net.h"
 
-/* Order statistics are per coordinate: the updates are gathered in column
- * blocks [K, BLOCK] (a few MiB whatever K and dim) and each block goes to the
- * reference; b < 0 means the median. Blocks are independent, so threads take
- * disjoint runs of them, each with its own gather buffer: the result is the
- * same bit for bit whatever the thread count. Why threads: the reference
- * sorts each coordinate's K values, and at K = 100 (fp bench fed
- * --aggregators: 100 clients x 1,017,856 floats) the median took 5.4 s of
- * server time on one core. */
+/* Order statistics are per coordinate, so they run in column blocks of
+ * BLOCK; b < 0 means the median. With the network, each block goes to
+ * agg_order_net_run, which gathers AGG_ORDER_LANES columns at a time into
+ * its K x LANES scratch; without it (K > AGG_ORDER_NET_MAX) the block is
+ * gathered [K, BLOCK] for the reference. Blocks are independent, so threads
+ * take disjoint runs of them, each with its own scratch: the result is the
+ * same bit for bit whatever the thread count or path. At K = 100 (fp bench
+ * fed --aggregators: 100 clients x 1,017,856 floats) the reference's median
+ * took 5.4 s of server time on one core. */
 #define BLOCK 4096
 #define ORDER_MAX_THREADS 16
 #define ORDER_MT_MIN ((size_t)1 << 20) /* K x dim below this: one thread (unless FP_AGG_THREADS) */
@@ -31,7 +35,8 @@ typedef struct order_job {
     const float *const *x;
     size_t K, dim, c0, c1; /* blocks [c0, c1) */
     int64_t b;
-    float *X; /* K x BLOCK gather buffer, the job's own */
+    const agg_order_net *net; /* NULL: the reference */
+    float *X;                 /* the job's own scratch: K x LANES (network) or K x BLOCK (reference) */
     int rc;
     char err[256];
 } order_job;
@@ -41,6 +46,11 @@ static void *order_worker(void *arg)
     order_job *j = arg;
     for (size_t c = j->c0; !j->rc && c < j->c1; c++) {
         size_t i0 = c * BLOCK, n = j->dim - i0 < BLOCK ? j->dim - i0 : BLOCK;
+        if (j->net) {
+            uint32_t b = j->b < 0 ? (uint32_t)((j->K - 1) / 2) : (uint32_t)j->b;
+            j->rc = agg_order_net_run(j->net, j->delta + i0, j->x, i0, n, b, j->X);
+            continue;
+        }
         for (size_t k = 0; k < j->K; k++)
             memcpy(j->X + k * n, j->x[k] + i0, n * sizeof *j->X);
         j->rc = j->b < 0 ? fp_agg_median_ref(j->delta + i0, j->X, (int64_t)j->K, (int64_t)n)
@@ -79,11 +89,17 @@ static int by_blocks(float *delta, const float *const *x, size_t K, size_t dim, 
     order_job jobs[ORDER_MAX_THREADS];
     pthread_t th[ORDER_MAX_THREADS];
     int started[ORDER_MAX_THREADS] = {0}, rc = 0;
+    agg_order_net net = {0};
+    int use_net = K <= AGG_ORDER_NET_MAX;
+    if (use_net && (rc = agg_order_net_build(&net, K)) != 0)
+        return rc;
+    size_t cols = use_net ? AGG_ORDER_LANES : BLOCK;
     for (unsigned t = 0; t < nt; t++) {
-        jobs[t] = (order_job){delta, x, K, dim, blocks * t / nt, blocks * (t + 1) / nt, b, NULL, 0, ""};
-        jobs[t].X = malloc(K * BLOCK * sizeof(float));
-        if (!jobs[t].X)
-            rc = fp_seterr(FP_ENOMEM, "aggregate: out of memory for %zu x %d (thread %u of %u)", K, BLOCK, t + 1, nt);
+        jobs[t] = (order_job){delta, x, K, dim, blocks * t / nt, blocks * (t + 1) / nt, b, use_net ? &net : NULL,
+                              NULL, 0, ""};
+        jobs[t].X = malloc(K * cols * sizeof(float));
+        if (!jobs[t].X && !rc)
+            rc = fp_seterr(FP_ENOMEM, "aggregate: out of memory for %zu x %zu (thread %u of %u)", K, cols, t + 1, nt);
     }
     for (unsigned t = 1; t < nt && !rc; t++)
         started[t] = pthread_create(&th[t], NULL, order_worker, &jobs[t]) == 0;
@@ -100,6 +116,7 @@ static int by_blocks(float *delta, const float *const *x, size_t K, size_t dim, 
             rc = fp_seterr(jobs[t].rc, "%s", jobs[t].err);
         free(jobs[t].X);
     }
+    agg_order_net_free(&net);
     return rc;
 }
 

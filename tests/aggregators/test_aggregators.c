@@ -8,6 +8,7 @@
 
 #include "agg_direct.h"
 #include "fedproxy/fed.h"
+#include "fedproxy/ops_aggregate.h"
 
 #define K 5
 
@@ -340,6 +341,74 @@ static void test_robust_threads(void)
     free(want);
 }
 
+/* The server's median and trimmed mean (a sorting network across columns,
+ * src/fed/order_net.c) give the kernel library's C reference's bits for any
+ * client count: ties, signed zeros, magnitudes 2^-40..2^40, a partial last
+ * group of columns, several column blocks; a NaN or an infinity (which the
+ * screen normally refuses first) too. Past 1024 clients the server runs the
+ * reference itself. */
+static void test_robust_network(void)
+{
+    static const size_t counts[] = {1, 2, 3, 4, 7, 16, 33, 64, 100, 129, 1025};
+    static const float ties[] = {-1.0f, -0.0f, 0.0f, 1.0f, 2.0f};
+    const fp_aggregator *med, *tm;
+    CHECK_OK(fp_aggregator_find(&med, "median"));
+    CHECK_OK(fp_aggregator_find(&tm, "trimmed-mean"));
+    for (size_t ci = 0; ci < sizeof counts / sizeof counts[0]; ci++) {
+        size_t nk = counts[ci], dim = nk <= 33 ? 2 * 4096 + 37 : nk <= 129 ? 1037 : 37;
+        float **x = ad_rows(nk, dim, -1, 1), *X = malloc(nk * dim * 4);
+        float *got = malloc(dim * 4), *want = malloc(dim * 4);
+        fp_agg_client *cl = calloc(nk, sizeof *cl);
+        for (size_t k = 0; k < nk; k++) {
+            cl[k].weight = 1;
+            for (size_t i = 0; i < dim; i++) {
+                if (i % 4 == 1)
+                    x[k][i] = ties[fp_test_u32() % 5];
+                else if (i % 4 == 2)
+                    x[k][i] = (fp_test_u32() & 1 ? -1.0f : 1.0f) * ldexpf(1.0f, (int)(fp_test_u32() % 81) - 40);
+                X[k * dim + i] = x[k][i];
+            }
+        }
+        for (int special = 0; special < 2; special++) {
+            if (special) { /* a NaN in each of 32 columns (a network would place it elsewhere), infinities */
+                for (size_t i = 0; i < 32; i++)
+                    x[i * 5 % nk][i + 5] = X[(i * 5 % nk) * dim + i + 5] = NAN;
+                x[0][dim - 3] = X[dim - 3] = INFINITY;
+                x[nk / 2][dim - 2] = X[(nk / 2) * dim + dim - 2] = -INFINITY;
+            }
+            fp_agg_opts o;
+            fp_agg_opts_default(&o);
+            fp_agg_ctx c = {.dim = dim, .opts = &o};
+            /* the baseline SIMD path too (x86-64 with AVX takes the wide one by default) */
+            setenv("FP_AGG_SIMD", "base", 1);
+            CHECK_OK(fp_agg_aggregate_plain(med, got, &c, (const float *const *)x, cl, nk));
+            unsetenv("FP_AGG_SIMD");
+            CHECK_OK(fp_agg_median_ref(want, X, (int64_t)nk, (int64_t)dim));
+            CHECKF(memcmp(got, want, dim * 4) == 0, "median (baseline SIMD), %zu clients%s: not the reference's bits",
+                   nk, special ? " with NaN and Inf" : "");
+            CHECK_OK(fp_agg_aggregate_plain(med, got, &c, (const float *const *)x, cl, nk));
+            CHECKF(memcmp(got, want, dim * 4) == 0, "median, %zu clients%s: not the reference's bits", nk,
+                   special ? " with NaN and Inf" : "");
+            static const float fracs[] = {0.1f, 0.3f};
+            for (int f = 0; f < 2; f++) {
+                o.trim_frac = fracs[f];
+                uint32_t b = (uint32_t)floor((double)fracs[f] * (double)nk);
+                if (2 * (size_t)b >= nk)
+                    b = (uint32_t)((nk - 1) / 2);
+                CHECK_OK(fp_agg_aggregate_plain(tm, got, &c, (const float *const *)x, cl, nk));
+                CHECK_OK(fp_agg_trimmed_mean_ref(want, X, (int64_t)nk, (int64_t)dim, b));
+                CHECKF(memcmp(got, want, dim * 4) == 0, "trimmed mean %g, %zu clients%s: not the reference's bits",
+                       (double)fracs[f], nk, special ? " with NaN and Inf" : "");
+            }
+        }
+        ad_free_rows(x, nk);
+        free(X);
+        free(got);
+        free(want);
+        free(cl);
+    }
+}
+
 static void test_screen(void)
 {
     size_t dim = 50;
@@ -536,6 +605,7 @@ int main(void)
     test_flexlora();
     test_robust();
     test_robust_threads();
+    test_robust_network();
     test_screen();
     test_dare();
     test_cluster();
