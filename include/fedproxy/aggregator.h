@@ -42,8 +42,10 @@
  * median and trimmed-mean start worker threads of their own for the call
  * (joined before it returns) once K x dim reaches 2^20 values:
  * FP_AGG_THREADS=N caps them (1 disables), default the online CPUs, at most 16.
- * On x86-64 they use AVX where the CPU has it; FP_AGG_SIMD=base keeps them
- * on SSE2 (same bits either way).
+ * On x86-64 they use AVX where the CPU has it (the same bits either way);
+ * cluster:* and flexlora use OpenBLAS where the build has it.
+ * FP_AGG_SIMD=base keeps all of them on their portable paths (SSE2, plain
+ * loops): tests cover both, and users can compare.
  */
 #ifndef FEDPROXY_AGGREGATOR_H
 #define FEDPROXY_AGGREGATOR_H

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "error_internal.h"
 #include "fedproxy/aggregator.h"
@@ -31,6 +32,15 @@ extern const fp_agg_opts fp_agg_opts_defaults;
 static inline const fp_agg_opts *agg_opts(const fp_agg_ctx *c)
 {
     return c->opts ? c->opts : &fp_agg_opts_defaults;
+}
+
+/* FP_AGG_SIMD=base: the aggregators take their portable code paths (SSE2
+ * rather than AVX, plain loops rather than OpenBLAS), so tests can cover both
+ * on one machine and a user can compare them. */
+static inline int agg_baseline_paths(void)
+{
+    const char *e = getenv("FP_AGG_SIMD");
+    return e && !strcmp(e, "base");
 }
 
 static inline float agg_clampf(float v, float c) { return v > c ? c : v < -c ? -c : v; }

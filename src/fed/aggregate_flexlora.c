@@ -153,11 +153,16 @@ static int svd_top(double *Bn, double *An, const double *Bc, const double *Ac, s
 #ifdef FP_HAVE_OPENBLAS
     /* M = Bc Ac, out x m by m x in with m = the clients' summed ranks (900 at
      * 100 clients): the naive loop below took most of flexlora's 31-34 s at
-     * fp bench fed --aggregators' shape */
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)out, (blasint)in, (blasint)m, 1.0, Bc,
-                (blasint)m, Ac, (blasint)in, 0.0, M, (blasint)in);
+     * fp bench fed --aggregators' shape (it runs without OpenBLAS or with
+     * FP_AGG_SIMD=base) */
+    int blas = !agg_baseline_paths();
+    if (blas)
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)out, (blasint)in, (blasint)m, 1.0, Bc,
+                    (blasint)m, Ac, (blasint)in, 0.0, M, (blasint)in);
 #else
-    for (size_t i = 0; i < out; i++) { /* row by row: streams Ac's rows */
+    int blas = 0;
+#endif
+    for (size_t i = 0; !blas && i < out; i++) { /* row by row: streams Ac's rows */
         double *row = M + i * in;
         memset(row, 0, in * sizeof *row);
         for (size_t t = 0; t < m; t++) {
@@ -167,7 +172,6 @@ static int svd_top(double *Bn, double *An, const double *Bc, const double *Ac, s
                 row[j] += b * a[j];
         }
     }
-#endif
     rc = svd_dense(Bn, An, M, out, in, R);
     free(M);
     return rc;

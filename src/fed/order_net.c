@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agg_internal.h"
 #include "order_net.h"
 #include "fedproxy/ops_aggregate.h"
 
@@ -156,8 +157,7 @@ __attribute__((target("avx"))) static void net_apply_avx(const agg_order_net *ne
 static int want_wide(void)
 {
 #ifdef ORDER_NET_AVX
-    const char *e = getenv("FP_AGG_SIMD");
-    return !(e && !strcmp(e, "base")) && __builtin_cpu_supports("avx");
+    return !agg_baseline_paths() && __builtin_cpu_supports("avx");
 #else
     return 0;
 #endif

@@ -532,6 +532,37 @@ static void test_cluster(void)
     ad_free_rows(x, K);
 }
 
+/* The cosines behind the clustering, over several column blocks and a
+ * partial one, both Gram paths (OpenBLAS's dsyrk where built, plain loops with
+ * FP_AGG_SIMD=base): two clients merge at a threshold 1e-6 under their
+ * cosine, computed here pair by pair in double, and stay apart 1e-6 over it
+ * (a block missed or counted twice moves the cosine by far more). */
+static void test_cluster_gram(void)
+{
+    size_t dim = 3 * 2048 + 77;
+    float **x = ad_rows(3, dim, -1, 1);
+    for (size_t i = 0; i < dim; i++)
+        x[1][i] = x[0][i] + fp_test_uniform(-1, 1) * (i < 2048 ? 0.5f : 1.5f);
+    double d = 0, n0 = 0, n1 = 0;
+    for (size_t i = 0; i < dim; i++) {
+        d += (double)x[0][i] * x[1][i];
+        n0 += (double)x[0][i] * x[0][i];
+        n1 += (double)x[1][i] * x[1][i];
+    }
+    double cs = d / sqrt(n0 * n1);
+    for (int base = 0; base < 2; base++) {
+        if (base)
+            setenv("FP_AGG_SIMD", "base", 1);
+        uint32_t lab[2], n = 0;
+        CHECK_OK(fp_agg_cluster_assign(lab, &n, (const float *const *)x, 2, dim, (float)(cs - 1e-6), 0));
+        CHECKF(n == 1, "%s Gram: cosine %.9f, threshold just under it: %u clusters", base ? "plain" : "default", cs, n);
+        CHECK_OK(fp_agg_cluster_assign(lab, &n, (const float *const *)x, 2, dim, (float)(cs + 1e-6), 0));
+        CHECKF(n == 2, "%s Gram: cosine %.9f, threshold just over it: %u clusters", base ? "plain" : "default", cs, n);
+        unsetenv("FP_AGG_SIMD");
+    }
+    ad_free_rows(x, 3);
+}
+
 static void test_errors(void)
 {
     const fp_aggregator *a;
@@ -603,12 +634,17 @@ int main(void)
     test_hetlora();
     test_ties();
     test_flexlora();
+    setenv("FP_AGG_SIMD", "base", 1); /* the product by plain loops, not OpenBLAS */
+    printf("flexlora again with FP_AGG_SIMD=base\n");
+    test_flexlora();
+    unsetenv("FP_AGG_SIMD");
     test_robust();
     test_robust_threads();
     test_robust_network();
     test_screen();
     test_dare();
     test_cluster();
+    test_cluster_gram();
     test_errors();
     return fp_test_report("test_aggregators");
 }
