@@ -11,6 +11,7 @@
 #include <sodium.h>
 
 #include "agg_internal.h"
+#include "agg_parallel.h"
 
 int fp_agg_dare_mask(uint8_t *keep, size_t dim, float p, uint64_t seed, uint32_t id)
 {
@@ -73,15 +74,37 @@ int agg_dare_finish(const fp_aggregator *self, float *delta, const fp_agg_ctx *c
     return fp_agg_finish_secure(self->base, delta, c, sums);
 }
 
+typedef struct dare_job {
+    float **d;
+    const float *const *x;
+    const fp_agg_ctx *c;
+    const fp_agg_client *cl;
+    size_t K;
+} dare_job;
+
+/* Clients [k0, k1) dropped and rescaled: each client's mask depends only on
+ * (seed, id), so the worker threads give the same updates as one would. */
+static int dare_clients(void *arg, unsigned t, size_t k0, size_t k1)
+{
+    (void)t;
+    dare_job *j = arg;
+    int rc = 0;
+    for (size_t k = k0; !rc && k < k1; k++) {
+        j->d[k] = malloc(j->c->dim * sizeof **j->d + 1);
+        rc = j->d[k] ? agg_dare_apply(j->d[k], j->x[k], j->c->dim, agg_opts(j->c)->dare_p, j->c->seed, j->cl[k].id)
+                     : fp_seterr(FP_ENOMEM, "dare: out of memory for %zu updates", j->K);
+    }
+    return rc;
+}
+
 int agg_dare_plain(const fp_aggregator *self, float *delta, const fp_agg_ctx *c, const float *const *x,
                    const fp_agg_client *cl, size_t K)
 {
     float **d = calloc(K, sizeof *d);
     int rc = d ? 0 : fp_seterr(FP_ENOMEM, "dare: out of memory");
-    for (size_t k = 0; !rc && k < K; k++) {
-        d[k] = malloc(c->dim * sizeof **d + 1);
-        rc = d[k] ? agg_dare_apply(d[k], x[k], c->dim, agg_opts(c)->dare_p, c->seed, cl[k].id)
-                  : fp_seterr(FP_ENOMEM, "dare: out of memory for %zu updates", K);
+    if (!rc) {
+        dare_job j = {d, x, c, cl, K};
+        rc = agg_parallel(agg_threads(K * c->dim, K), K, dare_clients, &j);
     }
     if (!rc)
         rc = fp_agg_aggregate_plain(self->base, delta, c, (const float *const *)d, cl, K);

@@ -7,14 +7,13 @@
  * reference's bits), or the kernel library's C reference past
  * AGG_ORDER_NET_MAX clients, on up to 16 threads over column blocks
  * (by_blocks). */
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "agg_internal.h"
 #include "fedproxy/ops_aggregate.h"
+#include "agg_parallel.h"
 #include "order_net.h"
 
 /* Order statistics are per coordinate, so they run in column blocks of
@@ -27,55 +26,33 @@
  * fed --aggregators: 100 clients x 1,017,856 floats) the reference's median
  * took 5.4 s of server time on one core. */
 #define BLOCK 4096
-#define ORDER_MAX_THREADS 16
-#define ORDER_MT_MIN ((size_t)1 << 20) /* K x dim below this: one thread (unless FP_AGG_THREADS) */
 
 typedef struct order_job {
     float *delta;
     const float *const *x;
-    size_t K, dim, c0, c1; /* blocks [c0, c1) */
+    size_t K, dim;
     int64_t b;
-    const agg_order_net *net; /* NULL: the reference */
-    float *X;                 /* the job's own scratch: K x LANES (network) or K x BLOCK (reference) */
-    int rc;
-    char err[256];
+    const agg_order_net *net;     /* NULL: the reference */
+    float *X[AGG_MAX_THREADS]; /* each thread's scratch: K x LANES (network) or K x BLOCK (reference) */
 } order_job;
 
-static void *order_worker(void *arg)
+static int order_blocks(void *arg, unsigned t, size_t c0, size_t c1)
 {
     order_job *j = arg;
-    for (size_t c = j->c0; !j->rc && c < j->c1; c++) {
+    int rc = 0;
+    for (size_t c = c0; !rc && c < c1; c++) {
         size_t i0 = c * BLOCK, n = j->dim - i0 < BLOCK ? j->dim - i0 : BLOCK;
         if (j->net) {
             uint32_t b = j->b < 0 ? (uint32_t)((j->K - 1) / 2) : (uint32_t)j->b;
-            j->rc = agg_order_net_run(j->net, j->delta + i0, j->x, i0, n, b, j->X);
+            rc = agg_order_net_run(j->net, j->delta + i0, j->x, i0, n, b, j->X[t]);
             continue;
         }
         for (size_t k = 0; k < j->K; k++)
-            memcpy(j->X + k * n, j->x[k] + i0, n * sizeof *j->X);
-        j->rc = j->b < 0 ? fp_agg_median_ref(j->delta + i0, j->X, (int64_t)j->K, (int64_t)n)
-                         : fp_agg_trimmed_mean_ref(j->delta + i0, j->X, (int64_t)j->K, (int64_t)n, (uint32_t)j->b);
+            memcpy(j->X[t] + k * n, j->x[k] + i0, n * sizeof(float));
+        rc = j->b < 0 ? fp_agg_median_ref(j->delta + i0, j->X[t], (int64_t)j->K, (int64_t)n)
+                      : fp_agg_trimmed_mean_ref(j->delta + i0, j->X[t], (int64_t)j->K, (int64_t)n, (uint32_t)j->b);
     }
-    if (j->rc) /* the message is thread-local: carry it to the caller's thread */
-        snprintf(j->err, sizeof j->err, "%s", fp_errmsg());
-    return NULL;
-}
-
-/* FP_AGG_THREADS if set (1 = no threads; also lifts the size floor, for
- * tests), else the online CPUs; at most ORDER_MAX_THREADS and one per block. */
-static unsigned order_threads(size_t K, size_t dim, size_t blocks)
-{
-    const char *e = getenv("FP_AGG_THREADS");
-    long v;
-    if (e && e[0])
-        v = strtol(e, NULL, 10);
-    else
-        v = K * dim < ORDER_MT_MIN ? 1 : sysconf(_SC_NPROCESSORS_ONLN);
-    if (v < 1)
-        v = 1;
-    if (v > ORDER_MAX_THREADS)
-        v = ORDER_MAX_THREADS;
-    return (size_t)v > blocks ? (unsigned)blocks : (unsigned)v;
+    return rc;
 }
 
 static int by_blocks(float *delta, const float *const *x, size_t K, size_t dim, int64_t b)
@@ -85,37 +62,20 @@ static int by_blocks(float *delta, const float *const *x, size_t K, size_t dim, 
     if (dim == 0)
         return 0;
     size_t blocks = (dim + BLOCK - 1) / BLOCK;
-    unsigned nt = order_threads(K, dim, blocks);
-    order_job jobs[ORDER_MAX_THREADS];
-    pthread_t th[ORDER_MAX_THREADS];
-    int started[ORDER_MAX_THREADS] = {0}, rc = 0;
+    unsigned nt = agg_threads(K * dim, blocks);
     agg_order_net net = {0};
-    int use_net = K <= AGG_ORDER_NET_MAX;
+    int use_net = K <= AGG_ORDER_NET_MAX, rc = 0;
     if (use_net && (rc = agg_order_net_build(&net, K)) != 0)
         return rc;
     size_t cols = use_net ? AGG_ORDER_LANES : BLOCK;
-    for (unsigned t = 0; t < nt; t++) {
-        jobs[t] = (order_job){delta, x, K, dim, blocks * t / nt, blocks * (t + 1) / nt, b, use_net ? &net : NULL,
-                              NULL, 0, ""};
-        jobs[t].X = malloc(K * cols * sizeof(float));
-        if (!jobs[t].X && !rc)
+    order_job j = {delta, x, K, dim, b, use_net ? &net : NULL, {0}};
+    for (unsigned t = 0; t < nt && !rc; t++)
+        if (!(j.X[t] = malloc(K * cols * sizeof(float))))
             rc = fp_seterr(FP_ENOMEM, "aggregate: out of memory for %zu x %zu (thread %u of %u)", K, cols, t + 1, nt);
-    }
-    for (unsigned t = 1; t < nt && !rc; t++)
-        started[t] = pthread_create(&th[t], NULL, order_worker, &jobs[t]) == 0;
     if (!rc)
-        order_worker(&jobs[0]);
-    for (unsigned t = 1; t < nt && !rc; t++) {
-        if (started[t])
-            pthread_join(th[t], NULL);
-        else /* could not start a thread: do its share here */
-            order_worker(&jobs[t]);
-    }
-    for (unsigned t = 0; t < nt; t++) {
-        if (!rc && jobs[t].rc)
-            rc = fp_seterr(jobs[t].rc, "%s", jobs[t].err);
-        free(jobs[t].X);
-    }
+        rc = agg_parallel(nt, blocks, order_blocks, &j);
+    for (unsigned t = 0; t < nt; t++)
+        free(j.X[t]);
     agg_order_net_free(&net);
     return rc;
 }

@@ -16,18 +16,69 @@
 #include <string.h>
 
 #include "agg_internal.h"
+#include "agg_parallel.h"
 #include "fedproxy/ops_aggregate.h"
 
 static int sgn(float v) { return (v > 0) - (v < 0); }
 
-/* out = u trimmed to its ceil(keep * dim) largest magnitudes (ties at the
+/* How many magnitudes a client keeps: fp_agg_ties_threshold_ref's count
+ * (the small tolerance makes keep = 0.4f of 5 mean 2, not 3). */
+static size_t keep_count(float keep, size_t dim)
+{
+    double m = ceil((double)keep * (double)dim - 1e-4);
+    return m < 1 ? 1 : m > (double)dim ? dim : (size_t)m;
+}
+
+#define MAG_BINS 65536
+
+/* The m-th largest magnitude in u[0..n), 1 <= m <= n, exactly the value
+ * fp_agg_ties_threshold_ref selects (a NaN counts as 0 there and here). By
+ * radix selection: magnitudes' bit patterns order as unsigned integers, so a
+ * histogram of the high 16 bits finds the bin that holds it and one of the
+ * low 16 bits within that bin its value. Two read-only passes against
+ * quickselect's copy and partitioning (about 20 ms a million values on the
+ * server this was measured on). hist: MAG_BINS counters of scratch. */
+static float kth_magnitude(const float *u, size_t n, size_t m, uint32_t *hist)
+{
+    memset(hist, 0, MAG_BINS * sizeof *hist);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t b;
+        memcpy(&b, &u[i], sizeof b);
+        b &= 0x7fffffffu;
+        hist[(b > 0x7f800000u ? 0 : b) >> 16]++;
+    }
+    size_t above = 0, hi = MAG_BINS - 1;
+    while (above + hist[hi] < m) /* the counts sum to n >= m: it stops */
+        above += hist[hi--];
+    memset(hist, 0, MAG_BINS * sizeof *hist);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t b;
+        memcpy(&b, &u[i], sizeof b);
+        b &= 0x7fffffffu;
+        b = b > 0x7f800000u ? 0 : b;
+        if (b >> 16 == hi)
+            hist[b & 0xffffu]++;
+    }
+    size_t lo = MAG_BINS - 1;
+    while (above + hist[lo] < m)
+        above += hist[lo--];
+    uint32_t b = (uint32_t)(hi << 16 | lo);
+    float v;
+    memcpy(&v, &b, sizeof v);
+    return v;
+}
+
+/* out = u trimmed to its keep_count largest magnitudes (ties at the
  * threshold kept), each entry clipped to clip (0: no clip). */
 static int trim_row(float *out, const float *u, size_t dim, float keep, float clip)
 {
-    float thr = 0;
-    int rc = fp_agg_ties_threshold_ref(&thr, u, 1, (int64_t)dim, keep);
-    if (rc)
-        return fp_adderr(rc, "ties: trimming threshold");
+    if (!(keep > 0.0f && keep <= 1.0f) || dim == 0)
+        return fp_seterr(FP_EINVAL, "ties: bad keep fraction %g or empty update", (double)keep);
+    uint32_t *hist = malloc(MAG_BINS * sizeof *hist);
+    if (!hist)
+        return fp_seterr(FP_ENOMEM, "ties: out of memory");
+    float thr = kth_magnitude(u, dim, keep_count(keep, dim), hist);
+    free(hist);
     for (size_t i = 0; i < dim; i++) {
         float v = u[i];
         if (isnan(v))
@@ -38,40 +89,107 @@ static int trim_row(float *out, const float *u, size_t dim, float keep, float cl
     return 0;
 }
 
+/* Plain ties in two parallel passes. First each client's threshold
+ * (kth_magnitude), once per client, on worker threads over clients. Then column blocks on
+ * worker threads: elected signs from the summed trimmed mass, then the
+ * disjoint mean, each coordinate summed over clients in client order, so
+ * the bits do not depend on the thread count. Memory: K thresholds and
+ * per-thread histograms and block sums, O(K + threads x 64K) whatever dim.
+ * Before: one thread, every threshold computed twice by quickselect: 4.2 s
+ * at fp bench fed --aggregators' 100 clients x 1M floats. */
+#define TIES_BLOCK 4096
+
+typedef struct ties_job {
+    float *delta;
+    const float *const *x;
+    size_t K, dim;
+    float keep;
+    double lambda;
+    float *thr; /* K: each client's magnitude threshold */
+    uint32_t *hist[AGG_MAX_THREADS]; /* MAG_BINS per thread (thresholds) */
+    double *sums[AGG_MAX_THREADS]; /* 2 x TIES_BLOCK per thread: total, masked sum */
+    uint32_t *cnt[AGG_MAX_THREADS]; /* TIES_BLOCK per thread */
+} ties_job;
+
+static int ties_thresholds(void *arg, unsigned t, size_t k0, size_t k1)
+{
+    ties_job *j = arg;
+    for (size_t k = k0; k < k1; k++) {
+        for (size_t i = 0; i < j->dim; i++)
+            if (isnan(j->x[k][i]))
+                return fp_seterr(FP_EINVAL, "ties: NaN in the update at %zu", i);
+        j->thr[k] = kth_magnitude(j->x[k], j->dim, keep_count(j->keep, j->dim), j->hist[t]);
+    }
+    return 0;
+}
+
+static int ties_columns(void *arg, unsigned t, size_t c0, size_t c1)
+{
+    ties_job *j = arg;
+    double *total = j->sums[t], *msum = total + TIES_BLOCK;
+    uint32_t *cnt = j->cnt[t];
+    for (size_t c = c0; c < c1; c++) {
+        size_t i0 = c * TIES_BLOCK, n = j->dim - i0 < TIES_BLOCK ? j->dim - i0 : TIES_BLOCK;
+        memset(total, 0, n * sizeof *total);
+        memset(msum, 0, n * sizeof *msum);
+        memset(cnt, 0, n * sizeof *cnt);
+        for (size_t k = 0; k < j->K; k++) {
+            const float *u = j->x[k] + i0;
+            float thr = j->thr[k];
+            for (size_t i = 0; i < n; i++)
+                total[i] += fabsf(u[i]) >= thr ? u[i] : 0.0f;
+        }
+        for (size_t k = 0; k < j->K; k++) {
+            const float *u = j->x[k] + i0;
+            float thr = j->thr[k];
+            for (size_t i = 0; i < n; i++) {
+                float v = fabsf(u[i]) >= thr ? u[i] : 0.0f;
+                int e = (total[i] > 0) - (total[i] < 0);
+                if (v != 0 && sgn(v) == e) {
+                    msum[i] += v;
+                    cnt[i]++;
+                }
+            }
+        }
+        for (size_t i = 0; i < n; i++)
+            j->delta[i0 + i] = cnt[i] ? (float)(j->lambda * msum[i] / cnt[i]) : 0.0f;
+    }
+    return 0;
+}
+
 static int ties_plain(const fp_aggregator *self, float *delta, const fp_agg_ctx *c, const float *const *x,
                       const fp_agg_client *cl, size_t K)
 {
     (void)self;
     (void)cl;
     const fp_agg_opts *o = agg_opts(c);
-    size_t dim = c->dim;
-    /* Streaming over clients keeps memory at O(dim) whatever K: trim twice
-     * (cheap next to the threshold) instead of keeping K trimmed rows. */
-    float *t = malloc(dim * sizeof *t + 1);
-    double *total = calloc(dim + 1, sizeof *total), *msum = calloc(dim + 1, sizeof *msum);
-    uint32_t *cnt = calloc(dim + 1, sizeof *cnt);
-    int rc = t && total && msum && cnt ? 0 : fp_seterr(FP_ENOMEM, "ties: out of memory for %zu elements", dim);
-    for (size_t k = 0; !rc && k < K; k++) {
-        rc = trim_row(t, x[k], dim, o->ties_keep, 0);
-        for (size_t i = 0; !rc && i < dim; i++)
-            total[i] += t[i];
+    size_t dim = c->dim, blocks = (dim + TIES_BLOCK - 1) / TIES_BLOCK;
+    if (dim == 0)
+        return 0;
+    if (!(o->ties_keep > 0.0f && o->ties_keep <= 1.0f))
+        return fp_seterr(FP_EINVAL, "ties: bad keep fraction %g", (double)o->ties_keep);
+    ties_job j = {delta, x, K, dim, o->ties_keep, o->ties_lambda, malloc(K * sizeof(float) + 1), {0}, {0}, {0}};
+    unsigned nk = agg_threads(K * dim, K), nc = agg_threads(K * dim, blocks);
+    int rc = j.thr ? 0 : fp_seterr(FP_ENOMEM, "ties: out of memory");
+    for (unsigned t = 0; !rc && t < nk; t++)
+        if (!(j.hist[t] = malloc(MAG_BINS * sizeof(uint32_t))))
+            rc = fp_seterr(FP_ENOMEM, "ties: out of memory for thread %u's histogram", t + 1);
+    for (unsigned t = 0; !rc && t < nc; t++) {
+        j.sums[t] = malloc(2 * TIES_BLOCK * sizeof(double));
+        j.cnt[t] = malloc(TIES_BLOCK * sizeof(uint32_t));
+        if (!j.sums[t] || !j.cnt[t])
+            rc = fp_seterr(FP_ENOMEM, "ties: out of memory for thread %u's block sums", t + 1);
     }
-    for (size_t k = 0; !rc && k < K; k++) {
-        rc = trim_row(t, x[k], dim, o->ties_keep, 0);
-        for (size_t i = 0; !rc && i < dim; i++) {
-            int e = (total[i] > 0) - (total[i] < 0);
-            if (t[i] != 0 && sgn(t[i]) == e) {
-                msum[i] += t[i];
-                cnt[i]++;
-            }
-        }
+    if (!rc)
+        rc = agg_parallel(nk, K, ties_thresholds, &j);
+    if (!rc)
+        rc = agg_parallel(nc, blocks, ties_columns, &j);
+    for (unsigned t = 0; t < AGG_MAX_THREADS; t++) {
+        free(j.hist[t]);
+        free(j.sums[t]);
+        free(j.cnt[t]);
     }
-    for (size_t i = 0; !rc && i < dim; i++)
-        delta[i] = cnt[i] ? (float)(o->ties_lambda * msum[i] / cnt[i]) : 0.0f;
-    free(t);
-    free(total);
-    free(msum);
-    free(cnt);
+    free(j.thr);
     return rc;
 }
 

@@ -127,6 +127,60 @@ static void test_ties(void)
     free(want);
 }
 
+/* ties' thresholds (radix selection on the magnitudes' bits) against the
+ * oracle's sort, with magnitudes 2^-30..2^30, one client whose values all
+ * share their high 16 bits (the threshold is found in the second pass),
+ * duplicates and signed zeros; keep 0.4 of 5 (2, not 3), 5% and 100%;
+ * several column blocks and a partial one; the oracle's bits, and the
+ * same with 1 and 3 threads. */
+static void test_ties_wide(void)
+{
+    static const size_t dims[] = {1, 5, 2 * 4096 + 37};
+    static const float keeps[] = {0.4f, 0.05f, 1.0f};
+    const fp_aggregator *a;
+    CHECK_OK(fp_aggregator_find(&a, "ties"));
+    for (int di = 0; di < 3; di++) {
+        size_t dim = dims[di];
+        float **x = ad_rows(K, dim, -1, 1);
+        for (size_t i = 0; i < dim; i++) {
+            x[0][i] = (fp_test_u32() & 1 ? -1.0f : 1.0f) * ldexpf(fp_test_uniform(1, 2), (int)(fp_test_u32() % 61) - 30);
+            x[2][i] = (i % 3 ? 1.0f : -1.0f) * (1.0f + ldexpf((float)(i % 5000), -23)); /* one high-16 bin */
+            if (i % 11 == 0)
+                x[3][i] = i % 2 ? 0.0f : -0.0f;
+            if (i % 5 == 0)
+                x[4][i] = -0.25f;
+        }
+        float *got = malloc(dim * 4), *one = malloc(dim * 4), *want = malloc(dim * 4);
+        fp_agg_client cl[K];
+        clients(cl, NULL, NULL);
+        for (int ki = 0; ki < 3; ki++) {
+            fp_agg_opts o;
+            fp_agg_opts_default(&o);
+            o.ties_keep = keeps[ki];
+            o.ties_lambda = 1.0f;
+            fp_agg_ctx c = {.dim = dim, .opts = &o};
+            ad_ties(want, x, K, dim, keeps[ki], 1.0f);
+            double mx = 0;
+            for (size_t i = 0; i < dim; i++)
+                mx = fmax(mx, fabs(want[i]));
+            setenv("FP_AGG_THREADS", "1", 1);
+            CHECK_OK(fp_agg_aggregate_plain(a, one, &c, (const float *const *)x, cl, K));
+            setenv("FP_AGG_THREADS", "3", 1);
+            CHECK_OK(fp_agg_aggregate_plain(a, got, &c, (const float *const *)x, cl, K));
+            unsetenv("FP_AGG_THREADS");
+            CHECKF(memcmp(got, one, dim * 4) == 0, "ties dim %zu keep %g: 3 threads differ from 1", dim,
+                   (double)keeps[ki]);
+            /* the oracle sums the same floats in the same order in double */
+            CHECKF(memcmp(one, want, dim * 4) == 0, "ties dim %zu keep %g: not the oracle's bits (err %g, max %g)",
+                   dim, (double)keeps[ki], fp_test_maxerr(one, want, dim), mx);
+        }
+        ad_free_rows(x, K);
+        free(got);
+        free(one);
+        free(want);
+    }
+}
+
 static void test_flexlora(void)
 {
     const int R = 4;
@@ -633,6 +687,7 @@ int main(void)
     test_fedavg_fednova();
     test_hetlora();
     test_ties();
+    test_ties_wide();
     test_flexlora();
     setenv("FP_AGG_SIMD", "base", 1); /* the product by plain loops, not OpenBLAS */
     printf("flexlora again with FP_AGG_SIMD=base\n");

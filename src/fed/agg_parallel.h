@@ -1,0 +1,26 @@
+/* Worker threads for the server's aggregators: a range [0, n) split into
+ * contiguous runs, one per thread, the caller's thread taking the first.
+ * Each aggregator keeps its own per-thread scratch, indexed by the thread
+ * number it is given; runs are fixed by (n, threads), so a result that is
+ * computed per item is the same bit for bit whatever the thread count. */
+#ifndef FP_AGG_PARALLEL_H
+#define FP_AGG_PARALLEL_H
+
+#include <stddef.h>
+
+#define AGG_MAX_THREADS 16
+
+/* The thread count for `work` values over n items: FP_AGG_THREADS if set
+ * (1 = none; it also lifts the size floor, for tests), else the online
+ * CPUs once work reaches 2^20 values (1 below); at most AGG_MAX_THREADS
+ * and n, at least 1. */
+unsigned agg_threads(size_t work, size_t n);
+
+/* fn(arg, t, i0, i1) for thread t < nt over its run [i0, i1) of [0, n).
+ * Returns 0 or the first failing thread's code (in thread order), its
+ * message carried to the caller's thread. A thread that cannot be started
+ * has its run done by the caller. Joins every thread before returning. */
+typedef int (*agg_range_fn)(void *arg, unsigned t, size_t i0, size_t i1);
+int agg_parallel(unsigned nt, size_t n, agg_range_fn fn, void *arg);
+
+#endif
