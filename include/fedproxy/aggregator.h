@@ -39,13 +39,14 @@
  * which take the round context.
  *
  * Threading: aggregators are stateless tables; every call is reentrant.
- * median and trimmed-mean start worker threads of their own for the call
- * (joined before it returns) once K x dim reaches 2^20 values:
+ * median, trimmed-mean, ties and dare+* start worker threads of their own
+ * for the call (joined before it returns) once K x dim reaches 2^20 values,
+ * with the same result bit for bit whatever their number:
  * FP_AGG_THREADS=N caps them (1 disables), default the online CPUs, at most 16.
- * On x86-64 they use AVX where the CPU has it (the same bits either way);
- * cluster:* and flexlora use OpenBLAS where the build has it.
- * FP_AGG_SIMD=base keeps all of them on their portable paths (SSE2, plain
- * loops): tests cover both, and users can compare.
+ * On x86-64, median and trimmed-mean use AVX where the CPU has it (the same
+ * bits either way); cluster:* and flexlora use OpenBLAS where the build has
+ * it. FP_AGG_SIMD=base keeps all of them on their portable paths (SSE2,
+ * plain loops): tests cover both, and users can compare.
  */
 #ifndef FEDPROXY_AGGREGATOR_H
 #define FEDPROXY_AGGREGATOR_H

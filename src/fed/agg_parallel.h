@@ -23,4 +23,13 @@ unsigned agg_threads(size_t work, size_t n);
 typedef int (*agg_range_fn)(void *arg, unsigned t, size_t i0, size_t i1);
 int agg_parallel(unsigned nt, size_t n, agg_range_fn fn, void *arg);
 
+
+/* delta[i] = (float)(mul * s_i / div), s_i = sum_k coef[k] x[k][i] summed in
+ * double in client order, i < dim: the weighted means (fedavg, fednova,
+ * normclip). In column blocks, each block's sums accumulated row by row (K
+ * streams read one at a time, not K at once), blocks on agg_threads
+ * threads; the same bits as the plain per-coordinate loop. */
+int agg_weighted_columns(float *delta, const float *const *x, const double *coef, size_t K, size_t dim, double mul,
+                         double div);
+
 #endif

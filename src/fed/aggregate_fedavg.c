@@ -6,6 +6,7 @@
 
 #include "error_internal.h"
 #include "agg_internal.h"
+#include "agg_parallel.h"
 
 /* ---- fedavg ---- */
 
@@ -45,13 +46,7 @@ static int fedavg_plain(float *delta, const float *const *x, const double *w, si
     if (K == 0 || !(W > 0))
         return fp_seterr(FP_EABORT, "fedavg: no updates to average");
     /* Client order, double accumulation: deterministic whatever the arrival order. */
-    for (size_t i = 0; i < dim; i++) {
-        double s = 0;
-        for (size_t k = 0; k < K; k++)
-            s += w[k] * x[k][i];
-        delta[i] = (float)(s / W);
-    }
-    return 0;
+    return agg_weighted_columns(delta, x, w, K, dim, 1.0, W);
 }
 
 const fp_aggregator fp_agg_fedavg_def = {.name = "fedavg",

@@ -8,6 +8,7 @@
  * (T = ctx.max_steps bounds tau_k so every entry stays within the ring clip);
  * the server gets sum w, sum w tau and sum w u / tau, nothing per client. */
 #include "agg_internal.h"
+#include "agg_parallel.h"
 
 static int steps_of(const fp_agg_ctx *c, const fp_agg_client *k, int *tau)
 {
@@ -34,12 +35,8 @@ static int nova_plain(const fp_aggregator *self, float *delta, const fp_agg_ctx 
         teff += cl[k].weight / W * tau;
         coef[k] = cl[k].weight / W / tau;
     }
-    for (size_t i = 0; !rc && i < c->dim; i++) {
-        double s = 0;
-        for (size_t k = 0; k < K; k++)
-            s += coef[k] * x[k][i];
-        delta[i] = (float)(teff * s);
-    }
+    if (!rc)
+        rc = agg_weighted_columns(delta, x, coef, K, c->dim, teff, 1.0);
     free(coef);
     return rc;
 }

@@ -12,8 +12,8 @@
 #include <string.h>
 
 #include "agg_internal.h"
-#include "fedproxy/ops_aggregate.h"
 #include "agg_parallel.h"
+#include "fedproxy/ops_aggregate.h"
 #include "order_net.h"
 
 /* Order statistics are per coordinate, so they run in column blocks of
@@ -32,7 +32,7 @@ typedef struct order_job {
     const float *const *x;
     size_t K, dim;
     int64_t b;
-    const agg_order_net *net;     /* NULL: the reference */
+    const agg_order_net *net;  /* NULL: the reference */
     float *X[AGG_MAX_THREADS]; /* each thread's scratch: K x LANES (network) or K x BLOCK (reference) */
 } order_job;
 
@@ -138,17 +138,12 @@ static int normclip_plain(const fp_aggregator *self, float *delta, const fp_agg_
     qsort(srt, K, sizeof *srt, cmp_double);
     double bound = agg_opts(c)->clip_norm > 0 ? agg_opts(c)->clip_norm
                                               : (K % 2 ? srt[K / 2] : 0.5 * (srt[K / 2 - 1] + srt[K / 2]));
-    for (size_t k = 0; k < K; k++)
-        nrm[k] = nrm[k] > bound ? bound / nrm[k] : 1.0; /* now each client's scale */
-    for (size_t i = 0; i < c->dim; i++) {
-        double s = 0;
-        for (size_t k = 0; k < K; k++)
-            s += cl[k].weight * nrm[k] * x[k][i];
-        delta[i] = (float)(s / W);
-    }
+    for (size_t k = 0; k < K; k++) /* now each client's weight times its scale */
+        nrm[k] = cl[k].weight * (nrm[k] > bound ? bound / nrm[k] : 1.0);
+    rc = agg_weighted_columns(delta, x, nrm, K, c->dim, 1.0, W);
     free(nrm);
     free(srt);
-    return 0;
+    return rc;
 }
 
 const fp_aggregator fp_agg_median_def = {.name = "median", .aggregate_plain = median_plain};

@@ -127,6 +127,54 @@ static void test_ties(void)
     free(want);
 }
 
+/* The weighted means run in column blocks on threads (agg_weighted_columns):
+ * over several blocks and a partial one, fedavg gives the per-coordinate
+ * double sum's bits (client order, (float)(s / W)), and fedavg, fednova and
+ * normclip give the same bits on 1 and 3 threads. */
+static void test_weighted_columns(void)
+{
+    size_t dim = 3 * 2048 + 45;
+    float **x = ad_rows(K, dim, -1, 1);
+    for (size_t i = 0; i < dim; i += 3) { /* 40 x 1e20 and 10 x -4e20 cancel exactly: order shows */
+        x[1][i] = 1e20f;
+        x[4][i] = -4.0f * x[1][i];
+    }
+    float *got = malloc(dim * 4), *one = malloc(dim * 4), *want = malloc(dim * 4);
+    int tau[K] = {1, 3, 5, 2, 8};
+    fp_agg_client cl[K];
+    clients(cl, NULL, tau);
+    double W = 0;
+    for (int k = 0; k < K; k++)
+        W += W5[k];
+    for (size_t i = 0; i < dim; i++) {
+        double s = 0;
+        for (int k = 0; k < K; k++)
+            s += W5[k] * x[k][i];
+        want[i] = (float)(s / W);
+    }
+    fp_agg_opts o;
+    fp_agg_opts_default(&o);
+    fp_agg_ctx c = {.dim = dim, .max_steps = 8, .opts = &o};
+    static const char *names[] = {"fedavg", "fednova", "normclip"};
+    for (int a = 0; a < 3; a++) {
+        const fp_aggregator *ag;
+        CHECK_OK(fp_aggregator_find(&ag, names[a]));
+        setenv("FP_AGG_THREADS", "1", 1);
+        CHECK_OK(fp_agg_aggregate_plain(ag, one, &c, (const float *const *)x, cl, K));
+        setenv("FP_AGG_THREADS", "3", 1);
+        CHECK_OK(fp_agg_aggregate_plain(ag, got, &c, (const float *const *)x, cl, K));
+        unsetenv("FP_AGG_THREADS");
+        CHECKF(memcmp(got, one, dim * 4) == 0, "%s: 3 threads differ from 1", names[a]);
+        if (a == 0)
+            CHECKF(memcmp(one, want, dim * 4) == 0, "fedavg: not the per-coordinate sum's bits (err %g)",
+                   fp_test_maxerr(one, want, dim));
+    }
+    ad_free_rows(x, K);
+    free(got);
+    free(one);
+    free(want);
+}
+
 /* ties' thresholds (radix selection on the magnitudes' bits) against the
  * oracle's sort, with magnitudes 2^-30..2^30, one client whose values all
  * share their high 16 bits (the threshold is found in the second pass),
@@ -687,6 +735,7 @@ int main(void)
     test_fedavg_fednova();
     test_hetlora();
     test_ties();
+    test_weighted_columns();
     test_ties_wide();
     test_flexlora();
     setenv("FP_AGG_SIMD", "base", 1); /* the product by plain loops, not OpenBLAS */

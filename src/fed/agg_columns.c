@@ -1,0 +1,58 @@
+/* agg_weighted_columns (agg_parallel.h). Why blocks: coordinate by
+ * coordinate, each of dim sums read K rows at once, K streams that the
+ * hardware prefetchers do not follow; fedavg took 0.59 s of one core at fp
+ * bench fed --aggregators' 100 clients x 1M floats. */
+#include <stdlib.h>
+
+#include "agg_parallel.h"
+#include "error_internal.h"
+
+#define COL_BLOCK 2048
+
+typedef struct col_job {
+    float *delta;
+    const float *const *x;
+    const double *coef;
+    size_t K, dim;
+    double mul, div;
+    double *acc[AGG_MAX_THREADS]; /* COL_BLOCK per thread */
+} col_job;
+
+static int col_blocks(void *arg, unsigned t, size_t c0, size_t c1)
+{
+    col_job *j = arg;
+    double *s = j->acc[t];
+    for (size_t c = c0; c < c1; c++) {
+        size_t i0 = c * COL_BLOCK, n = j->dim - i0 < COL_BLOCK ? j->dim - i0 : COL_BLOCK;
+        for (size_t i = 0; i < n; i++)
+            s[i] = 0;
+        for (size_t k = 0; k < j->K; k++) {
+            const float *u = j->x[k] + i0;
+            double w = j->coef[k];
+            for (size_t i = 0; i < n; i++)
+                s[i] += w * u[i];
+        }
+        for (size_t i = 0; i < n; i++)
+            j->delta[i0 + i] = (float)(j->mul * s[i] / j->div);
+    }
+    return 0;
+}
+
+int agg_weighted_columns(float *delta, const float *const *x, const double *coef, size_t K, size_t dim, double mul,
+                         double div)
+{
+    if (dim == 0)
+        return 0;
+    size_t blocks = (dim + COL_BLOCK - 1) / COL_BLOCK;
+    unsigned nt = agg_threads(K * dim, blocks);
+    col_job j = {delta, x, coef, K, dim, mul, div, {0}};
+    int rc = 0;
+    for (unsigned t = 0; !rc && t < nt; t++)
+        if (!(j.acc[t] = malloc(COL_BLOCK * sizeof(double))))
+            rc = fp_seterr(FP_ENOMEM, "aggregate: out of memory for thread %u's column sums", t + 1);
+    if (!rc)
+        rc = agg_parallel(nt, blocks, col_blocks, &j);
+    for (unsigned t = 0; t < nt; t++)
+        free(j.acc[t]);
+    return rc;
+}
