@@ -136,6 +136,11 @@ void fp_profile_apply_env(fp_profile *p);
 const char *fp_vendor_name(fp_vendor v);
 const char *fp_device_type_name(fp_device_type t);
 
+/* 1 if the device runs on the host's CPU (a device of CPU type, or Mesa's
+ * lavapipe/llvmpipe whatever type it reports), else 0. Every kernel choice
+ * that differs for CPU devices asks this, so they cannot disagree. */
+int fp_profile_is_cpu(const fp_profile *p);
+
 /* Serialises a profile as a JSON object (malloc'd string; caller frees with free()). */
 int fp_profile_to_json(char **out, const fp_profile *p);
 

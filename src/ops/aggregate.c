@@ -75,7 +75,7 @@ static int64_t max_rows(const fp_ctx *ctx)
         t = fp_measured_tune_get(fp_ctx_measured(ctx), "aggregate.rows");
     if (t && atoll(t) > 0)
         return atoll(t);
-    return fp_ctx_profile(ctx)->type == FP_DEVICE_CPU ? 8 : INT64_MAX;
+    return fp_profile_is_cpu(fp_ctx_profile(ctx)) ? 8 : INT64_MAX;
 }
 
 static int use_vec4(const fp_ctx *ctx)
@@ -590,7 +590,7 @@ static norm_cfg norm_config(const fp_ctx *ctx, int64_t K, int64_t D)
 {
     const fp_profile *pr = fp_ctx_profile(ctx);
     norm_cfg c = {0};
-    c.flat = pr->type == FP_DEVICE_CPU;
+    c.flat = fp_profile_is_cpu(pr);
     if (g_force.norm) {
         c.flat = g_force.norm == AGG_NORM_FLAT;
     } else {
@@ -763,7 +763,7 @@ static int order_vec4_ok(const fp_ctx *ctx, uint32_t kp)
     const char *t = getenv("FP_AGG_ORDER_VEC4");
     if (t && (!strcmp(t, "0") || !strcmp(t, "1")))
         return t[0] == '1';
-    return kp <= ORDER_VEC4_MAX_K || fp_ctx_profile(ctx)->type == FP_DEVICE_CPU;
+    return kp <= ORDER_VEC4_MAX_K || fp_profile_is_cpu(fp_ctx_profile(ctx));
 }
 
 /* Most clients a sorting network takes; radix select beyond. A network of 128
@@ -820,7 +820,7 @@ static int64_t order_max_bands(const fp_ctx *ctx)
     const char *t = getenv("FP_AGG_ORDER_BANDS");
     if (!t || !*t)
         t = fp_measured_tune_get(fp_ctx_measured(ctx), "aggregate.order_bands");
-    int64_t def = fp_ctx_profile(ctx)->type == FP_DEVICE_CPU ? ORDER_BANDS : 1;
+    int64_t def = fp_profile_is_cpu(fp_ctx_profile(ctx)) ? ORDER_BANDS : 1;
     int64_t v = t ? atoll(t) : def;
     return v >= 1 && v <= ORDER_BANDS ? v : def;
 }

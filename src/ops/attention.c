@@ -536,7 +536,7 @@ static uint32_t split_chunk_len(fp_ctx *ctx, uint32_t T, uint32_t wgs, uint32_t 
     if (S)
         return S >= 2 ? (T + S - 1) / S : T;
     const fp_profile *p = fp_ctx_profile(ctx);
-    int cpu = p->type == FP_DEVICE_CPU || p->vendor == FP_VENDOR_MESA_CPU;
+    int cpu = fp_profile_is_cpu(p);
     if ((cpu && g_force_split != -1) || T < SPLIT_MIN_T || wgs >= SPLIT_TARGET_WG)
         return T;
     if (q < 1)

@@ -74,5 +74,5 @@ int fp_ops_texel_reads(const fp_ctx *ctx)
         t = fp_measured_tune_get(fp_ctx_measured(ctx), "texel_reads");
     if (t && *t)
         return strcmp(t, "0") != 0;
-    return p->type == FP_DEVICE_CPU;
+    return fp_profile_is_cpu(p);
 }

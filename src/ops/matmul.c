@@ -175,7 +175,7 @@ const char *fp_matmul_class(int64_t M, int64_t N, int64_t K)
 
 static const char *default_pick(const fp_profile *p, const char *cls, int64_t M, double flops)
 {
-    int cpu = p->vendor == FP_VENDOR_MESA_CPU || p->type == FP_DEVICE_CPU || (p->quirks & FP_QUIRK_SLOW_WG_BARRIERS);
+    int cpu = fp_profile_is_cpu(p) || (p->quirks & FP_QUIRK_SLOW_WG_BARRIERS);
     int small = !strcmp(cls, "small") || !strcmp(cls, "skinny");
     /* CPU: small shapes sg_16x8, big ones sg_32x8 (the heavier tiles are faster
      * still but take llvmpipe's LLVM 10-60 s per pipeline to compile: tuning
@@ -397,7 +397,7 @@ static int splitk_count(fp_ctx *ctx, const fp_profile *p, const struct mm_var *v
     if (req >= 2) {
         S = req;
     } else {
-        if (p->vendor == FP_VENDOR_MESA_CPU || p->type == FP_DEVICE_CPU || K < MM_SPLITK_MIN_K)
+        if (fp_profile_is_cpu(p) || K < MM_SPLITK_MIN_K)
             return 1;
         uint32_t tm, tn;
         var_tile(p, v, &tm, &tn);

@@ -235,6 +235,8 @@ const char *fp_device_type_name(fp_device_type t)
     return (unsigned)t < sizeof names / sizeof names[0] ? names[t] : "other";
 }
 
+int fp_profile_is_cpu(const fp_profile *p) { return p->type == FP_DEVICE_CPU || p->vendor == FP_VENDOR_MESA_CPU; }
+
 static void uuid_hex(char out[33], const uint8_t u[16])
 {
     for (int i = 0; i < 16; i++)

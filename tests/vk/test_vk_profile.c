@@ -17,6 +17,17 @@ int main(void)
     const fp_profile *raw = &devs[0];
     CHECK(raw->name[0] && raw->shared_mem > 0 && raw->heap_count > 0 && raw->storage_range > 0);
 
+    /* CPU devices: by type or by lavapipe's vendor, whichever the driver says */
+    fp_profile q = *raw;
+    q.type = FP_DEVICE_CPU, q.vendor = FP_VENDOR_OTHER;
+    CHECK(fp_profile_is_cpu(&q) == 1);
+    q.type = FP_DEVICE_INTEGRATED, q.vendor = FP_VENDOR_MESA_CPU;
+    CHECK(fp_profile_is_cpu(&q) == 1);
+    q.type = FP_DEVICE_DISCRETE, q.vendor = FP_VENDOR_NVIDIA;
+    CHECK(fp_profile_is_cpu(&q) == 0);
+    q.type = FP_DEVICE_INTEGRATED, q.vendor = FP_VENDOR_ARM;
+    CHECK(fp_profile_is_cpu(&q) == 0);
+
     fp_ctx *base = fp_test_ctx("");
     fp_profile p0 = *fp_ctx_profile(base);
     fp_test_ctx_done(base);
