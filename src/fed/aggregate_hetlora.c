@@ -10,6 +10,47 @@
 #include <string.h>
 
 #include "agg_internal.h"
+#include "agg_parallel.h"
+
+/* Plain: column blocks on worker threads (agg_parallel.h), each block's
+ * sums accumulated row by row in client order: the per-coordinate loop's
+ * bits, without reading K rows at once. */
+#define HET_BLOCK 1024
+
+typedef struct het_job {
+    float *delta;
+    const float *const *x;
+    const fp_agg_client *cl;
+    const int *rk;
+    const uint16_t *ridx;
+    size_t K, dim;
+} het_job;
+
+static int het_blocks(void *arg, unsigned t, size_t c0, size_t c1)
+{
+    (void)t;
+    het_job *j = arg;
+    double s[HET_BLOCK], cov[HET_BLOCK];
+    for (size_t c = c0; c < c1; c++) {
+        size_t i0 = c * HET_BLOCK, n = j->dim - i0 < HET_BLOCK ? j->dim - i0 : HET_BLOCK;
+        memset(s, 0, n * sizeof *s);
+        memset(cov, 0, n * sizeof *cov);
+        for (size_t k = 0; k < j->K; k++) {
+            const float *u = j->x[k] + i0;
+            const uint16_t *r = j->ridx + i0;
+            double w = j->cl[k].weight;
+            int rk = j->rk[k];
+            for (size_t i = 0; i < n; i++)
+                if ((int)r[i] < rk) {
+                    s[i] += w * u[i];
+                    cov[i] += w;
+                }
+        }
+        for (size_t i = 0; i < n; i++)
+            j->delta[i0 + i] = cov[i] > 0 ? (float)(s[i] / cov[i]) : 0.0f;
+    }
+    return 0;
+}
 
 static int het_plain(const fp_aggregator *self, float *delta, const fp_agg_ctx *c, const float *const *x,
                      const fp_agg_client *cl, size_t K)
@@ -25,14 +66,10 @@ static int het_plain(const fp_aggregator *self, float *delta, const fp_agg_ctx *
         rc = fp_seterr(FP_ENOMEM, "hetlora: out of memory");
     for (size_t k = 0; !rc && k < K; k++)
         rk[k] = agg_rank(c, &cl[k]);
-    for (size_t i = 0; !rc && i < c->dim; i++) {
-        double s = 0, cov = 0;
-        for (size_t k = 0; k < K; k++)
-            if ((int)ridx[i] < rk[k]) {
-                s += cl[k].weight * x[k][i];
-                cov += cl[k].weight;
-            }
-        delta[i] = cov > 0 ? (float)(s / cov) : 0.0f;
+    if (!rc) {
+        size_t blocks = (c->dim + HET_BLOCK - 1) / HET_BLOCK;
+        het_job j = {delta, x, cl, rk, ridx, K, c->dim};
+        rc = agg_parallel(agg_threads(K * c->dim, blocks), blocks, het_blocks, &j);
     }
     free(ridx);
     free(rk);

@@ -80,6 +80,31 @@ static void test_hetlora(void)
     CHECK_OK(fp_agg_aggregate_plain(a, got, &c, (const float *const *)x, cl, K));
     ad_hetlora(want, x, W5, rank, K, &l);
     CHECKF(fp_test_maxerr(got, want, dim) < 1e-6, "hetlora err %g", fp_test_maxerr(got, want, dim));
+    /* rank 16: over two column blocks of 1024 and a partial one; the same
+     * bits on 1 and 3 threads */
+    {
+        fp_lora_vec_layout l16;
+        ad_layout(&l16, 16);
+        size_t d16 = l16.dim;
+        CHECKF(d16 > 2 * 1024, "hetlora rank-16 layout: %zu floats, under 3 column blocks", d16);
+        float **x16 = ad_rows(K, d16, -1, 1), *one = malloc(d16 * 4), *got16 = malloc(d16 * 4),
+              *want16 = malloc(d16 * 4);
+        int r16[K] = {16, 3, 9, 12, 1};
+        clients(cl, r16, NULL);
+        fp_agg_ctx c16 = {.dim = d16, .layout = &l16};
+        setenv("FP_AGG_THREADS", "1", 1);
+        CHECK_OK(fp_agg_aggregate_plain(a, one, &c16, (const float *const *)x16, cl, K));
+        setenv("FP_AGG_THREADS", "3", 1);
+        CHECK_OK(fp_agg_aggregate_plain(a, got16, &c16, (const float *const *)x16, cl, K));
+        unsetenv("FP_AGG_THREADS");
+        CHECK(memcmp(got16, one, d16 * 4) == 0);
+        ad_hetlora(want16, x16, W5, r16, K, &l16);
+        CHECKF(fp_test_maxerr(one, want16, d16) < 1e-6, "hetlora rank 16 err %g", fp_test_maxerr(one, want16, d16));
+        ad_free_rows(x16, K);
+        free(one);
+        free(got16);
+        free(want16);
+    }
     /* component 3 of the first A is zero; component 0 is everybody's mean */
     CHECK(got[l.slots[0].a_off + 3 * (size_t)l.slots[0].in] == 0.0f);
     /* rank 0 means the full R: then hetlora is fedavg */
