@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "agg_internal.h"
+#include "agg_parallel.h"
 
 const fp_agg_opts fp_agg_opts_defaults = {
     .ties_keep = 0.2f,
@@ -201,6 +202,40 @@ static void refuse(char *refused, size_t cap, const fp_agg_client *k, const char
         snprintf(refused + n, cap - n, "%s%s: %s", n ? ";" : "", k->name ? k->name : "?", why);
 }
 
+/* Each update's first non-finite element (dim: none) and L2 norm, on
+ * worker threads over clients (one client's sum is one thread's, in element
+ * order: the same bits whatever the count). */
+typedef struct screen_job {
+    const float *const *x;
+    const size_t *lens;
+    size_t dim;
+    double *norm;
+    size_t *first_bad;
+} screen_job;
+
+static int screen_rows(void *arg, unsigned t, size_t k0, size_t k1)
+{
+    (void)t;
+    screen_job *j = arg;
+    for (size_t k = k0; k < k1; k++) {
+        j->first_bad[k] = j->dim;
+        j->norm[k] = 0;
+        if (j->lens && j->lens[k] != j->dim)
+            continue; /* refused for its shape; its row may be shorter */
+        double s = 0;
+        for (size_t i = 0; i < j->dim; i++) {
+            float v = j->x[k][i];
+            if (!isfinite(v)) {
+                j->first_bad[k] = i;
+                break;
+            }
+            s += (double)v * v;
+        }
+        j->norm[k] = sqrt(s);
+    }
+    return 0;
+}
+
 int fp_agg_screen(uint8_t *keep, size_t *n_kept, char *refused, size_t refused_cap, const fp_agg_ctx *c,
                   const float *const *x, const size_t *lens, const fp_agg_client *cl, size_t K, float reject_k)
 {
@@ -212,7 +247,14 @@ int fp_agg_screen(uint8_t *keep, size_t *n_kept, char *refused, size_t refused_c
         free(sorted);
         return fp_seterr(FP_ENOMEM, "aggregate screen: out of memory");
     }
-    size_t nf = 0;
+    size_t nf = 0, *first_bad = malloc((K + 1) * sizeof *first_bad);
+    if (!first_bad) {
+        free(norm);
+        free(sorted);
+        return fp_seterr(FP_ENOMEM, "aggregate screen: out of memory");
+    }
+    screen_job sj = {x, lens, c->dim, norm, first_bad};
+    agg_parallel(agg_threads(K * c->dim, K), K, screen_rows, &sj); /* cannot fail */
     char why[160];
     for (size_t k = 0; k < K; k++) {
         keep[k] = 0;
@@ -221,16 +263,7 @@ int fp_agg_screen(uint8_t *keep, size_t *n_kept, char *refused, size_t refused_c
             refuse(refused, refused_cap, &cl[k], why);
             continue;
         }
-        double s = 0;
-        size_t bad = c->dim;
-        for (size_t i = 0; i < c->dim; i++) {
-            float v = x[k][i];
-            if (!isfinite(v)) {
-                bad = i;
-                break;
-            }
-            s += (double)v * v;
-        }
+        size_t bad = first_bad[k];
         if (bad < c->dim) {
             snprintf(why, sizeof why, "non-finite value (%s) at element %zu", isnan(x[k][bad]) ? "NaN" : "Inf",
                      bad);
@@ -238,7 +271,6 @@ int fp_agg_screen(uint8_t *keep, size_t *n_kept, char *refused, size_t refused_c
             continue;
         }
         keep[k] = 1;
-        norm[k] = sqrt(s);
         sorted[nf++] = norm[k];
     }
     if (reject_k > 0 && nf > 0) {
@@ -258,6 +290,7 @@ int fp_agg_screen(uint8_t *keep, size_t *n_kept, char *refused, size_t refused_c
     *n_kept = n;
     free(norm);
     free(sorted);
+    free(first_bad);
     return 0;
 }
 

@@ -555,6 +555,16 @@ static void test_screen(void)
     CHECKF(strstr(refused, "bob: non-finite value (NaN) at element 7") &&
                strstr(refused, "dave: wrong shape: 49 elements, expected 50") && strstr(refused, "erin: norm"),
            "refused list: %s", refused);
+    /* the rows are scanned on worker threads: 3 give the same verdicts */
+    {
+        uint8_t keep3[K];
+        size_t kept3 = 0;
+        char refused3[1024] = "";
+        setenv("FP_AGG_THREADS", "3", 1);
+        CHECK_OK(fp_agg_screen(keep3, &kept3, refused3, sizeof refused3, &c, (const float *const *)x, lens, cl, K, 10));
+        unsetenv("FP_AGG_THREADS");
+        CHECK(kept3 == kept && memcmp(keep3, keep, sizeof keep) == 0 && strcmp(refused3, refused) == 0);
+    }
     /* without the norm rule the big update stays; an Inf is refused */
     x[2][49] = -INFINITY;
     refused[0] = '\0';
