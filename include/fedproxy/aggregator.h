@@ -39,9 +39,10 @@
  * which take the round context.
  *
  * Threading: aggregators are stateless tables; every call is reentrant.
- * median, trimmed-mean, ties and dare+* start worker threads of their own
+ * The plain aggregators and fp_agg_screen start worker threads of their own
  * for the call (joined before it returns) once K x dim reaches 2^20 values,
- * with the same result bit for bit whatever their number:
+ * with the same result bit for bit whatever their number (flexlora's
+ * products and cluster:*'s similarities use OpenBLAS's threads instead):
  * FP_AGG_THREADS=N caps them (1 disables), default the online CPUs, at most 16.
  * On x86-64, median and trimmed-mean use AVX where the CPU has it (the same
  * bits either way); cluster:* and flexlora use OpenBLAS where the build has
