@@ -11,9 +11,10 @@
  * Without forming M when it is cheaper: M = Bc Ac with Bc = [sqrt(p_k) B_k]
  * (out x m) and Ac = [sqrt(p_k) A_k] (m x in), m = sum_k r_k. When m <=
  * min(out, in): QR of Bc and Ac^T (Bc = Qb Rb, Ac^T = Qa Ra), SVD of the small
- * Rb Ra^T = U S V^T, and M = (Qb U) S (Qa V)^T. Otherwise M is formed (out x in)
- * and decomposed directly (the product by OpenBLAS's dgemm where the build
- * has it). LAPACKE (Debian liblapacke-dev), double precision.
+ * Rb Ra^T = U S V^T, and M = (Qb U) S (Qa V)^T. Otherwise M is formed (out x in;
+ * the product by OpenBLAS's dgemm where the build has it) and its top R
+ * components come from its smaller side's Gram matrix (svd_dense). LAPACKE
+ * (Debian liblapacke-dev), double precision.
  *
  * Secure: one sum of [w_k clip(vec(dW_k)) for every module, w_k clip]; the
  * server learns the weighted sum of the full products (what the average
@@ -33,32 +34,110 @@
 
 #define FLEX_SECURE_MAX_RATIO 64
 
-/* Rank-R factors of a dense M (out x in, row-major; destroyed). */
+/* G = M M^T (out <= in) or M^T M, n x n with n = min(out, in), upper
+ * triangle (all of it without OpenBLAS). */
+static void gram_small_side(double *G, const double *M, size_t out, size_t in)
+{
+    size_t n = out <= in ? out : in;
+#ifdef FP_HAVE_OPENBLAS
+    if (!agg_baseline_paths()) {
+        cblas_dsyrk(CblasRowMajor, CblasUpper, out <= in ? CblasNoTrans : CblasTrans, (blasint)n,
+                    (blasint)(out <= in ? in : out), 1.0, M, (blasint)in, 0.0, G, (blasint)n);
+        return;
+    }
+#endif
+    memset(G, 0, n * n * sizeof *G);
+    if (out <= in) {
+        for (size_t a = 0; a < n; a++)
+            for (size_t b = a; b < n; b++) {
+                double t = 0;
+                for (size_t i = 0; i < in; i++)
+                    t += M[a * in + i] * M[b * in + i];
+                G[a * n + b] = t;
+            }
+    } else {
+        for (size_t r = 0; r < out; r++) /* rank-1 updates row by row: streams M */
+            for (size_t a = 0; a < n; a++) {
+                double x = M[r * in + a];
+                for (size_t b = a; b < n; b++)
+                    G[a * n + b] += x * M[r * in + b];
+            }
+    }
+}
+
+/* Rank-R factors of a dense M (out x in, row-major). Why not a full SVD of
+ * M: only the top R of min(out, in) components are kept, and dgesdd's
+ * bidiagonalization of every M (a 512 x 1376 one per module at fp bench fed
+ * --aggregators' shape) took most of flexlora's 13 s. Instead: the
+ * eigenvectors of the small side's Gram matrix for its R largest eigenvalues
+ * (dsyevr, range 'I'), then the other side by one product with M: for u_j
+ * (out <= in), a_j = u_j^T M, s_j = |a_j| (the singular value, taken from M
+ * itself rather than from the eigenvalue, which squares M's condition), B'
+ * column j = u_j sqrt(s_j), A' row j = a_j / sqrt(s_j). Components in
+ * descending order; one whose s_j is 0 stays zero. The Gram matrix loses
+ * the components below about 1e-8 of the largest singular value, which a
+ * rank-R truncation of an average of client updates has no use for. */
 static int svd_dense(double *Bn, double *An, double *M, size_t out, size_t in, size_t R)
 {
-    size_t mn = out < in ? out : in;
-    double *S = malloc(mn * sizeof *S), *U = malloc(out * mn * sizeof *U), *VT = malloc(mn * in * sizeof *VT);
-    int rc = S && U && VT ? 0 : fp_seterr(FP_ENOMEM, "flexlora: out of memory for the SVD of %zu x %zu", out, in);
-    lapack_int info = 0;
-    if (!rc)
-        info = LAPACKE_dgesdd(LAPACK_ROW_MAJOR, 'S', (lapack_int)out, (lapack_int)in, M, (lapack_int)in, S, U,
-                              (lapack_int)mn, VT, (lapack_int)in);
-    if (!rc && info)
-        rc = fp_seterr(FP_EINVAL, "flexlora: SVD of %zu x %zu did not converge (LAPACK info %d)", out, in,
-                       (int)info);
+    size_t n = out <= in ? out : in, r = R < n ? R : n, other = out <= in ? in : out;
     memset(Bn, 0, out * R * sizeof *Bn);
     memset(An, 0, R * in * sizeof *An);
-    size_t r = R < mn ? R : mn;
-    for (size_t j = 0; !rc && j < r; j++) {
-        double sq = sqrt(S[j] > 0 ? S[j] : 0);
-        for (size_t i = 0; i < out; i++)
-            Bn[i * R + j] = U[i * mn + j] * sq;
-        for (size_t i = 0; i < in; i++)
-            An[j * in + i] = VT[j * in + i] * sq;
+    if (r == 0)
+        return 0;
+    double *G = malloc(n * n * sizeof *G), *W = malloc(n * sizeof *W), *Z = malloc(n * r * sizeof *Z);
+    double *y = malloc(other * sizeof *y);
+    lapack_int *sup = malloc(2 * r * sizeof *sup), found = 0;
+    int rc = G && W && Z && y && sup ? 0 : fp_seterr(FP_ENOMEM, "flexlora: out of memory for the %zu x %zu Gram matrix", n, n);
+    if (!rc) {
+        gram_small_side(G, M, out, in);
+        lapack_int info = LAPACKE_dsyevr(LAPACK_ROW_MAJOR, 'V', 'I', 'U', (lapack_int)n, G, (lapack_int)n, 0.0, 0.0,
+                                         (lapack_int)(n - r + 1), (lapack_int)n, 0.0, &found, W, Z, (lapack_int)r, sup);
+        if (info || (size_t)found != r)
+            rc = fp_seterr(FP_EINVAL, "flexlora: eigenvectors of the %zu x %zu Gram matrix failed (LAPACK info %d, %d of %zu)",
+                           n, n, (int)info, (int)found, r);
     }
-    free(S);
-    free(U);
-    free(VT);
+    for (size_t jj = 0; !rc && jj < r; jj++) {
+        size_t j = r - 1 - jj; /* dsyevr: ascending */
+        double s = 0;
+        if (out <= in) { /* y = M^T u, M's rows streamed */
+            memset(y, 0, in * sizeof *y);
+            for (size_t q = 0; q < out; q++) {
+                double u = Z[q * r + j];
+                for (size_t i = 0; i < in; i++)
+                    y[i] += u * M[q * in + i];
+            }
+        } else { /* y = M v */
+            for (size_t i = 0; i < out; i++) {
+                double t = 0;
+                for (size_t q = 0; q < in; q++)
+                    t += M[i * in + q] * Z[q * r + j];
+                y[i] = t;
+            }
+        }
+        for (size_t i = 0; i < other; i++)
+            s += y[i] * y[i];
+        s = sqrt(s);
+        if (!(s > 0))
+            continue;
+        double sq = sqrt(s);
+        for (size_t i = 0; i < n; i++) { /* the eigenvector's side */
+            if (out <= in)
+                Bn[i * R + jj] = Z[i * r + j] * sq;
+            else
+                An[jj * in + i] = Z[i * r + j] * sq;
+        }
+        for (size_t i = 0; i < other; i++) {
+            if (out <= in)
+                An[jj * in + i] = y[i] / sq;
+            else
+                Bn[i * R + jj] = y[i] / sq;
+        }
+    }
+    free(G);
+    free(W);
+    free(Z);
+    free(y);
+    free(sup);
     return rc;
 }
 

@@ -15,12 +15,15 @@
 static const fp_llama_config AD_CFG = {.hidden = 12, .layers = 2, .heads = 3, .kv_heads = 1, .head_dim = 4,
                                        .intermediate = 20, .vocab = 17, .rms_eps = 1e-5f, .rope_theta = 10000.0f};
 
-/* q (12x12), v (4x12), down (12x20) in 2 layers at rank R. */
-static inline void ad_layout(fp_lora_vec_layout *l, int R)
+/* The given modules of both layers at rank R. */
+static inline void ad_layout_of(fp_lora_vec_layout *l, int R, unsigned targets)
 {
-    fp_lora_config lc = {.rank = R, .alpha = 2.0f * (float)R, .targets = FP_LORA_Q | FP_LORA_V | FP_LORA_DOWN};
+    fp_lora_config lc = {.rank = R, .alpha = 2.0f * (float)R, .targets = targets};
     CHECK_OK(fp_lora_vec_layout_build(l, &AD_CFG, &lc));
 }
+
+/* q (12x12), v (4x12), down (12x20) in 2 layers at rank R. */
+static inline void ad_layout(fp_lora_vec_layout *l, int R) { ad_layout_of(l, R, FP_LORA_Q | FP_LORA_V | FP_LORA_DOWN); }
 
 static inline float **ad_rows(size_t K, size_t dim, float lo, float hi)
 {

@@ -254,11 +254,13 @@ static void test_ties_wide(void)
     }
 }
 
-static void test_flexlora(void)
+/* targets: the modules; q, v and down have out <= in, up (20 x 12) out > in,
+ * the two sides of the dense path's Gram matrix. */
+static void test_flexlora(unsigned targets)
 {
     const int R = 4;
     fp_lora_vec_layout l;
-    ad_layout(&l, R);
+    ad_layout_of(&l, R, targets);
     size_t dim = l.dim;
     float *g = malloc(dim * 4), *delta = malloc(dim * 4);
     for (size_t i = 0; i < dim; i++)
@@ -772,11 +774,15 @@ int main(void)
     test_ties();
     test_weighted_columns();
     test_ties_wide();
-    test_flexlora();
-    setenv("FP_AGG_SIMD", "base", 1); /* the product by plain loops, not OpenBLAS */
-    printf("flexlora again with FP_AGG_SIMD=base\n");
-    test_flexlora();
-    unsetenv("FP_AGG_SIMD");
+    for (int base = 0; base < 2; base++) {
+        if (base) { /* the product and the Gram matrix by plain loops, not OpenBLAS */
+            setenv("FP_AGG_SIMD", "base", 1);
+            printf("flexlora again with FP_AGG_SIMD=base\n");
+        }
+        test_flexlora(FP_LORA_Q | FP_LORA_V | FP_LORA_DOWN);
+        test_flexlora(FP_LORA_UP | FP_LORA_V);
+        unsetenv("FP_AGG_SIMD");
+    }
     test_robust();
     test_robust_threads();
     test_robust_network();
