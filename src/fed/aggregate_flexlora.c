@@ -87,14 +87,17 @@ static int svd_dense(double *Bn, double *An, double *M, size_t out, size_t in, s
     double *G = malloc(n * n * sizeof *G), *W = malloc(n * sizeof *W), *Z = malloc(n * r * sizeof *Z);
     double *y = malloc(other * sizeof *y);
     lapack_int *sup = malloc(2 * r * sizeof *sup), found = 0;
-    int rc = G && W && Z && y && sup ? 0 : fp_seterr(FP_ENOMEM, "flexlora: out of memory for the %zu x %zu Gram matrix", n, n);
+    int rc = G && W && Z && y && sup
+                 ? 0
+                 : fp_seterr(FP_ENOMEM, "flexlora: out of memory for the %zu x %zu Gram matrix", n, n);
     if (!rc) {
         gram_small_side(G, M, out, in);
         lapack_int info = LAPACKE_dsyevr(LAPACK_ROW_MAJOR, 'V', 'I', 'U', (lapack_int)n, G, (lapack_int)n, 0.0, 0.0,
                                          (lapack_int)(n - r + 1), (lapack_int)n, 0.0, &found, W, Z, (lapack_int)r, sup);
         if (info || (size_t)found != r)
-            rc = fp_seterr(FP_EINVAL, "flexlora: eigenvectors of the %zu x %zu Gram matrix failed (LAPACK info %d, %d of %zu)",
-                           n, n, (int)info, (int)found, r);
+            rc = fp_seterr(FP_EINVAL,
+                           "flexlora: eigenvectors of the %zu x %zu Gram matrix failed (LAPACK info %d, %d of %zu)", n,
+                           n, (int)info, (int)found, r);
     }
     for (size_t jj = 0; !rc && jj < r; jj++) {
         size_t j = r - 1 - jj; /* dsyevr: ascending */
