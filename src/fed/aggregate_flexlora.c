@@ -34,6 +34,39 @@
 
 #define FLEX_SECURE_MAX_RATIO 64
 
+/* C (rows x cols) = A (rows x k) times B (k x cols), or times B^T when B is
+ * cols x k (tb), all row-major: OpenBLAS's dgemm where the build has it,
+ * plain loops without it or with FP_AGG_SIMD=base. */
+static void dmm(double *C, const double *A, const double *B, size_t rows, size_t cols, size_t k, int tb)
+{
+#ifdef FP_HAVE_OPENBLAS
+    if (!agg_baseline_paths()) {
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (blasint)rows, (blasint)cols,
+                    (blasint)k, 1.0, A, (blasint)k, B, (blasint)(tb ? k : cols), 0.0, C, (blasint)cols);
+        return;
+    }
+#endif
+    for (size_t i = 0; i < rows; i++) {
+        double *row = C + i * cols;
+        const double *a = A + i * k;
+        if (tb) { /* dot products of rows */
+            for (size_t j = 0; j < cols; j++) {
+                double s = 0;
+                for (size_t t = 0; t < k; t++)
+                    s += a[t] * B[j * k + t];
+                row[j] = s;
+            }
+            continue;
+        }
+        memset(row, 0, cols * sizeof *row); /* row by row: streams B's rows */
+        for (size_t t = 0; t < k; t++) {
+            const double *b = B + t * cols;
+            for (size_t j = 0; j < cols; j++)
+                row[j] += a[t] * b[j];
+        }
+    }
+}
+
 /* G = M M^T (out <= in) or M^T M, n x n with n = min(out, in), upper
  * triangle (all of it without OpenBLAS). */
 static void gram_small_side(double *G, const double *M, size_t out, size_t in)
@@ -159,9 +192,9 @@ static int svd_top(double *Bn, double *An, const double *Bc, const double *Ac, s
         /* Qb (out x m), Rb (m x m); Qa (in x m), Ra (m x m) */
         double *Qb = malloc(out * m * sizeof *Qb), *Qa = malloc(in * m * sizeof *Qa);
         double *tb = malloc(m * sizeof *tb), *ta = malloc(m * sizeof *ta);
-        double *C = malloc(m * m * sizeof *C), *U = malloc(m * m * sizeof *U), *VT = malloc(m * m * sizeof *VT);
-        double *S = malloc(m * sizeof *S), *Rb = calloc(m * m, sizeof *Rb), *Ra = calloc(m * m, sizeof *Ra);
-        if (!Qb || !Qa || !tb || !ta || !C || !U || !VT || !S || !Rb || !Ra) {
+        double *C = malloc(m * m * sizeof *C), *Bs = malloc(m * R * sizeof *Bs), *As = malloc(R * m * sizeof *As);
+        double *Rb = calloc(m * m, sizeof *Rb), *Ra = calloc(m * m, sizeof *Ra);
+        if (!Qb || !Qa || !tb || !ta || !C || !Bs || !As || !Rb || !Ra) {
             rc = fp_seterr(FP_ENOMEM, "flexlora: out of memory");
             goto small_out;
         }
@@ -187,44 +220,22 @@ static int svd_top(double *Bn, double *An, const double *Bc, const double *Ac, s
             rc = fp_seterr(FP_EINVAL, "flexlora: QR failed (LAPACK info %d)", (int)info);
             goto small_out;
         }
-        for (size_t i = 0; i < m; i++) /* C = Rb Ra^T */
-            for (size_t j = 0; j < m; j++) {
-                double s = 0;
-                for (size_t t = 0; t < m; t++)
-                    s += Rb[i * m + t] * Ra[j * m + t];
-                C[i * m + j] = s;
-            }
-        info = LAPACKE_dgesdd(LAPACK_ROW_MAJOR, 'A', (lapack_int)m, (lapack_int)m, C, (lapack_int)m, S, U,
-                              (lapack_int)m, VT, (lapack_int)m);
-        if (info) {
-            rc = fp_seterr(FP_EINVAL, "flexlora: SVD did not converge (LAPACK info %d)", (int)info);
+        /* M = Qb (Rb Ra^T) Qa^T: the top R components of the m x m C = Rb Ra^T
+         * (svd_dense: Bs, As), then B' = Qb Bs and A' = As Qa^T */
+        dmm(C, Rb, Ra, m, m, m, 1);
+        rc = svd_dense(Bs, As, C, m, m, R); /* Bs m x R, As R x m (zero past rank min(R, m)) */
+        if (rc)
             goto small_out;
-        }
-        size_t r = R < m ? R : m;
-        for (size_t j = 0; j < r; j++) {
-            double sq = sqrt(S[j] > 0 ? S[j] : 0);
-            for (size_t i = 0; i < out; i++) { /* (Qb U)[:, j] */
-                double s = 0;
-                for (size_t t = 0; t < m; t++)
-                    s += Qb[i * m + t] * U[t * m + j];
-                Bn[i * R + j] = s * sq;
-            }
-            for (size_t i = 0; i < in; i++) { /* (Qa V)[:, j] = Qa VT[j, :]^T */
-                double s = 0;
-                for (size_t t = 0; t < m; t++)
-                    s += Qa[i * m + t] * VT[j * m + t];
-                An[j * in + i] = s * sq;
-            }
-        }
+        dmm(Bn, Qb, Bs, out, R, m, 0);
+        dmm(An, As, Qa, R, in, m, 1);
     small_out:
         free(Qb);
         free(Qa);
         free(tb);
         free(ta);
         free(C);
-        free(U);
-        free(VT);
-        free(S);
+        free(Bs);
+        free(As);
         free(Rb);
         free(Ra);
         return rc;
@@ -232,28 +243,10 @@ static int svd_top(double *Bn, double *An, const double *Bc, const double *Ac, s
     double *M = malloc(out * in * sizeof *M);
     if (!M)
         return fp_seterr(FP_ENOMEM, "flexlora: out of memory for a %zu x %zu product", out, in);
-#ifdef FP_HAVE_OPENBLAS
     /* M = Bc Ac, out x m by m x in with m = the clients' summed ranks (900 at
-     * 100 clients): the naive loop below took most of flexlora's 31-34 s at
-     * fp bench fed --aggregators' shape (it runs without OpenBLAS or with
-     * FP_AGG_SIMD=base) */
-    int blas = !agg_baseline_paths();
-    if (blas)
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)out, (blasint)in, (blasint)m, 1.0, Bc,
-                    (blasint)m, Ac, (blasint)in, 0.0, M, (blasint)in);
-#else
-    int blas = 0;
-#endif
-    for (size_t i = 0; !blas && i < out; i++) { /* row by row: streams Ac's rows */
-        double *row = M + i * in;
-        memset(row, 0, in * sizeof *row);
-        for (size_t t = 0; t < m; t++) {
-            double b = Bc[i * m + t];
-            const double *a = Ac + t * in;
-            for (size_t j = 0; j < in; j++)
-                row[j] += b * a[j];
-        }
-    }
+     * 100 clients): a plain loop here took most of flexlora's 31-34 s at fp
+     * bench fed --aggregators' shape */
+    dmm(M, Bc, Ac, out, in, m, 0);
     rc = svd_dense(Bn, An, M, out, in, R);
     free(M);
     return rc;
