@@ -104,6 +104,7 @@ static void test_hetlora(void)
         free(one);
         free(got16);
         free(want16);
+        fp_lora_vec_layout_free(&l16);
     }
     /* component 3 of the first A is zero; component 0 is everybody's mean */
     CHECK(got[l.slots[0].a_off + 3 * (size_t)l.slots[0].in] == 0.0f);
