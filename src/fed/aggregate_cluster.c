@@ -28,10 +28,10 @@
 #endif
 #define GRAM_BLOCK 2048
 
-static void gram_block(double *G, const double *Xb, size_t K, size_t n)
+static void gram_block(double *G, const double *Xb, size_t K, size_t n, int blas)
 {
 #ifdef FP_HAVE_OPENBLAS
-    if (!agg_baseline_paths()) {
+    if (blas) {
         cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (blasint)K, (blasint)n, 1.0, Xb, (blasint)n, 1.0, G,
                     (blasint)K);
         return;
@@ -62,12 +62,13 @@ static int cosines(double *S, const float *const *x, size_t K, size_t dim)
     if (!Xb)
         return fp_seterr(FP_ENOMEM, "cluster: out of memory for %zu x %zu", K, bw);
     memset(S, 0, K * K * sizeof *S); /* the Gram matrix's upper triangle first */
+    int blas = !agg_baseline_paths(); /* asked once, not per block */
     for (size_t i0 = 0; i0 < dim; i0 += bw) {
         size_t n = dim - i0 < bw ? dim - i0 : bw;
         for (size_t k = 0; k < K; k++)
             for (size_t i = 0; i < n; i++)
                 Xb[k * n + i] = x[k][i0 + i];
-        gram_block(S, Xb, K, n);
+        gram_block(S, Xb, K, n, blas);
     }
     free(Xb);
     for (size_t a = 0; a < K; a++)

@@ -1,8 +1,8 @@
 /* SecAgg+ key derivation, signed and associated data, and mask expansion. */
 #include "secagg_internal.h"
 #include "error_internal.h"
+#include "agg_parallel.h"
 
-#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,7 +77,6 @@ void sa_share_ad(uint8_t ad[SA_AD_BYTES], const sa_ctx *ctx, uint32_t from, uint
 #define MASK_CHUNK 4096u
 /* Below this many keystream words in total, threads cost more than they save. */
 #define MASK_MT_MIN_WORDS (1u << 21)
-#define MASK_MAX_THREADS 16
 
 /* acc[i] +-= little-endian word i of ks. On little-endian hosts memcpy is a
  * plain load and the loop vectorises; elsewhere the bytes are assembled. */
@@ -131,15 +130,19 @@ static void apply_range(uint32_t *acc, size_t begin, size_t end, const sa_mask *
 
 typedef struct mask_job {
     uint32_t *acc;
-    size_t begin, end, m;
+    size_t d, m;
     const sa_mask *masks;
 } mask_job;
 
-static void *mask_worker(void *arg)
+/* Chunks [c0, c1) of the accumulator: threads own disjoint, chunk-aligned
+ * ranges, so no synchronisation is needed beyond the joins. */
+static int mask_chunks(void *arg, unsigned t, size_t c0, size_t c1)
 {
+    (void)t;
     mask_job *j = arg;
-    apply_range(j->acc, j->begin, j->end, j->masks, j->m);
-    return NULL;
+    size_t end = c1 * MASK_CHUNK < j->d ? c1 * MASK_CHUNK : j->d;
+    apply_range(j->acc, c0 * MASK_CHUNK, end, j->masks, j->m);
+    return 0;
 }
 
 /* FP_SECAGG_THREADS if set (1 = no threads), else the online CPUs, at most 16. */
@@ -149,7 +152,7 @@ static unsigned mask_threads(void)
     long v = e && e[0] ? strtol(e, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
     if (v < 1)
         v = 1;
-    return v > MASK_MAX_THREADS ? MASK_MAX_THREADS : (unsigned)v;
+    return v > AGG_MAX_THREADS ? AGG_MAX_THREADS : (unsigned)v;
 }
 
 void sa_apply_masks(uint32_t *acc, size_t d, const sa_mask *masks, size_t m)
@@ -158,26 +161,6 @@ void sa_apply_masks(uint32_t *acc, size_t d, const sa_mask *masks, size_t m)
     unsigned nt = (uint64_t)d * m < MASK_MT_MIN_WORDS ? 1u : mask_threads();
     if (nt > chunks)
         nt = (unsigned)chunks;
-    if (nt <= 1) {
-        apply_range(acc, 0, d, masks, m);
-        return;
-    }
-    /* Threads own disjoint, chunk-aligned ranges of the accumulator, so no
-     * synchronisation is needed beyond the joins. */
-    pthread_t th[MASK_MAX_THREADS];
-    mask_job jobs[MASK_MAX_THREADS];
-    int started[MASK_MAX_THREADS] = {0};
-    for (unsigned t = 0; t < nt; t++) {
-        size_t c0 = chunks * t / nt, c1 = chunks * (t + 1) / nt;
-        jobs[t] = (mask_job){acc, c0 * MASK_CHUNK, c1 * MASK_CHUNK < d ? c1 * MASK_CHUNK : d, m, masks};
-        if (t > 0)
-            started[t] = pthread_create(&th[t], NULL, mask_worker, &jobs[t]) == 0;
-    }
-    mask_worker(&jobs[0]);
-    for (unsigned t = 1; t < nt; t++) {
-        if (started[t])
-            pthread_join(th[t], NULL);
-        else /* could not start a thread: do its share here */
-            mask_worker(&jobs[t]);
-    }
+    mask_job j = {acc, d, m, masks};
+    agg_parallel(nt ? nt : 1, chunks, mask_chunks, &j); /* cannot fail */
 }
