@@ -1055,15 +1055,9 @@ int fp_agg_ties_masked(fp_stream *s, fp_tensor *msum, fp_tensor *count, const fp
 
 /* ---- benchmark ---------------------------------------------------------------------------------- */
 
-#include <cJSON.h>
-#include <time.h>
+#include "bench_reps.h"
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include <cJSON.h>
 
 typedef struct bench_env {
     fp_tensor *X, *Xu, *Xr, *w, *out, *out2, *out3, *q, *nrm, *work, *owork, *cbig, *cbig2;
@@ -1117,24 +1111,25 @@ static double bench_bytes(int which, int64_t K, int64_t D, int64_t copy_n)
     return 0;
 }
 
-/* Best seconds per op over runs of `inner` back-to-back ops (one submit each run). */
-static int bench_time(fp_stream *s, bench_env *e, int which, int64_t K, int inner, int runs, double *best)
+typedef struct bench_call {
+    bench_env *e;
+    int which;
+    int64_t K;
+} bench_call;
+
+static int bench_call_record(fp_stream *s, void *arg)
 {
-    int rc = bench_record(s, e, which, K); /* warm-up: pipeline creation, first touch */
-    if (!rc)
-        rc = fp_stream_run(s);
-    *best = 1e30;
-    for (int r = 0; r < runs && !rc; r++) {
-        for (int i = 0; i < inner && !rc; i++)
-            rc = bench_record(s, e, which, K);
-        double t0 = now_s();
-        if (!rc)
-            rc = fp_stream_run(s);
-        double t = (now_s() - t0) / inner;
-        if (t < *best)
-            *best = t;
-    }
-    return rc;
+    bench_call *c = arg;
+    return bench_record(s, c->e, c->which, c->K);
+}
+
+/* Best seconds per op over `runs` submissions of at least `inner` back-to-back
+ * ops each (more where one op is short next to the queue's round trip:
+ * bench_reps.h); the count used goes to *reps. */
+static int bench_time(fp_stream *s, bench_env *e, int which, int64_t K, int inner, int runs, double *best, int *reps)
+{
+    bench_call c = {e, which, K};
+    return fp_bench_best(s, bench_call_record, &c, inner, runs, best, reps);
 }
 
 static void bench_free(bench_env *e)
@@ -1208,13 +1203,14 @@ int fp_bench_aggregate(fp_ctx *ctx, int quick, char **json_out)
         rc = fp_tensor_zero(e.cbig);
     if (!rc) {
         double t;
-        rc = bench_time(s, &e, B_COPY, 1, inner, runs, &t);
+        int reps;
+        rc = bench_time(s, &e, B_COPY, 1, inner, runs, &t, &reps);
         if (!rc)
             copy_gbps = bench_bytes(B_COPY, 1, D, copy_n) / t / 1e9;
         /* the transfer queue's copy (vkCmdCopyBuffer; on lavapipe a host
          * memcpy, no shader): reported beside the kernels' yardstick */
         if (!rc)
-            rc = bench_time(s, &e, B_TCOPY, 1, inner, runs, &t);
+            rc = bench_time(s, &e, B_TCOPY, 1, inner, runs, &t, &reps);
         if (!rc)
             tcopy_gbps = bench_bytes(B_TCOPY, 1, D, copy_n) / t / 1e9;
     }
@@ -1268,7 +1264,8 @@ int fp_bench_aggregate(fp_ctx *ctx, int quick, char **json_out)
              * second; at 0.1-0.2 s that left their ratio to the copy at the
              * mercy of one noisy window */
             double t;
-            rc = bench_time(s, &e, b, K, inner, runs, &t);
+            int reps;
+            rc = bench_time(s, &e, b, K, inner, runs, &t, &reps);
             if (rc)
                 break;
             double gbps = bench_bytes(b, K, D, copy_n) / t / 1e9;
@@ -1277,6 +1274,7 @@ int fp_bench_aggregate(fp_ctx *ctx, int quick, char **json_out)
             cJSON_AddNumberToObject(o, "K", (double)K);
             cJSON_AddStringToObject(o, "variant", fp_agg_last_variant());
             cJSON_AddNumberToObject(o, "ms", t * 1e3);
+            cJSON_AddNumberToObject(o, "calls_per_submit", reps);
             cJSON_AddNumberToObject(o, "gbps", gbps);
             cJSON_AddNumberToObject(o, "ratio_to_copy", copy_gbps > 0 ? gbps / copy_gbps : 0);
             cJSON_AddNumberToObject(o, "ratio_to_transfer_copy", tcopy_gbps > 0 ? gbps / tcopy_gbps : 0);

@@ -19,6 +19,7 @@
 
 #include <cJSON.h>
 
+#include "bench_reps.h"
 #include "error_internal.h"
 #include "fedproxy/ops_attention.h"
 #include "fedproxy/ops_basic.h"
@@ -706,8 +707,33 @@ static int fill_random(fp_tensor *t, uint32_t seed)
 }
 
 typedef struct bench_res {
-    double fwd_s, bwd_s;
+    double fwd_s, bwd_s, decode_alone_s;
+    int fwd_reps, bwd_reps, decode_reps;
 } bench_res;
+
+typedef struct bench_call {
+    fp_tensor *o, *lse, *q, *k, *v, *dout, *dq, *dk, *dv, *q1, *o1, *ws;
+    const fp_attn_desc *desc;
+    int64_t T;
+} bench_call;
+
+static int bench_rec_fwd(fp_stream *s, void *arg)
+{
+    bench_call *c = arg;
+    return fp_attention_forward(s, c->o, c->lse, c->q, c->k, c->v, c->desc);
+}
+
+static int bench_rec_bwd(fp_stream *s, void *arg)
+{
+    bench_call *c = arg;
+    return fp_attention_backward(s, c->dq, c->dk, c->dv, c->dout, c->q, c->k, c->v, c->o, c->lse, c->desc);
+}
+
+static int bench_rec_decode(fp_stream *s, void *arg)
+{
+    bench_call *c = arg;
+    return fp_attention_decode(s, c->o1, c->q1, c->k, c->v, c->T - 1, c->desc, c->ws);
+}
 
 static int bench_one(fp_ctx *ctx, int64_t T, int reps, bench_res *res, double *decode_s)
 {
@@ -737,42 +763,33 @@ static int bench_one(fp_ctx *ctx, int64_t T, int reps, bench_res *res, double *d
     TRY(fill_random(v, 3));
     TRY(fill_random(dout, 4));
     TRY(fp_stream_new(&s, ctx));
-    /* warm-up (pipeline creation) then best of reps */
-    TRY(fp_attention_forward(s, o, lse, q, k, v, &desc));
-    TRY(fp_attention_backward(s, dq, dk, dv, dout, q, k, v, o, lse, &desc));
-    TRY(fp_stream_run(s));
-    res->fwd_s = res->bwd_s = 1e30;
-    for (int r = 0; r < reps; r++) {
-        double t0 = now_s();
-        TRY(fp_attention_forward(s, o, lse, q, k, v, &desc));
-        TRY(fp_stream_run(s));
-        double t1 = now_s();
-        TRY(fp_attention_backward(s, dq, dk, dv, dout, q, k, v, o, lse, &desc));
-        TRY(fp_stream_run(s));
-        double t2 = now_s();
-        if (t1 - t0 < res->fwd_s)
-            res->fwd_s = t1 - t0;
-        if (t2 - t1 < res->bwd_s)
-            res->bwd_s = t2 - t1;
-    }
+    /* best of reps submissions, each of as many calls as outlast the queue's
+     * round trip (bench_reps.h; warm-up included) */
+    memset(res, 0, sizeof *res);
+    bench_call c = {.o = o, .lse = lse, .q = q, .k = k, .v = v, .dout = dout, .dq = dq, .dk = dk, .dv = dv,
+                    .desc = &desc, .T = T};
+    TRY(fp_bench_best(s, bench_rec_fwd, &c, 1, reps, &res->fwd_s, &res->fwd_reps));
+    TRY(fp_bench_best(s, bench_rec_bwd, &c, 1, reps, &res->bwd_s, &res->bwd_reps));
     if (decode_s) {
-        /* one new token at the last position of a T-row cache */
+        /* one new token at the last position of a T-row cache: per call in a
+         * submission of many (throughput), and alone (the latency a one-token
+         * submission sees, the queue's round trip included) */
         int64_t s1[4] = {1, 1, Hq, D};
         int64_t wn = fp_attention_decode_workspace(1, 1, Hq, D, T);
         TRY(fp_tensor_new(&q1, ctx, FP_F32, 4, s1));
         TRY(fp_tensor_new(&o1, ctx, FP_F32, 4, s1));
         TRY(fp_tensor_new(&ws, ctx, FP_F32, 1, &wn));
         TRY(fill_random(q1, 5));
-        TRY(fp_attention_decode(s, o1, q1, k, v, T - 1, &desc, ws));
-        TRY(fp_stream_run(s));
-        *decode_s = 1e30;
+        c.q1 = q1, c.o1 = o1, c.ws = ws;
+        TRY(fp_bench_best(s, bench_rec_decode, &c, 1, reps * 4, decode_s, &res->decode_reps));
+        res->decode_alone_s = 1e30;
         for (int r = 0; r < reps * 4; r++) {
             double t0 = now_s();
-            TRY(fp_attention_decode(s, o1, q1, k, v, T - 1, &desc, ws));
+            TRY(bench_rec_decode(s, &c));
             TRY(fp_stream_run(s));
             double t1 = now_s();
-            if (t1 - t0 < *decode_s)
-                *decode_s = t1 - t0;
+            if (t1 - t0 < res->decode_alone_s)
+                res->decode_alone_s = t1 - t0;
         }
     }
 #undef TRY
@@ -818,6 +835,10 @@ int fp_bench_attention(fp_ctx *ctx, int quick, char **json_out)
         cJSON_AddNumberToObject(e, "bwd_gflops", 2.5 * flops / r.bwd_s / 1e9);
         cJSON_AddNumberToObject(e, "decode_ms", dec * 1e3);
         cJSON_AddNumberToObject(e, "decode_tokens_per_s", 1.0 / dec);
+        cJSON_AddNumberToObject(e, "decode_alone_ms", r.decode_alone_s * 1e3);
+        cJSON_AddNumberToObject(e, "fwd_calls_per_submit", r.fwd_reps);
+        cJSON_AddNumberToObject(e, "bwd_calls_per_submit", r.bwd_reps);
+        cJSON_AddNumberToObject(e, "decode_calls_per_submit", r.decode_reps);
         cJSON_AddItemToArray(arr, e);
     }
     if (!rc) {

@@ -8,6 +8,7 @@
 
 #include "fedproxy/ops_basic.h"
 #include "fedproxy/ops_train.h"
+#include "bench_reps.h"
 #include "error_internal.h"
 #include "ops/bind_window.h"
 
@@ -827,37 +828,30 @@ int fp_convert(fp_stream *s, fp_tensor *dst, const fp_tensor *src)
 
 #include <cJSON.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "fedproxy/ops_lora.h"
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 typedef int (*bench_rec)(fp_stream *s, fp_tensor **t, float f);
 
-/* Best seconds per call over `trials` runs of `reps` recorded calls (after one warm-up run). */
+typedef struct bench_call {
+    bench_rec rec;
+    fp_tensor **t;
+    float f;
+} bench_call;
+
+static int bench_call_record(fp_stream *s, void *arg)
+{
+    bench_call *c = arg;
+    return c->rec(s, c->t, c->f);
+}
+
+/* Best seconds per call over `trials` submissions of at least `reps` recorded
+ * calls (more where a call is short next to the queue's round trip:
+ * bench_reps.h), after one warm-up run. */
 static int bench_time(fp_stream *s, bench_rec rec, fp_tensor **t, float f, int reps, int trials, double *best)
 {
-    int rc;
-    if ((rc = rec(s, t, f)) || (rc = fp_stream_run(s)))
-        return rc;
-    *best = 1e30;
-    for (int k = 0; k < trials; k++) {
-        double t0 = now_s();
-        for (int i = 0; i < reps; i++)
-            if ((rc = rec(s, t, f)))
-                return rc;
-        if ((rc = fp_stream_run(s)))
-            return rc;
-        double dt = (now_s() - t0) / reps;
-        *best = dt < *best ? dt : *best;
-    }
-    return 0;
+    bench_call c = {rec, t, f};
+    return fp_bench_best(s, bench_call_record, &c, reps, trials, best, NULL);
 }
 
 static int rec_rms_fwd(fp_stream *s, fp_tensor **t, float f) { return fp_rmsnorm_fwd(s, t[1], t[2], t[0], t[3], 1e-5f); }
