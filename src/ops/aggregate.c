@@ -1174,7 +1174,21 @@ int fp_bench_aggregate(fp_ctx *ctx, int quick, char **json_out)
     if (!ctx || !json_out)
         return fp_seterr(FP_EINVAL, "bench aggregate: NULL argument");
     *json_out = NULL;
-    const int64_t D = 1 << 20, copy_n = 16 << 20; /* 4 MiB update, 64 MiB copy */
+    /* 4 MiB updates (the benchmark model's rank-16 LoRA is 1.16M floats), 64
+     * MiB copy. FP_BENCH_AGG_D (2^10..2^24 floats) sets the update size: on an
+     * H100 one 4 MiB kernel takes a few microseconds, about a dispatch's and a
+     * barrier's cost, so larger updates show what the kernels stream. */
+    int64_t D = 1 << 20;
+    const int64_t copy_n = 16 << 20;
+    const char *dv = getenv("FP_BENCH_AGG_D");
+    if (dv && *dv) {
+        char *end;
+        long long v = strtoll(dv, &end, 10);
+        if (*end || v < 1024 || v > (1 << 24))
+            return fp_seterr(FP_EINVAL, "bench aggregate: FP_BENCH_AGG_D=%s is not a number of floats in 1024..2^24",
+                             dv);
+        D = v;
+    }
     const int64_t Ks[2] = {10, 100};
     int nK = quick ? 1 : 2, runs = quick ? 2 : 3, inner = quick ? 2 : 4;
     cJSON *root = cJSON_CreateObject(), *arr = cJSON_CreateArray();

@@ -1,8 +1,15 @@
 /* The kernel benchmarks' timer (src/ops/bench_reps.c): how many calls one timed
  * submission holds, that they all run on the device, that the best time is a
- * time, and that a failing call stops it with the call's error. */
+ * time, and that a failing call stops it with the call's error. And the
+ * aggregation benchmark's size and kernel selection (FP_BENCH_AGG_D,
+ * FP_BENCH_AGG_ONLY). */
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include <cJSON.h>
+
+#include "fedproxy/ops_aggregate.h"
 #include "fedproxy/ops_basic.h"
 #include "fedproxy/runtime.h"
 #include "fp_test.h"
@@ -81,11 +88,42 @@ static void timer(fp_ctx *ctx)
     fp_tensor_free(c.b);
 }
 
+static void agg_bench_env(fp_ctx *ctx)
+{
+    char *json = NULL;
+    setenv("FP_BENCH_AGG_D", "4099", 1);
+    setenv("FP_BENCH_AGG_ONLY", "wsum,median", 1);
+    CHECK_OK(fp_bench_aggregate(ctx, 1, &json));
+    cJSON *j = cJSON_Parse(json), *ks = cJSON_GetObjectItem(j, "kernels");
+    CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(j, "D")) == 4099);
+    CHECKF(cJSON_GetArraySize(ks) == 2, "%d kernels timed, want wsum and median", cJSON_GetArraySize(ks));
+    const char *want[2] = {"wsum", "median"};
+    for (int i = 0; i < 2 && i < cJSON_GetArraySize(ks); i++) {
+        cJSON *k = cJSON_GetArrayItem(ks, i);
+        CHECK(!strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(k, "kernel")), want[i]));
+        CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(k, "gbps")) > 0);
+        CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(k, "calls_per_submit")) >= 2);
+    }
+    cJSON_Delete(j);
+    free(json);
+    /* a size out of range or not a number is refused, naming the variable */
+    const char *bad[3] = {"1023", "16777217", "4k"};
+    for (int i = 0; i < 3; i++) {
+        setenv("FP_BENCH_AGG_D", bad[i], 1);
+        json = NULL;
+        CHECK_ERR(fp_bench_aggregate(ctx, 1, &json), FP_EINVAL);
+        CHECK(json == NULL && strstr(fp_errmsg(), "FP_BENCH_AGG_D"));
+    }
+    unsetenv("FP_BENCH_AGG_D");
+    unsetenv("FP_BENCH_AGG_ONLY");
+}
+
 int main(void)
 {
     reps_rule();
     fp_ctx *ctx = fp_test_ctx(NULL);
     timer(ctx);
+    agg_bench_env(ctx);
     fp_test_ctx_done(ctx);
     return fp_test_report("test_bench_reps");
 }
