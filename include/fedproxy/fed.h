@@ -44,7 +44,10 @@
  * Ownership: each create has its destroy; strings returned in *out are
  * malloc'd (caller frees). Threading: one server or client object per thread;
  * fp_fed_server_stop may be called from any thread. Reports are delivered on
- * the server's thread.
+ * the server's thread. Inside, the server starts short-lived worker threads of
+ * its own (FP_AGG_THREADS caps them): for the aggregators, and to check the
+ * signatures of the envelopes received in one batch; every message is still
+ * handled on the server's thread, each client's in the order it sent them.
  */
 #ifndef FEDPROXY_FED_H
 #define FEDPROXY_FED_H

@@ -58,6 +58,24 @@ int fed_link_chunk_input(fed_link *l, const uint8_t *frame, size_t len, int64_t 
 
 /* ---- helpers ------------------------------------------------------------- */
 int64_t fed_now_ms(void);
+/* Envelopes decoded and verified together (msg_batch.c): fp_msg_decode of
+ * each item, the items split over agg_threads threads (FP_AGG_THREADS; by
+ * bytes, one thread below 4 MiB in all), since Ed25519 verification hashes
+ * the whole envelope and was the server's main cost at 100 clients x 4 MiB.
+ * Each item gets exactly what fp_msg_decode(&msg, buf, len, max_payload)
+ * would give: rc, msg (pointing into buf) and, when rc != 0, its message in
+ * err. Items are independent; buf is only read. Returns 0, or FP_EINVAL for
+ * a NULL argument. */
+#define FED_DECODE_ERR_MAX 256
+typedef struct fed_decode_item {
+    const uint8_t *buf;
+    size_t len;
+    fp_msg msg;
+    int rc;
+    char err[FED_DECODE_ERR_MAX];
+} fed_decode_item;
+int fed_decode_batch(fed_decode_item *items, size_t n, uint64_t max_payload);
+
 double fed_now_s(void);
 void fed_sleep_ms(int ms);
 /* Progress lines on stderr, silenced by FP_QUIET. */

@@ -285,17 +285,18 @@ static void count_reason(fp_fed_server *s, const char *why)
         s->st.rej_replay++;
 }
 
-/* Takes ownership of buf. */
-static void handle_envelope(fp_fed_server *s, srv_client *c, uint8_t *buf, size_t len)
+/* Takes ownership of buf; d is its fp_msg_decode result (fed_decode_batch). */
+static void handle_envelope(fp_fed_server *s, srv_client *c, uint8_t *buf, const fed_decode_item *d)
 {
-    fp_msg m;
-    int rc = fp_msg_decode(&m, buf, len, s->max_payload);
+    fp_msg m = d->msg;
+    int rc = d->rc;
+    size_t len = d->len;
     if (rc) {
         s->st.rejected++;
         s->st.rej_malformed++;
         s->round_rejected++;
         fp_warn("fp serve: round %u: malformed message (%zu bytes) from %s refused: %s", s->round, len, c->name,
-                fp_errmsg());
+                d->err);
         free(buf);
         return;
     }
@@ -355,6 +356,97 @@ static void handle_envelope(fp_fed_server *s, srv_client *c, uint8_t *buf, size_
     free(buf);
 }
 
+/* Queues what srv_pump received for its next batch (frame: a chunk frame to
+ * take in then, else a whole envelope); takes ownership of buf. Out of memory:
+ * dropped and counted as refused. */
+static void pend_push(fp_fed_server *s, size_t idx, uint8_t *buf, size_t len, int frame)
+{
+    if (s->npend == s->cap_pend) {
+        size_t cap = s->cap_pend ? 2 * s->cap_pend : 64;
+        fed_decode_item *p = realloc(s->pend, cap * sizeof *p);
+        if (p)
+            s->pend = p;
+        size_t *q = p ? realloc(s->pend_cl, cap * sizeof *q) : NULL;
+        if (q)
+            s->pend_cl = q;
+        uint8_t *f = q ? realloc(s->pend_frame, cap) : NULL;
+        if (f)
+            s->pend_frame = f;
+        if (!f) {
+            s->st.rejected++;
+            s->round_rejected++;
+            fp_warn("fp serve: out of memory queueing a %zu-byte message from %s: dropped", len, s->cl[idx].name);
+            free(buf);
+            return;
+        }
+        s->cap_pend = cap;
+    }
+    fed_decode_item *it = &s->pend[s->npend];
+    memset(it, 0, sizeof *it);
+    it->buf = buf;
+    it->len = len;
+    s->pend_cl[s->npend] = idx;
+    s->pend_frame[s->npend++] = (uint8_t)frame;
+    s->pend_bytes += len;
+    s->cl[idx].npend++;
+}
+
+/* A chunk frame from c: reassembly (acknowledgements go out now). Returns the
+ * envelope it completes (owned by the caller), else NULL. Takes ownership of
+ * data. */
+static uint8_t *take_frame(fp_fed_server *s, srv_client *c, uint8_t *data, size_t len, size_t *env_len)
+{
+    uint8_t *env = NULL;
+    *env_len = 0;
+    int rc = fed_link_chunk_input(&c->link, data, len, fed_now_ms(), srv_sendfn, s, &env, env_len);
+    free(data);
+    if (rc && rc != FP_EPROTO) {
+        s->round_rejected++;
+        fp_warn("fp serve: chunk frame from %s: %s", c->name, fp_errmsg());
+    }
+    return env;
+}
+
+/* Decodes the queued envelopes (signatures checked on worker threads), then
+ * handles everything queued in arrival order. Returns 1 if done(s) became
+ * true with items still queued: they wait for the next srv_pump (a later
+ * stage), as they would have waited in the socket. */
+static int pend_drain(fp_fed_server *s, int (*done)(fp_fed_server *s))
+{
+    if (s->pend_decoded < s->npend) {
+        /* frames stay as they are: fed_decode_batch's result for them is unused */
+        fed_decode_batch(s->pend + s->pend_decoded, s->npend - s->pend_decoded, s->max_payload);
+        s->pend_decoded = s->npend;
+    }
+    while (s->pend_head < s->npend) {
+        size_t i = s->pend_head++;
+        fed_decode_item *it = &s->pend[i];
+        srv_client *c = &s->cl[s->pend_cl[i]];
+        s->pend_bytes -= it->len;
+        c->npend--;
+        if (s->pend_frame[i]) {
+            fed_decode_item env = {0};
+            env.buf = take_frame(s, c, (uint8_t *)it->buf, it->len, &env.len);
+            if (env.buf) {
+                fed_decode_batch(&env, 1, s->max_payload);
+                handle_envelope(s, c, (uint8_t *)env.buf, &env);
+            }
+        } else {
+            handle_envelope(s, c, (uint8_t *)it->buf, it);
+        }
+        if (s->pend_head < s->npend && done && done(s))
+            return 1;
+    }
+    s->npend = s->pend_head = s->pend_decoded = 0;
+    return 0;
+}
+
+/* Items are queued while this many bytes wait, at most (then decoded and
+ * handled before more is read): enough for a batch of 4 MiB updates to keep
+ * 16 threads busy, without holding much of what the socket would buffer. */
+#define PEND_MAX_BYTES (256ull << 20)
+#define PEND_MAX_ITEMS 512
+
 static void dispatch(fp_fed_server *s, const uint8_t peer[32], uint8_t *data, size_t len)
 {
     long idx = fp_allowlist_find(s->allow, peer);
@@ -365,25 +457,27 @@ static void dispatch(fp_fed_server *s, const uint8_t peer[32], uint8_t *data, si
     srv_client *c = &s->cl[idx];
     unsigned type;
     if (fp_chunk_is_frame(data, len, &type)) {
-        uint8_t *env = NULL;
-        size_t env_len = 0;
-        int rc = fed_link_chunk_input(&c->link, data, len, fed_now_ms(), srv_sendfn, s, &env, &env_len);
-        free(data);
-        if (rc && rc != FP_EPROTO) {
-            s->round_rejected++;
-            fp_warn("fp serve: chunk frame from %s: %s", c->name, fp_errmsg());
+        if (c->npend) { /* after an envelope of c's still queued: keep the order */
+            pend_push(s, (size_t)idx, data, len, 1);
+            return;
         }
+        size_t env_len;
+        uint8_t *env = take_frame(s, c, data, len, &env_len);
         if (env)
-            handle_envelope(s, c, env, env_len);
+            pend_push(s, (size_t)idx, env, env_len, 0);
         return;
     }
     c->link.bytes_recv += len;
-    handle_envelope(s, c, data, len);
+    pend_push(s, (size_t)idx, data, len, 0);
 }
 
 void srv_pump(fp_fed_server *s, int64_t deadline_ms, int (*done)(fp_fed_server *s))
 {
     /* Bounded: stops at the deadline (or the stop flag) whatever the peers do. */
+    if (s->pend_head < s->npend && done && done(s))
+        return; /* still queued from a stage that ended: not this one's either */
+    if (pend_drain(s, done))
+        return;
     for (;;) {
         if (atomic_load(&s->stop))
             return;
@@ -406,7 +500,7 @@ void srv_pump(fp_fed_server *s, int64_t deadline_ms, int (*done)(fp_fed_server *
         uint8_t peer[32];
         void *data = NULL;
         size_t len = 0;
-        for (int n = 0; n < 512; n++) {
+        for (int n = 0; n < 4 * PEND_MAX_ITEMS && s->npend < PEND_MAX_ITEMS && s->pend_bytes < PEND_MAX_BYTES; n++) {
             int rc = fp_server_recv(s->net, peer, &data, &len, n == 0 ? wait : 0);
             if (rc == FP_ETIMEOUT)
                 break;
@@ -421,9 +515,9 @@ void srv_pump(fp_fed_server *s, int64_t deadline_ms, int (*done)(fp_fed_server *
                 continue;
             }
             dispatch(s, peer, data, len);
-            if (done && done(s))
-                return;
         }
+        if (pend_drain(s, done))
+            return;
     }
 }
 
@@ -696,6 +790,11 @@ void fp_fed_server_destroy(fp_fed_server *s)
         fed_link_free(&s->cl[i].link);
         free(s->cl[i].upd_buf);
     }
+    for (size_t i = s->pend_head; i < s->npend; i++)
+        free((void *)s->pend[i].buf);
+    free(s->pend);
+    free(s->pend_cl);
+    free(s->pend_frame);
     free(s->cl);
     free(s->global);
     free(s->velocity);

@@ -28,6 +28,7 @@ typedef struct srv_client {
     double loss;
     uint64_t rsamples;
     int rsteps; /* local steps it reported (0: not said) */
+    size_t npend; /* its items in the server's pending queue (server.c) */
 } srv_client;
 
 struct fp_fed_server {
@@ -65,6 +66,18 @@ struct fp_fed_server {
     const fp_lora_vec_layout *agg_layout;
     char round_refused[1024];
     struct dp_srv *dp; /* differential privacy (dp_server.c); NULL when off */
+    /* what srv_pump received and has not handled yet: items [pend_head,
+     * npend) in arrival order, each owning its buffer; pend_cl[i] is the
+     * client's index, pend_frame[i] says whether it is a chunk frame still to
+     * be taken in (one that came after an envelope of its client's still
+     * queued, so that each client's frames and envelopes keep their order),
+     * else a whole envelope. Envelopes before pend_decoded are decoded
+     * (fed_decode_batch: signatures checked on worker threads). */
+    fed_decode_item *pend;
+    size_t *pend_cl;
+    uint8_t *pend_frame;
+    size_t npend, cap_pend, pend_head, pend_decoded;
+    uint64_t pend_bytes;
 };
 
 /* server.c */
