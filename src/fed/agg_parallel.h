@@ -24,6 +24,10 @@ typedef int (*agg_range_fn)(void *arg, unsigned t, size_t i0, size_t i1);
 int agg_parallel(unsigned nt, size_t n, agg_range_fn fn, void *arg);
 
 
+/* norm[k] = sqrt(sum_i x[k][i]^2), each sum in double in element order, the
+ * clients split over agg_threads threads: the same bits whatever the count. */
+void agg_row_norms(double *norm, const float *const *x, size_t K, size_t dim);
+
 /* delta[i] = (float)(mul * s_i / div), s_i = sum_k coef[k] x[k][i] summed in
  * double in client order, i < dim: the weighted means (fedavg, fednova,
  * normclip). In column blocks, each block's sums accumulated row by row (K

@@ -129,12 +129,8 @@ static int normclip_plain(const fp_aggregator *self, float *delta, const fp_agg_
         free(srt);
         return fp_seterr(FP_ENOMEM, "normclip: out of memory");
     }
-    for (size_t k = 0; k < K; k++) {
-        double s = 0;
-        for (size_t i = 0; i < c->dim; i++)
-            s += (double)x[k][i] * x[k][i];
-        nrm[k] = srt[k] = sqrt(s);
-    }
+    agg_row_norms(nrm, x, K, c->dim);
+    memcpy(srt, nrm, K * sizeof *srt);
     qsort(srt, K, sizeof *srt, cmp_double);
     double bound = agg_opts(c)->clip_norm > 0 ? agg_opts(c)->clip_norm
                                               : (K % 2 ? srt[K / 2] : 0.5 * (srt[K / 2 - 1] + srt[K / 2]));
