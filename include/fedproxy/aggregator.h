@@ -24,6 +24,8 @@
  *                 to the median norm, fedavg)                         plain only
  *   dare+<base>   every client first drops each entry with
  *                 probability p and rescales by 1/(1-p)               as <base>
+ *                 (plain: dare+fedavg and dare+fednova drop inside
+ *                 the weighted sum; the others copy every update)
  *   cluster:<base> clients grouped by the cosine similarity of their
  *                 updates; <base> within each cluster, then the
  *                 sample-weighted mean of the clusters (Floe)         plain only

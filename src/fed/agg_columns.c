@@ -8,15 +8,18 @@
 #include "agg_parallel.h"
 #include "error_internal.h"
 
-#define COL_BLOCK 2048
+#define COL_BLOCK AGG_COL_BLOCK
 
 typedef struct col_job {
     float *delta;
-    const float *const *x;
+    agg_row_fn row;
+    void *user;
     const double *coef;
     size_t K, dim;
     double mul, div;
-    double *acc[AGG_MAX_THREADS]; /* COL_BLOCK per thread */
+    double *acc[AGG_MAX_THREADS];  /* COL_BLOCK sums per thread */
+    float *buf[AGG_MAX_THREADS];   /* COL_BLOCK floats per thread, for the row source */
+    void *scratch[AGG_MAX_THREADS]; /* AGG_ROW_SCRATCH bytes per thread, for the row source */
 } col_job;
 
 static int col_blocks(void *arg, unsigned t, size_t c0, size_t c1)
@@ -28,7 +31,7 @@ static int col_blocks(void *arg, unsigned t, size_t c0, size_t c1)
         for (size_t i = 0; i < n; i++)
             s[i] = 0;
         for (size_t k = 0; k < j->K; k++) {
-            const float *u = j->x[k] + i0;
+            const float *u = j->row(j->user, k, i0, n, j->buf[t], j->scratch[t]);
             double w = j->coef[k];
             for (size_t i = 0; i < n; i++)
                 s[i] += w * u[i];
@@ -39,23 +42,42 @@ static int col_blocks(void *arg, unsigned t, size_t c0, size_t c1)
     return 0;
 }
 
-int agg_weighted_columns(float *delta, const float *const *x, const double *coef, size_t K, size_t dim, double mul,
-                         double div)
+int agg_weighted_rows(float *delta, agg_row_fn row, void *user, const double *coef, size_t K, size_t dim, double mul,
+                      double div)
 {
     if (dim == 0)
         return 0;
     size_t blocks = (dim + COL_BLOCK - 1) / COL_BLOCK;
     unsigned nt = agg_threads(K * dim, blocks);
-    col_job j = {delta, x, coef, K, dim, mul, div, {0}};
+    col_job j = {delta, row, user, coef, K, dim, mul, div, {0}, {0}, {0}};
     int rc = 0;
     for (unsigned t = 0; !rc && t < nt; t++)
-        if (!(j.acc[t] = malloc(COL_BLOCK * sizeof(double))))
+        if (!(j.acc[t] = malloc(COL_BLOCK * sizeof(double))) || !(j.buf[t] = malloc(COL_BLOCK * sizeof(float))) ||
+            !(j.scratch[t] = malloc(AGG_ROW_SCRATCH)))
             rc = fp_seterr(FP_ENOMEM, "aggregate: out of memory for thread %u's column sums", t + 1);
     if (!rc)
         rc = agg_parallel(nt, blocks, col_blocks, &j);
-    for (unsigned t = 0; t < nt; t++)
+    for (unsigned t = 0; t < nt; t++) {
         free(j.acc[t]);
+        free(j.buf[t]);
+        free(j.scratch[t]);
+    }
     return rc;
+}
+
+/* the rows themselves */
+static const float *rows_in_place(void *user, size_t k, size_t i0, size_t n, float *buf, void *scratch)
+{
+    (void)n;
+    (void)buf;
+    (void)scratch;
+    return ((const float *const *)user)[k] + i0;
+}
+
+int agg_weighted_columns(float *delta, const float *const *x, const double *coef, size_t K, size_t dim, double mul,
+                         double div)
+{
+    return agg_weighted_rows(delta, rows_in_place, (void *)x, coef, K, dim, mul, div);
 }
 
 typedef struct norms_job {

@@ -24,6 +24,11 @@ int agg_dare_plain(const fp_aggregator *self, float *delta, const fp_agg_ctx *c,
                    const fp_agg_client *cl, size_t K);
 int agg_cluster_plain(const fp_aggregator *self, float *delta, const fp_agg_ctx *c, const float *const *x,
                       const fp_agg_client *cl, size_t K);
+/* The weighted-mean bases as coefficients: their plain result is
+ * agg_weighted_columns(delta, x, *coef, K, dim, *mul, *div) (agg_parallel.h).
+ * *coef is malloc'd, the caller's to free (NULL on failure). */
+int agg_fedavg_form(double **coef, double *mul, double *div, const fp_agg_client *cl, size_t K);
+int agg_nova_form(double **coef, double *mul, double *div, const fp_agg_ctx *c, const fp_agg_client *cl, size_t K);
 /* DARE's drop-and-rescale of one client's update (deterministic in ctx.seed and me->id). */
 int agg_dare_apply(float *out, const float *u, size_t dim, float p, uint64_t seed, uint32_t id);
 

@@ -36,4 +36,18 @@ void agg_row_norms(double *norm, const float *const *x, size_t K, size_t dim);
 int agg_weighted_columns(float *delta, const float *const *x, const double *coef, size_t K, size_t dim, double mul,
                          double div);
 
+/* agg_weighted_columns over rows that a source computes block by block
+ * (dare+fedavg and dare+fednova drop entries on the fly instead of copying
+ * every update). row(user, k, i0, n, buf, scratch) returns entries
+ * [i0, i0 + n) of row k: in buf (AGG_COL_BLOCK floats) or anywhere it keeps
+ * them. i0 is a multiple of AGG_COL_BLOCK and n at most AGG_COL_BLOCK;
+ * scratch is AGG_ROW_SCRATCH bytes of its own. buf and scratch are the
+ * calling thread's (row runs on the worker threads, concurrently for
+ * different blocks); row cannot fail. */
+#define AGG_COL_BLOCK 2048
+#define AGG_ROW_SCRATCH (AGG_COL_BLOCK * 4)
+typedef const float *(*agg_row_fn)(void *user, size_t k, size_t i0, size_t n, float *buf, void *scratch);
+int agg_weighted_rows(float *delta, agg_row_fn row, void *user, const double *coef, size_t K, size_t dim, double mul,
+                      double div);
+
 #endif

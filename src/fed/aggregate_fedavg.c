@@ -38,15 +38,39 @@ static int fedavg_finish(float *delta, size_t dim, const float *const *sums, flo
     return 0;
 }
 
+/* the total weight, summed in client order */
+static int fedavg_total(double *W, const double *w, size_t K)
+{
+    *W = 0;
+    for (size_t k = 0; k < K; k++)
+        *W += w[k];
+    if (K == 0 || !(*W > 0))
+        return fp_seterr(FP_EABORT, "fedavg: no updates to average");
+    return 0;
+}
+
 static int fedavg_plain(float *delta, const float *const *x, const double *w, size_t K, size_t dim)
 {
-    double W = 0;
-    for (size_t k = 0; k < K; k++)
-        W += w[k];
-    if (K == 0 || !(W > 0))
-        return fp_seterr(FP_EABORT, "fedavg: no updates to average");
+    double W;
+    int rc = fedavg_total(&W, w, K);
     /* Client order, double accumulation: deterministic whatever the arrival order. */
-    return agg_weighted_columns(delta, x, w, K, dim, 1.0, W);
+    return rc ? rc : agg_weighted_columns(delta, x, w, K, dim, 1.0, W);
+}
+
+int agg_fedavg_form(double **coef, double *mul, double *div, const fp_agg_client *cl, size_t K)
+{
+    *coef = malloc(K * sizeof **coef + 1);
+    if (!*coef)
+        return fp_seterr(FP_ENOMEM, "fedavg: out of memory");
+    for (size_t k = 0; k < K; k++)
+        (*coef)[k] = cl[k].weight; /* what fp_agg_aggregate_plain hands fedavg_plain */
+    *mul = 1.0;
+    int rc = fedavg_total(div, *coef, K);
+    if (rc) {
+        free(*coef);
+        *coef = NULL;
+    }
+    return rc;
 }
 
 const fp_aggregator fp_agg_fedavg_def = {.name = "fedavg",

@@ -20,23 +20,36 @@ static int steps_of(const fp_agg_ctx *c, const fp_agg_client *k, int *tau)
     return 0;
 }
 
-static int nova_plain(const fp_aggregator *self, float *delta, const fp_agg_ctx *c, const float *const *x,
-                      const fp_agg_client *cl, size_t K)
+int agg_nova_form(double **coef, double *mul, double *div, const fp_agg_ctx *c, const fp_agg_client *cl, size_t K)
 {
-    (void)self;
     double W = 0, teff = 0;
     int rc = agg_total_weight(&W, cl, K, "fednova");
-    double *coef = rc ? NULL : malloc(K * sizeof *coef);
-    if (!rc && !coef)
+    *coef = rc ? NULL : malloc(K * sizeof **coef + 1);
+    if (!rc && !*coef)
         rc = fp_seterr(FP_ENOMEM, "fednova: out of memory");
     for (size_t k = 0; !rc && k < K; k++) {
         int tau = 1;
         rc = steps_of(c, &cl[k], &tau);
         teff += cl[k].weight / W * tau;
-        coef[k] = cl[k].weight / W / tau;
+        (*coef)[k] = cl[k].weight / W / tau;
     }
+    if (rc) {
+        free(*coef);
+        *coef = NULL;
+    }
+    *mul = teff;
+    *div = 1.0;
+    return rc;
+}
+
+static int nova_plain(const fp_aggregator *self, float *delta, const fp_agg_ctx *c, const float *const *x,
+                      const fp_agg_client *cl, size_t K)
+{
+    (void)self;
+    double *coef, mul, div;
+    int rc = agg_nova_form(&coef, &mul, &div, c, cl, K);
     if (!rc)
-        rc = agg_weighted_columns(delta, x, coef, K, c->dim, teff, 1.0);
+        rc = agg_weighted_columns(delta, x, coef, K, c->dim, mul, div);
     free(coef);
     return rc;
 }

@@ -628,6 +628,69 @@ static void test_dare(void)
     ad_free_rows(d, K);
 }
 
+/* dare+fedavg and dare+fednova drop entries inside the weighted sum, block
+ * by block on the sum's threads: the same bits as their base over copies of
+ * the dropped updates (the copy path, FP_AGG_DARE_COPY=1, and copies made
+ * here from fp_agg_dare_mask), whatever the thread count; over several column
+ * blocks and an odd tail. */
+static void test_dare_fused(void)
+{
+    size_t dim = 3 * 2048 + 37;
+    float **x = ad_rows(K, dim, -1, 1), **d = ad_rows(K, dim, 0, 0);
+    int steps[K] = {4, 9, 1, 6, 3};
+    fp_agg_client cl[K];
+    clients(cl, NULL, steps);
+    fp_agg_opts o;
+    fp_agg_opts_default(&o);
+    o.dare_p = 0.35f;
+    fp_agg_ctx c = {.dim = dim, .opts = &o, .seed = 0x5eedull, .max_steps = 10};
+    uint8_t *mk = malloc(dim);
+    float scale = 1.0f / (1.0f - o.dare_p);
+    for (int k = 0; k < K; k++) {
+        CHECK_OK(fp_agg_dare_mask(mk, dim, o.dare_p, c.seed, cl[k].id));
+        for (size_t i = 0; i < dim; i++)
+            d[k][i] = mk[i] ? x[k][i] * scale : 0.0f;
+    }
+    float *fused1 = malloc(dim * 4), *fused3 = malloc(dim * 4), *copy = malloc(dim * 4), *want = malloc(dim * 4);
+    static const char *const names[2] = {"dare+fedavg", "dare+fednova"};
+    static const char *const bases[2] = {"fedavg", "fednova"};
+    for (int a = 0; a < 2; a++) {
+        const fp_aggregator *ag, *base;
+        CHECK_OK(fp_aggregator_find(&ag, names[a]));
+        CHECK_OK(fp_aggregator_find(&base, bases[a]));
+        setenv("FP_AGG_THREADS", "1", 1);
+        CHECK_OK(fp_agg_aggregate_plain(ag, fused1, &c, (const float *const *)x, cl, K));
+        setenv("FP_AGG_THREADS", "3", 1);
+        CHECK_OK(fp_agg_aggregate_plain(ag, fused3, &c, (const float *const *)x, cl, K));
+        setenv("FP_AGG_DARE_COPY", "1", 1);
+        CHECK_OK(fp_agg_aggregate_plain(ag, copy, &c, (const float *const *)x, cl, K));
+        unsetenv("FP_AGG_DARE_COPY");
+        unsetenv("FP_AGG_THREADS");
+        CHECK_OK(fp_agg_aggregate_plain(base, want, &c, (const float *const *)d, cl, K));
+        CHECKF(memcmp(fused1, fused3, dim * 4) == 0, "%s: 3 threads differ from 1", names[a]);
+        CHECKF(memcmp(fused1, copy, dim * 4) == 0, "%s: fused differs from the copy path (err %g)", names[a],
+               fp_test_maxerr(fused1, copy, dim));
+        CHECKF(memcmp(fused1, want, dim * 4) == 0, "%s: not %s over the dropped updates (err %g)", names[a],
+               bases[a], fp_test_maxerr(fused1, want, dim));
+        /* and the drop did something: not the base over the updates themselves */
+        CHECK_OK(fp_agg_aggregate_plain(base, want, &c, (const float *const *)x, cl, K));
+        CHECKF(fp_test_maxerr(fused1, want, dim) > 1e-3, "%s: nothing dropped", names[a]);
+    }
+    /* a bad drop probability is refused by name on the fused path too */
+    o.dare_p = 1.0f;
+    const fp_aggregator *ag;
+    CHECK_OK(fp_aggregator_find(&ag, "dare+fedavg"));
+    CHECK_ERR(fp_agg_aggregate_plain(ag, fused1, &c, (const float *const *)x, cl, K), FP_EINVAL);
+    CHECKF(strstr(fp_errmsg(), "drop probability") != NULL, "error: %s", fp_errmsg());
+    free(mk);
+    free(fused1);
+    free(fused3);
+    free(copy);
+    free(want);
+    ad_free_rows(x, K);
+    ad_free_rows(d, K);
+}
+
 static void test_cluster(void)
 {
     /* two tasks: clients 0, 2, 4 move along e1-ish, 1, 3 along e2-ish */
@@ -789,6 +852,7 @@ int main(void)
     test_robust_network();
     test_screen();
     test_dare();
+    test_dare_fused();
     test_cluster();
     test_cluster_gram();
     test_errors();
