@@ -55,10 +55,10 @@ struct fp_ctx {
     uint32_t nblocks, cap_blocks;
     uint64_t reserved, in_use, peak_in_use;
     int use_staging;
-    fp_block *staging;         /* lazily created, used under queue_lock */
+    fp_block *staging;         /* lazily created, used under queue_lock: two halves (transfer.c) */
     VkCommandPool xfer_pool;
-    VkCommandBuffer xfer_cmd;
-    VkFence xfer_fence;
+    VkCommandBuffer xfer_cmd[2]; /* one per staging half */
+    VkFence xfer_fence[2];
     fp_block *dummy;           /* bound to unused binding slots */
 
     /* pipelines */

@@ -72,6 +72,33 @@ static void round_trips(fp_ctx *ctx)
     CHECK(got[0] == 0xFF && got[1] == 0 && got[2] == 0 && got[3] == 0 && got[4] == 0xFF && got[6] == 0xFF);
     fp_tensor_free(mid);
     fp_tensor_free(bytes);
+
+    /* transfers of several staging chunks (16 MiB each, two in flight: the
+     * halves are reused) with a tail, whole and through a view whose offset
+     * is no multiple of a chunk: every byte lands where it belongs */
+    int64_t nbig = (int64_t)(53 << 20) / 4 + 3, vo = 1001, vn = nbig - vo - 17;
+    float *src = malloc((size_t)nbig * 4), *dst = malloc((size_t)nbig * 4);
+    for (int64_t i = 0; i < nbig; i++)
+        src[i] = (float)(i % 1000003) - 0.5f;
+    fp_tensor *big = NULL, *part = NULL;
+    CHECK_OK(fp_tensor_new(&big, ctx, FP_F32, 1, &nbig));
+    CHECK_OK(fp_tensor_upload(big, src, (size_t)nbig * 4));
+    memset(dst, 0, (size_t)nbig * 4);
+    CHECK_OK(fp_tensor_download(dst, (size_t)nbig * 4, big));
+    CHECK(memcmp(src, dst, (size_t)nbig * 4) == 0);
+    CHECK_OK(fp_tensor_view(&part, big, vo, FP_F32, 1, &vn));
+    for (int64_t i = 0; i < vn; i++)
+        src[vo + i] = -src[vo + i];
+    CHECK_OK(fp_tensor_upload(part, src + vo, (size_t)vn * 4));
+    CHECK_OK(fp_tensor_download(dst, (size_t)nbig * 4, big));
+    CHECK(memcmp(src, dst, (size_t)nbig * 4) == 0);
+    memset(dst, 0, (size_t)vn * 4);
+    CHECK_OK(fp_tensor_download(dst, (size_t)vn * 4, part));
+    CHECK(memcmp(src + vo, dst, (size_t)vn * 4) == 0);
+    fp_tensor_free(part);
+    fp_tensor_free(big);
+    free(src);
+    free(dst);
 }
 
 int main(void)
