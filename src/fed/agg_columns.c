@@ -1,4 +1,4 @@
-/* agg_weighted_columns and agg_row_norms (agg_parallel.h). Why blocks: coordinate by
+/* agg_weighted_columns, agg_weighted_rows and agg_row_norms (agg_parallel.h). Why blocks: coordinate by
  * coordinate, each of dim sums read K rows at once, K streams that the
  * hardware prefetchers do not follow; fedavg took 0.59 s of one core at fp
  * bench fed --aggregators' 100 clients x 1M floats. */
