@@ -161,24 +161,32 @@ static int dare_clients(void *arg, unsigned t, size_t k0, size_t k1)
     return rc;
 }
 
-/* FP_AGG_DARE_COPY=1: every base over copies (tests compare the two paths) */
-static int dare_fused(const fp_aggregator *base)
+/* The weighted-mean bases' coefficients (fedavg, fednova), whose drop is
+ * fused into the sum: 0 with *coef set, a negative error, or 1 for every
+ * other base, or with FP_AGG_DARE_COPY=1 (tests compare the two paths). */
+static int dare_form(const fp_aggregator *base, double **coef, double *mul, double *div, const fp_agg_ctx *c,
+                     const fp_agg_client *cl, size_t K)
 {
     const char *e = getenv("FP_AGG_DARE_COPY");
-    return !(e && !strcmp(e, "1")) && (base == &fp_agg_fedavg_def || base == &fp_agg_fednova_def);
+    if (e && !strcmp(e, "1"))
+        return 1;
+    if (base == &fp_agg_fedavg_def)
+        return agg_fedavg_form(coef, mul, div, cl, K);
+    if (base == &fp_agg_fednova_def)
+        return agg_nova_form(coef, mul, div, c, cl, K);
+    return 1;
 }
 
 int agg_dare_plain(const fp_aggregator *self, float *delta, const fp_agg_ctx *c, const float *const *x,
                    const fp_agg_client *cl, size_t K)
 {
-    if (dare_fused(self->base)) {
-        double *coef = NULL, mul, div;
-        int rc = self->base == &fp_agg_fedavg_def ? agg_fedavg_form(&coef, &mul, &div, cl, K)
-                                                   : agg_nova_form(&coef, &mul, &div, c, cl, K);
-        if (!rc)
-            rc = dare_weighted(delta, c, x, cl, coef, K, mul, div);
+    double *coef = NULL, mul, div;
+    int frc = dare_form(self->base, &coef, &mul, &div, c, cl, K);
+    if (frc <= 0) {
+        if (!frc)
+            frc = dare_weighted(delta, c, x, cl, coef, K, mul, div);
         free(coef);
-        return rc;
+        return frc;
     }
     float **d = calloc(K, sizeof *d);
     int rc = d ? 0 : fp_seterr(FP_ENOMEM, "dare: out of memory");

@@ -110,6 +110,19 @@ static int staged_wait(fp_ctx *ctx, int h, int to_device, uint64_t len)
     return r == VK_SUCCESS ? 0 : fp_vk_fail(ctx, r, to_device ? "upload" : "download");
 }
 
+/* Waits for whichever halves still have a copy in flight (every exit does,
+ * so both are idle before the queue lock goes); rc: the transfer's code so
+ * far, kept if it is already an error. */
+static int staged_drain(fp_ctx *ctx, const uint64_t busy[2], int to_device, int rc)
+{
+    for (int h = 0; h < 2; h++) {
+        int wrc = busy[h] ? staged_wait(ctx, h, to_device, busy[h]) : 0;
+        if (!rc)
+            rc = wrc;
+    }
+    return rc;
+}
+
 /* Chunk i of a staged transfer of nbytes: its offset and length. */
 static uint64_t chunk_len(uint64_t nbytes, uint64_t i)
 {
@@ -156,11 +169,7 @@ int fp_tensor_upload(fp_tensor *t, const void *src, size_t nbytes)
         rc = staged_submit(ctx, h, t, i * STAGING_HALF, len, 1);
         busy[h] = rc ? 0 : len;
     }
-    for (int h = 0; h < 2; h++) { /* both halves idle before the lock goes */
-        int wrc = busy[h] ? staged_wait(ctx, h, 1, busy[h]) : 0;
-        if (!rc)
-            rc = wrc;
-    }
+    rc = staged_drain(ctx, busy, 1, rc);
     pthread_mutex_unlock(&ctx->queue_lock);
     return rc;
 }
@@ -201,11 +210,7 @@ int fp_tensor_download(void *dst, size_t nbytes, const fp_tensor *t)
             busy[h] = rc ? 0 : next;
         }
     }
-    for (int h = 0; h < 2; h++) { /* both halves idle before the lock goes */
-        int wrc = busy[h] ? staged_wait(ctx, h, 0, busy[h]) : 0;
-        if (!rc)
-            rc = wrc;
-    }
+    rc = staged_drain(ctx, busy, 0, rc);
     pthread_mutex_unlock(&ctx->queue_lock);
     return rc;
 }
