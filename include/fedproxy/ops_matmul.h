@@ -40,9 +40,9 @@
  *                    picked): the cm kernel's staging, fragment offsets and epilogue
  *                    with the matrix operations emulated in scalar arithmetic on the
  *                    same f16 tiles; needs only f16 arithmetic (runs on lavapipe).
- * Default without tuning: CPU devices (llvmpipe) take reg_8x8 below 128^3 flops,
- * sg_16x8 for small/skinny shapes and sg_32x8 for the rest (reg_16x16 without
- * usable subgroups); GPUs take
+ * Default without tuning: CPU devices (llvmpipe) take sg_32x8 below 128^3 flops
+ * from 64 rows and sg_16x8 under them, sg_16x8 for small/skinny shapes and
+ * sg_32x8 for the rest (reg_16x16 without usable subgroups); GPUs take
  * tiled_large/medium for big shapes and tiled_small for small ones, always
  * capped by what the profile fits. Tuned choices come from fp_ctx_measured
  * ("matmul.f32.<class>", written by fp_matmul_autotune through fp-probe) and
@@ -51,6 +51,15 @@
  * dimensions are multiples of 4, else scalar loads; tails are always handled.
  * f16 B uses 16-bit storage where the profile has it, else packed uint words;
  * bf16 is always unpacked from uint words. The cm variants use scalar loads only.
+ * Texel reads: the sg variants with f32 B fetch A and B as uniform texel buffers
+ * (vec4 texels on the vec4 path, single floats on the scalar one) where
+ * fp_ops_texel_reads says so (by default on CPU devices; FP_TEXEL_READS=0|1
+ * overrides) and both operands fit (fp_ctx_texel_fits: offset alignment, the
+ * device's texel count); otherwise storage buffers. Why: llvmpipe loads a
+ * storage buffer lane by lane and fetches a texel for all 8 lanes at once; the
+ * sg kernels' A and B loads are per-lane gathers, and through texels
+ * sg_32x8 went from 6.8 to 25.7 GFLOP/s at 512^3 on a 2-core lavapipe.
+ * d->texel reports which path ran.
  *
  * Split-K: when the output has too few workgroup tiles to fill a GPU and K is
  * long, K is split into S chunks: one dispatch of the chosen variant computes
@@ -99,6 +108,9 @@ typedef struct fp_matmul_desc {
                                              the profile cannot run it) */
     const char *chosen;                   /* out: the variant that was recorded (static string;
                                              "<variant>+splitk<S>" when split along K) */
+    int texel;                            /* out: 4 or 1 when A and B were fetched as texels of
+                                             that many floats, 0 when (any part) read them as
+                                             storage buffers */
 } fp_matmul_desc;
 
 /* A desc for C = A*B with M, N, K, alpha 1, beta 0, everything else default. */

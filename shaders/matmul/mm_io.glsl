@@ -29,12 +29,18 @@ layout(push_constant) uniform P {
     uint zbase;
 } pc;
 
-#ifdef VEC4
+#if defined(TEX)
+// f32 A and B fetched as texels (host: FP_TEX4 with VEC4, else FP_TEX1, at
+// FP_TEXEL_BINDING(0, 1)); storage bindings 0 and 1 are placeholders, not declared
+layout(binding = 8) uniform samplerBuffer at;
+layout(binding = 9) uniform samplerBuffer bt;
+#elif defined(VEC4)
 layout(std430, binding = 0) readonly buffer AB { vec4 a4[]; };
 #else
 layout(std430, binding = 0) readonly buffer AB { float a[]; };
 #endif
-#if defined(B_F16S)
+#if defined(TEX)
+#elif defined(B_F16S)
 #ifdef VEC4
 layout(std430, binding = 1) readonly buffer BB { f16vec4 b4[]; };
 #else
@@ -55,9 +61,14 @@ layout(std430, binding = 1) readonly buffer BB { float b[]; };
 #endif
 layout(std430, binding = 2) buffer CB { float c[]; };
 
-#ifdef VEC4
+#if defined(TEX) && defined(VEC4)
+vec4 ldA4(uint e) { return texelFetch(at, int(e >> 2)); }
+vec4 ldB4(uint e) { return texelFetch(bt, int(e >> 2)); }
+float ldA1(uint e) { return texelFetch(at, int(e >> 2))[e & 3u]; }
+#elif defined(VEC4)
 // 4 consecutive elements starting at e (e % 4 == 0)
 vec4 ldA4(uint e) { return a4[e >> 2]; }
+float ldA1(uint e) { return a4[e >> 2][e & 3u]; }
 vec4 ldB4(uint e)
 {
 #if defined(B_F16S)
@@ -73,6 +84,9 @@ vec4 ldB4(uint e)
     return b4[e >> 2];
 #endif
 }
+#elif defined(TEX)
+float ldA(uint e) { return texelFetch(at, int(e)).x; }
+float ldB(uint e) { return texelFetch(bt, int(e)).x; }
 #else
 float ldA(uint e) { return a[e]; }
 float ldB(uint e)

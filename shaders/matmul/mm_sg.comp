@@ -46,10 +46,8 @@ void main()
         } else {
             // A stored K x M: 4 scalar-strided loads per row (VEC4 needs lda % 4 only)
             [[unroll]] for (uint q = 0; q < QA; q++)
-                al[q] = vec4(a4[(abase + k * pc.lda + (ma[q] & ~3u)) >> 2][ma[q] & 3u],
-                             a4[(abase + (k + 1u) * pc.lda + (ma[q] & ~3u)) >> 2][ma[q] & 3u],
-                             a4[(abase + (k + 2u) * pc.lda + (ma[q] & ~3u)) >> 2][ma[q] & 3u],
-                             a4[(abase + (k + 3u) * pc.lda + (ma[q] & ~3u)) >> 2][ma[q] & 3u]);
+                al[q] = vec4(ldA1(abase + k * pc.lda + ma[q]), ldA1(abase + (k + 1u) * pc.lda + ma[q]),
+                             ldA1(abase + (k + 2u) * pc.lda + ma[q]), ldA1(abase + (k + 3u) * pc.lda + ma[q]));
         }
         vec4 bv[4 * VN];
         if (TB == 0u) {

@@ -5,6 +5,7 @@
 #include "error_internal.h"
 
 #include "fedproxy/ops_basic.h"
+#include "bind_window.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -245,7 +246,8 @@ static int64_t need_elems(int64_t batch, int64_t stride, int64_t rows, int64_t c
 
 /* Records one dispatch set (all batches) of variant v on the given bindings. */
 static int record(fp_stream *s, const struct mm_var *v, int v4, const char *dt, const fp_tensor *A,
-                  const fp_tensor *B, const fp_tensor *C, struct mm_push pc, int64_t batch, int ta, int tb)
+                  const fp_tensor *B, const fp_tensor *C, struct mm_push pc, int64_t batch, int ta, int tb,
+                  int *texel)
 {
     fp_ctx *ctx = fp_stream_ctx(s);
     const fp_profile *p = fp_ctx_profile(ctx);
@@ -257,6 +259,13 @@ static int record(fp_stream *s, const struct mm_var *v, int v4, const char *dt, 
         snprintf(name, sizeof name, "mm_cm%u%s_%s", v->bm, v->kind == MM_CM_EMU ? "e" : "", dt);
     else
         snprintf(name, sizeof name, "mm_%s_%s%s", kind, dt, v4 && v->kind != MM_TILED ? "_v4" : "");
+    /* sg, f32 B: A and B as texels where the policy says so and both fit */
+    uint32_t comps = v4 ? 4 : 1;
+    int tex = v->kind == MM_SG && !strcmp(dt, "f32") && fp_ops_texel_reads(ctx) &&
+              fp_ctx_texel_fits(ctx, A, comps) && fp_ctx_texel_fits(ctx, B, comps);
+    if (tex)
+        snprintf(name, sizeof name, "mm_sg_f32%s", v4 ? "_v4t" : "_t");
+    *texel = tex ? (int)comps : 0;
     switch (v->kind) {
     case MM_SG: {
         uint32_t sg = p->subgroup_min;
@@ -306,6 +315,10 @@ static int record(fp_stream *s, const struct mm_var *v, int v4, const char *dt, 
     gx = (uint32_t)gxx;
     gy = (uint32_t)gyy;
     fp_binding bd[3] = {FP_R(A), FP_R(B), FP_W(C)};
+    if (tex) {
+        bd[0] = (fp_binding){A, 0, (int)comps};
+        bd[1] = (fp_binding){B, 0, (int)comps};
+    }
     for (int64_t z = 0; z < batch; z += zmax) {
         int64_t nz = batch - z < zmax ? batch - z : zmax;
         pc.zbase = (uint32_t)z;
@@ -428,7 +441,7 @@ struct sk_push {
  * cleared) when the scratch cannot be had: the caller runs the unsplit path. */
 static int record_splitk(fp_stream *s, const struct mm_var *v, int v4, const char *dt, const fp_tensor *A,
                          const fp_tensor *B, fp_tensor *C, struct mm_push pc, int64_t batch, int ta, int tb, int S,
-                         int64_t kc)
+                         int64_t kc, int *texel)
 {
     fp_ctx *ctx = fp_stream_ctx(s);
     const fp_profile *p = fp_ctx_profile(ctx);
@@ -473,7 +486,7 @@ static int record_splitk(fp_stream *s, const struct mm_var *v, int v4, const cha
         int64_t ne = nch * ps;
         rc = fp_tensor_view(&pv, P, c0 * ps, FP_F32, 1, &ne);
         if (!rc)
-            rc = record(s, v, v4, dt, A, B, pv, q, batch == 1 ? nch : batch, ta, tb);
+            rc = record(s, v, v4, dt, A, B, pv, q, batch == 1 ? nch : batch, ta, tb, texel);
         fp_tensor_free(pv);
     }
     if (rc)
@@ -499,6 +512,7 @@ int fp_matmul(fp_stream *s, fp_tensor *C, const fp_tensor *A, const fp_tensor *B
     if (!s || !C || !A || !B || !d)
         return fp_seterr(FP_EINVAL, "matmul: NULL argument");
     d->chosen = NULL;
+    d->texel = 0;
     fp_ctx *ctx = fp_stream_ctx(s);
     const fp_profile *p = fp_ctx_profile(ctx);
     int64_t M = d->M, N = d->N, K = d->K, batch = d->batch > 0 ? d->batch : 1;
@@ -579,14 +593,14 @@ int fp_matmul(fp_stream *s, fp_tensor *C, const fp_tensor *A, const fp_tensor *B
         int64_t kc = 0;
         int S = splitk_count(ctx, p, v, M, N, K, batch, &kc);
         if (S >= 2 && batch * M * N <= 0xffffffffLL) {
-            int rc = record_splitk(s, v, v4, dt, A, B, C, pc, batch, ta, tb, S, kc);
+            int rc = record_splitk(s, v, v4, dt, A, B, C, pc, batch, ta, tb, S, kc, &d->texel);
             if (rc != 1) {
                 if (!rc)
                     d->chosen = v->split[S - 2];
                 return rc;
             }
         }
-        return record(s, v, v4, dt, A, B, C, pc, batch, ta, tb);
+        return record(s, v, v4, dt, A, B, C, pc, batch, ta, tb, &d->texel);
     }
 
     /* Chunk along M: rows of A (not transposed) and C, one matrix, B bound whole. */
@@ -616,7 +630,9 @@ int fp_matmul(fp_stream *s, fp_tensor *C, const fp_tensor *A, const fp_tensor *B
         if (!rc) {
             struct mm_push pcc = pc;
             pcc.M = (uint32_t)rows;
-            rc = record(s, v, v4, dt, av, B, cv, pcc, 1, ta, tb);
+            int t = 0;
+            rc = record(s, v, v4, dt, av, B, cv, pcc, 1, ta, tb, &t);
+            d->texel = m0 == 0 || t == d->texel ? t : 0; /* 0 if any chunk read storage buffers */
         }
         fp_tensor_free(cv);
         fp_tensor_free(av);

@@ -29,6 +29,9 @@ static inline int64_t mm_elems(int64_t batch, int64_t stride, int64_t rows, int6
     return (batch - 1) * stride + rows * ld;
 }
 
+/* d.texel of the last mm_case that ran (-1: it did not run) */
+static int mm_last_texel = -1;
+
 /* Runs d on random data (B in dtype bt) and checks it against fp_matmul_ref.
  * Prints the case; returns the variant fp_matmul reported (d.chosen, a static
  * string; NULL if it did not run). */
@@ -76,6 +79,7 @@ static inline const char *mm_case(fp_ctx *ctx, fp_matmul_desc d, fp_dtype bt, co
     double t0 = mm_now();
     int rc = fp_matmul(s, C, A, B, &d);
     ran = rc ? NULL : d.chosen;
+    mm_last_texel = rc ? -1 : d.texel;
     CHECKF(rc == 0, "%s: fp_matmul: %s", tag, fp_errmsg());
     if (rc)
         goto done;
@@ -83,9 +87,10 @@ static inline const char *mm_case(fp_ctx *ctx, fp_matmul_desc d, fp_dtype bt, co
     CHECK_OK(fp_tensor_download(out, sizeof(float) * nc, C));
     double ms = (mm_now() - t0) * 1e3;
     double e = fp_test_nmse(out, ref, nc), mx = fp_test_maxerr(out, ref, nc);
-    printf("  %-14s %-10s M=%lld N=%lld K=%lld b=%lld %s%s B=%s a=%g b=%g: nmse %.2e max %.2e (%.0f ms)\n", tag,
-           d.chosen ? d.chosen : "?", (long long)M, (long long)N, (long long)K, (long long)batch,
-           d.trans_a ? "T" : "N", d.trans_b ? "T" : "N", fp_dtype_name(bt), d.alpha, d.beta, e, mx, ms);
+    printf("  %-14s %-10s%s M=%lld N=%lld K=%lld b=%lld %s%s B=%s a=%g b=%g: nmse %.2e max %.2e (%.0f ms)\n", tag,
+           d.chosen ? d.chosen : "?", d.texel == 4 ? " tex4" : d.texel == 1 ? " tex1" : "", (long long)M,
+           (long long)N, (long long)K, (long long)batch, d.trans_a ? "T" : "N", d.trans_b ? "T" : "N",
+           fp_dtype_name(bt), d.alpha, d.beta, e, mx, ms);
     CHECKF(e <= MM_NMSE_F32 && mx < 1e-2 * (1 + sqrt((double)K)), "%s %s M=%lld N=%lld K=%lld: nmse %g max %g", tag,
            d.chosen, (long long)M, (long long)N, (long long)K, e, mx);
     if (bt != FP_F32) {

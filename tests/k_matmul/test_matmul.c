@@ -3,6 +3,8 @@
  * dimensions, batches, alpha/beta, K = 0, f16 and bf16 weights. */
 #include "mm_common.h"
 
+#include "fedproxy/fileio.h"
+
 static void suite(fp_ctx *ctx, int native)
 {
     static const int sizes[][3] = {{1, 1, 1}, {7, 33, 257}, {33, 7, 1}, {100, 1000, 37}, {64, 48, 32}};
@@ -46,6 +48,64 @@ static void suite(fp_ctx *ctx, int native)
     }
 }
 
+/* Runs the texel cases on ctx: each against the reference (mm_case), each path as expected:
+ * want[i] is the d.texel the case must report. */
+static void texel_cases(fp_ctx *ctx, const char *what, const int want[6])
+{
+    fp_matmul_desc d[6] = {mm_d(64, 48, 32, 0, 0), mm_d(33, 40, 64, 0, 1), mm_d(16, 20, 12, 1, 0),
+                           mm_d(7, 33, 257, 0, 0), mm_d(9, 10, 11, 1, 1), mm_d(16, 32, 8, 1, 0)};
+    d[5].batch = 4; /* batched, A transposed, vec4 */
+    for (int i = 0; i < 6; i++) {
+        const char *ran = mm_case(ctx, d[i], FP_F32, what);
+        CHECKF(ran && !strncmp(ran, "sg_", 3), "%s case %d: ran %s, not an sg variant", what, i, ran ? ran : "nothing");
+        CHECKF(mm_last_texel == want[i], "%s case %d (M=%lld N=%lld K=%lld): texel %d, expected %d", what, i,
+               (long long)d[i].M, (long long)d[i].N, (long long)d[i].K, mm_last_texel, want[i]);
+    }
+}
+
+/* Texel reads of the sg kernels on a CPU device (fp_ops_texel_reads' default there):
+ * vec4 texels on the vec4 path, single floats on the scalar one; FP_TEXEL_READS=0
+ * reads storage buffers; an operand with more texels than the device allows
+ * (an overlay capping them at 4096) falls back to storage. */
+static void texel_reads(void)
+{
+    printf("== texel reads\n");
+    fp_ctx *ctx = fp_test_ctx("");
+    const fp_profile *pf = fp_ctx_profile(ctx);
+    if (!(fp_profile_is_cpu(pf) && pf->subgroup_ops && pf->subgroup_min == pf->subgroup_max && pf->texel_buffers &&
+          !getenv("FP_TEXEL_READS") && !fp_measured_tune_get(fp_ctx_measured(ctx), "texel_reads"))) {
+        /* GPUs read storage buffers by default: nothing to check here beyond the suite */
+        printf("  not a CPU device with fixed subgroups and texel buffers, or a texel policy is set: "
+               "texel paths not checked\n");
+        fp_test_ctx_done(ctx);
+        return;
+    }
+    static const int tex[6] = {4, 4, 4, 1, 1, 4}, none[6] = {0, 0, 0, 0, 0, 0};
+    texel_cases(ctx, "texel", tex);
+    setenv("FP_TEXEL_READS", "0", 1);
+    texel_cases(ctx, "storage", none);
+    unsetenv("FP_TEXEL_READS");
+    fp_test_ctx_done(ctx);
+
+    static const char cap[] = "{\"name\":\"texcap\",\"max_texel_elements\":4096}";
+    char path[4300];
+    snprintf(path, sizeof path, "%s/texcap.json", fp_test_tmpdir("matmul"));
+    CHECK_OK(fp_write_file_atomic(path, cap, strlen(cap), 0644));
+    ctx = fp_test_ctx(path);
+    CHECK(fp_ctx_profile(ctx)->max_texel_elements == 4096);
+    /* B 64x128: 2048 vec4 texels, fits; 64x512: 8192, storage (A 16x64 fits either way) */
+    mm_case(ctx, mm_d(16, 128, 64, 0, 0), FP_F32, "cap fits");
+    CHECKF(mm_last_texel == 4, "4096-texel cap, B of 2048 texels: texel %d", mm_last_texel);
+    mm_case(ctx, mm_d(16, 512, 64, 0, 0), FP_F32, "cap B over");
+    CHECKF(mm_last_texel == 0, "4096-texel cap, B of 8192 texels: texel %d", mm_last_texel);
+    /* A over the cap (scalar path: one texel per float), B within it */
+    mm_case(ctx, mm_d(66, 9, 63, 0, 0), FP_F32, "cap A over");
+    CHECKF(mm_last_texel == 0, "4096-texel cap, A of 4158 floats: texel %d", mm_last_texel);
+    mm_case(ctx, mm_d(64, 9, 63, 0, 0), FP_F32, "cap A fits");
+    CHECKF(mm_last_texel == 1, "4096-texel cap, A of 4032 floats: texel %d", mm_last_texel);
+    fp_test_ctx_done(ctx);
+}
+
 int main(void)
 {
     fp_test_seed(1234);
@@ -76,5 +136,6 @@ int main(void)
         suite(ctx, o < 0);
         fp_test_ctx_done(ctx);
     }
+    texel_reads();
     return fp_test_report("test_matmul");
 }
