@@ -131,7 +131,10 @@ int fp_convert(fp_stream *s, fp_tensor *dst, const fp_tensor *src);
 /* ---- variants and benchmark ------------------------------------------------- */
 
 /* Name of the last pipeline a train op on this thread recorded (for tests and
- * logs: "rmsnorm_fwd_sg", ...), "" if none. */
+ * logs: "rmsnorm_fwd_sg", ...; for fp_grad_norm its last vec4 sum-of-squares
+ * body, "gradnorm_sumsq_tex_vec4_sg", when one ran), "" if none. Element-wise
+ * ops (optimizers included) name their vec4 body; "_tex_vec4" says it read its
+ * operands as texels (fp_ops_texel_reads: by default on CPU devices). */
 const char *fp_train_last_pipeline(void);
 
 /* Test and benchmark hook: forces the row-reduction variant of RMSNorm and

@@ -17,6 +17,9 @@
 // CLIP:  x *= out[1] on units off .. off + n, read on the device.
 // VEC4 (SUMSQ, CLIP): a unit is a vec4; the host runs the scalar variant on
 // the last n % 4 elements.
+// TEXEL (SUMSQ with VEC4): x is fetched as vec4 texels (host: FP_TEX4 at
+// FP_TEXEL_BINDING(0)), which llvmpipe does for 8 lanes at once where it loads
+// a storage buffer lane by lane.
 #include "common.glsl"
 #include "train/reduce.glsl"
 #ifdef VEC4
@@ -25,8 +28,13 @@
 #define T float
 #endif
 layout(push_constant) uniform P { uint n; uint off; float max_norm; uint xoff; uint chunk; } pc;
-#if defined(SUMSQ)
+#if defined(SUMSQ) && defined(TEXEL)
+layout(binding = FP_TEXEL_BINDING(0)) uniform samplerBuffer xt;
+layout(std430, binding = 1) buffer Q { float partials[]; };
+#define LX(i) texelFetch(xt, int(i))
+#elif defined(SUMSQ)
 layout(std430, binding = 0) readonly buffer X { T x[]; };
+#define LX(i) x[i]
 layout(std430, binding = 1) buffer Q { float partials[]; };
 #elif defined(FINAL)
 layout(std430, binding = 0) readonly buffer Q { float partials[]; };
@@ -42,7 +50,7 @@ void main()
     uint b = gl_WorkGroupID.x * pc.chunk, e = min(pc.n, b + pc.chunk);
     T s = T(0.0), c = T(0.0);
     for (uint i = b + gl_LocalInvocationID.x; i < e; i += gl_WorkGroupSize.x) {
-        T v = x[pc.xoff + i];
+        T v = LX(pc.xoff + i);
         T yk = v * v - c;
         T t = s + yk;
         c = (t - s) - yk;

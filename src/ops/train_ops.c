@@ -187,14 +187,36 @@ static int ew_dispatch(fp_stream *s, const char *name, const fp_binding *b, uint
  * vec4s, then the scalar one over the n % 4 left. The shaders' push constants
  * start with {units, first unit}, rewritten here per dispatch. Workgroups of
  * fp_basic_wg (256 where allowed: fewer groups for llvmpipe to schedule). */
-static int ew_split(fp_stream *s, const char *name, const fp_binding *b, uint32_t nb, void *push, uint32_t psize,
-                    int64_t n)
+/* The vec4 body of an element-wise op through texels, "<name>_tex_vec4", where
+ * fp_ops_texel_reads says so and every binding with tex[i] fits vec4 texels:
+ * those are read as texels (written ones bound FP_WTEX4 as well). tex may be
+ * NULL (no texel variant). Returns the count of bindings written to bt, 0 for
+ * the storage body. */
+static uint32_t ew_texel(fp_ctx *ctx, const fp_binding *b, uint32_t nb, const int *tex, fp_binding *bt)
+{
+    if (!tex || !fp_ops_texel_reads(ctx))
+        return 0;
+    for (uint32_t i = 0; i < nb; i++) {
+        bt[i] = b[i];
+        if (tex[i]) {
+            if (!fp_ctx_texel_fits(ctx, b[i].t, 4))
+                return 0;
+            bt[i].texel = 4;
+        }
+    }
+    return nb;
+}
+
+static int ew_split_tex(fp_stream *s, const char *name, const fp_binding *b, uint32_t nb, const int *tex,
+                        void *push, uint32_t psize, int64_t n)
 {
     fp_ctx *ctx = fp_stream_ctx(s);
     uint32_t wg = fp_basic_wg(ctx), *w = push, gx, gy;
     int64_t nv = n / 4, tail = n % 4;
     char vname[64];
-    snprintf(vname, sizeof vname, "%s_vec4", name);
+    fp_binding bt[FP_MAX_BINDINGS];
+    uint32_t ntex = nb <= FP_MAX_BINDINGS ? ew_texel(ctx, b, nb, tex, bt) : 0;
+    snprintf(vname, sizeof vname, "%s%s_vec4", name, ntex ? "_tex" : "");
     fp_pipeline *p;
     int rc = 0;
     if (nv) {
@@ -202,7 +224,7 @@ static int ew_split(fp_stream *s, const char *name, const fp_binding *b, uint32_
         w[1] = 0;
         fp_grid_1d((uint32_t)nv, wg, &gx, &gy);
         if (!(rc = get_plain(&p, ctx, vname, wg)))
-            rc = fp_stream_dispatch(s, p, b, nb, push, psize, gx, gy, 1);
+            rc = fp_stream_dispatch(s, p, ntex ? bt : b, nb, push, psize, gx, gy, 1);
     }
     if (!rc && tail) {
         w[0] = (uint32_t)tail;
@@ -214,6 +236,12 @@ static int ew_split(fp_stream *s, const char *name, const fp_binding *b, uint32_
     if (!rc && nv)
         snprintf(g_last, sizeof g_last, "%s", vname); /* the body; a tail is scalar */
     return rc;
+}
+
+static int ew_split(fp_stream *s, const char *name, const fp_binding *b, uint32_t nb, void *push, uint32_t psize,
+                    int64_t n)
+{
+    return ew_split_tex(s, name, b, nb, NULL, push, psize, n);
 }
 
 /* Grid over [rows, cols]: x over columns (groups of wg), y then z over rows. */
@@ -675,10 +703,12 @@ int fp_grad_norm(fp_stream *s, fp_tensor *out, fp_tensor *work, const fp_tensor 
         return fp_seterr(FP_ESHAPE, "%s: work has %lld elements, needs %lld (fp_grad_norm_work_size)", op,
                          (long long)fp_tensor_numel(work), (long long)need);
     uint32_t wg = norm_wg(ctx);
-    fp_pipeline *p, *pv;
+    fp_pipeline *p, *pv, *pt = NULL, *body = NULL;
     uint32_t off = 0;
+    int tex = fp_ops_texel_reads(ctx); /* the vec4 body through texels where a gradient fits them */
     if (count > 0) {
-        if ((rc = get_red(&pv, ctx, "gradnorm_sumsq_vec4", wg)) || (rc = get_red(&p, ctx, "gradnorm_sumsq", wg)))
+        if ((rc = get_red(&pv, ctx, "gradnorm_sumsq_vec4", wg)) || (rc = get_red(&p, ctx, "gradnorm_sumsq", wg)) ||
+            (tex && (rc = get_red(&pt, ctx, "gradnorm_sumsq_tex_vec4", wg))))
             return rc;
         for (int i = 0; i < count; i++) {
             int64_t n = fp_tensor_numel(grads[i]), nv = n / 4;
@@ -687,7 +717,10 @@ int fp_grad_norm(fp_stream *s, fp_tensor *out, fp_tensor *work, const fp_tensor 
                 int64_t chunk = norm_chunk(ctx, nv, wg);
                 uint32_t groups = norm_groups(nv, chunk);
                 struct norm_push push = {(uint32_t)nv, off, max_norm, 0, (uint32_t)chunk};
-                if ((rc = fp_stream_dispatch(s, pv, b, 2, &push, sizeof push, groups, 1, 1)))
+                int t4 = tex && fp_ctx_texel_fits(ctx, grads[i], 4);
+                fp_binding bt[2] = {FP_TEX4(grads[i]), FP_W(work)};
+                body = t4 ? pt : pv;
+                if ((rc = fp_stream_dispatch(s, body, t4 ? bt : b, 2, &push, sizeof push, groups, 1, 1)))
                     return rc;
                 off += groups;
             }
@@ -704,7 +737,10 @@ int fp_grad_norm(fp_stream *s, fp_tensor *out, fp_tensor *work, const fp_tensor 
     /* no tensors: n = 0 partials sum to a norm of 0 */
     struct norm_push push = {off, 0, max_norm, 0, 0};
     fp_binding b[2] = {FP_R(work), FP_W(out)};
-    return fp_stream_dispatch(s, p, b, 2, &push, sizeof push, 1, 1, 1);
+    rc = fp_stream_dispatch(s, p, b, 2, &push, sizeof push, 1, 1, 1);
+    if (!rc && body)
+        note(body); /* the variant that read the gradients, not the final sum */
+    return rc;
 }
 
 int fp_grad_clip(fp_stream *s, fp_tensor *const *grads, int count, const fp_tensor *norm_out)
@@ -759,7 +795,8 @@ int fp_adamw_step(fp_stream *s, fp_tensor *p, const fp_tensor *g, fp_tensor *m, 
         return fp_seterr(FP_EINVAL, "%s: betas must lie in [0, 1) (got %g, %g)", op, hp->beta1, hp->beta2);
     struct optim_push push = {0, 0, hp->lr, hp->beta1, hp->beta2, hp->eps, hp->weight_decay, hp->step};
     fp_binding b[5] = {FP_W(p), FP_R(g), FP_W(m), FP_W(v), gscale ? FP_R(gscale) : FP_R(g)};
-    return ew_split(s, gscale ? "adamw_gs" : "adamw", b, gscale ? 5 : 4, &push, sizeof push, n);
+    static const int tex[5] = {4, 4, 4, 4, 0};
+    return ew_split_tex(s, gscale ? "adamw_gs" : "adamw", b, gscale ? 5 : 4, tex, &push, sizeof push, n);
 }
 
 int fp_sgd_step(fp_stream *s, fp_tensor *p, const fp_tensor *g, float lr, float weight_decay,
@@ -778,7 +815,8 @@ int fp_sgd_step(fp_stream *s, fp_tensor *p, const fp_tensor *g, float lr, float 
         return rc;
     struct optim_push push = {0, 0, lr, 0, 0, 0, weight_decay, 1};
     fp_binding b[3] = {FP_W(p), FP_R(g), gscale ? FP_R(gscale) : FP_R(g)};
-    return ew_split(s, gscale ? "sgd_gs" : "sgd", b, gscale ? 3 : 2, &push, sizeof push, n);
+    static const int tex[3] = {4, 4, 0};
+    return ew_split_tex(s, gscale ? "sgd_gs" : "sgd", b, gscale ? 3 : 2, tex, &push, sizeof push, n);
 }
 
 /* ---- conversions -------------------------------------------------------------- */

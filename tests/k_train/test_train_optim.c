@@ -1,7 +1,11 @@
 /* Global gradient norm (two-stage, several odd-sized tensors), clipping on the
  * device, AdamW (vs the reference over several steps, and step 1 vs its closed
- * form) with and without the fused clip scale, and SGD. */
+ * form) with and without the fused clip scale, and SGD; on a CPU device both
+ * through texel reads (its default) and, with FP_TEXEL_READS=0, storage. */
 #include "train_common.h"
+
+/* the vec4 body each op family last ran (fp_train_last_pipeline) */
+static char ran_norm[64], ran_adamw[64], ran_sgd[64];
 
 static void norm_clip(fp_ctx *ctx, fp_stream *s)
 {
@@ -20,6 +24,7 @@ static void norm_clip(fp_ctx *ctx, fp_stream *s)
     CHECK_OK(fp_grad_norm(s, out, work, (const fp_tensor *const *)t, K, max_norm));
     char v[64];
     snprintf(v, sizeof v, "%s", fp_train_last_pipeline());
+    snprintf(ran_norm, sizeof ran_norm, "%s", v);
     CHECK_OK(fp_grad_clip(s, t, K, out));
     CHECK_OK(fp_stream_run(s));
     float *o = tc_down(out);
@@ -75,6 +80,7 @@ static void adamw(fp_ctx *ctx, fp_stream *s, int64_t n)
     CHECK_OK(fp_adamw_step(s, tp, tg, tm, tv, &hp, NULL));
     CHECK_OK(fp_stream_run(s));
     printf("  adamw n=%lld [%s]\n", (long long)n, fp_train_last_pipeline());
+    snprintf(ran_adamw, sizeof ran_adamw, "%s", fp_train_last_pipeline());
     float *gp = tc_down(tp), *cf = malloc(n * 4);
     for (int64_t i = 0; i < n; i++)
         cf[i] = (float)(p[i] - 1e-2 * ((double)g[i] / (fabs(g[i]) + 1e-8) + 0.1 * p[i]));
@@ -100,6 +106,7 @@ static void adamw(fp_ctx *ctx, fp_stream *s, int64_t n)
     memcpy(rp, gp, n * 4);
     CHECK_OK(fp_sgd_step(s, tp, tg, 0.1f, 0.01f, gs));
     CHECK_OK(fp_stream_run(s));
+    snprintf(ran_sgd, sizeof ran_sgd, "%s", fp_train_last_pipeline());
     float *gg = tc_down(tg);
     fp_ref_sgd_step(rp, gg, n, 0.1f, 0.01f, 0.5f);
     free(gp);
@@ -130,6 +137,20 @@ int main(void)
         norm_clip(ctx, s);
         adamw(ctx, s, 1);
         adamw(ctx, s, 1001);
+        /* a CPU device reads through texels by default (fp_ops_texel_reads); once more on storage */
+        const fp_profile *pf = fp_ctx_profile(ctx);
+        if (pi == 0 && fp_profile_is_cpu(pf) && pf->texel_buffers && !getenv("FP_TEXEL_READS")) {
+            CHECKF(strstr(ran_norm, "gradnorm_sumsq_tex_vec4") && strstr(ran_adamw, "adamw_tex_vec4") &&
+                       strstr(ran_sgd, "sgd_gs_tex_vec4"),
+                   "CPU device: texel bodies expected, ran %s, %s, %s", ran_norm, ran_adamw, ran_sgd);
+            setenv("FP_TEXEL_READS", "0", 1);
+            norm_clip(ctx, s);
+            adamw(ctx, s, 1001);
+            CHECKF(strstr(ran_norm, "gradnorm_sumsq_vec4") && strstr(ran_adamw, "adamw_vec4") &&
+                       strstr(ran_sgd, "sgd_gs_vec4"),
+                   "FP_TEXEL_READS=0: storage bodies expected, ran %s, %s, %s", ran_norm, ran_adamw, ran_sgd);
+            unsetenv("FP_TEXEL_READS");
+        }
         fp_stream_free(s);
         fp_test_ctx_done(ctx);
     }
