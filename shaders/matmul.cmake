@@ -5,7 +5,8 @@
 #  mm_cm<T>_*  cooperative matrices (GL_NV_cooperative_matrix; f16 inputs, f32
 #              accumulation), T x T tile by define (arrays of fragments need it)
 #  *_v4        vec4 loads (host checks alignment), else scalar loads with clamped tails
-#  mm_sg_f32_t, mm_sg_f32_v4t  A and B fetched as texels (fp_ops_texel_reads: CPU devices)
+#  mm_sg_*_t, mm_sg_*_v4t  A and B fetched as texels (fp_ops_texel_reads: CPU devices; f16 B
+#              through its packed uint words, so no f16s)
 #  B dtype:    f32, f16 (packed pairs in uint words: any device), f16s (16-bit storage), bf16
 foreach(dt f32 f16 f16s bf16)
   if(dt STREQUAL "f32")
@@ -21,9 +22,9 @@ foreach(dt f32 f16 f16s bf16)
   fp_shader(mm_reg_${dt}_v4 matmul/mm_reg.comp DEFINES VEC4=1 ${d})
   fp_shader(mm_sg_${dt} matmul/mm_sg.comp DEFINES ${d})
   fp_shader(mm_sg_${dt}_v4 matmul/mm_sg.comp DEFINES VEC4=1 ${d})
-  if(dt STREQUAL "f32")
-    fp_shader(mm_sg_f32_t matmul/mm_sg.comp DEFINES TEX=1)
-    fp_shader(mm_sg_f32_v4t matmul/mm_sg.comp DEFINES VEC4=1 TEX=1)
+  if(NOT dt STREQUAL "f16s")
+    fp_shader(mm_sg_${dt}_t matmul/mm_sg.comp DEFINES TEX=1 ${d})
+    fp_shader(mm_sg_${dt}_v4t matmul/mm_sg.comp DEFINES VEC4=1 TEX=1 ${d})
   endif()
   fp_shader(mm_tiled_${dt} matmul/mm_tiled.comp DEFINES ${d})
   foreach(t 64 128)

@@ -51,8 +51,9 @@
  * dimensions are multiples of 4, else scalar loads; tails are always handled.
  * f16 B uses 16-bit storage where the profile has it, else packed uint words;
  * bf16 is always unpacked from uint words. The cm variants use scalar loads only.
- * Texel reads: the sg variants with f32 B fetch A and B as uniform texel buffers
- * (vec4 texels on the vec4 path, single floats on the scalar one) where
+ * Texel reads: the sg variants fetch A and B as uniform texel buffers (vec4
+ * texels on the vec4 path, single floats on the scalar one; f16 and bf16 B as
+ * single uint texels of two packed halves, when B's size is whole words) where
  * fp_ops_texel_reads says so (by default on CPU devices; FP_TEXEL_READS=0|1
  * overrides) and both operands fit (fp_ctx_texel_fits: offset alignment, the
  * device's texel count); otherwise storage buffers. Why: llvmpipe loads a
@@ -108,9 +109,9 @@ typedef struct fp_matmul_desc {
                                              the profile cannot run it) */
     const char *chosen;                   /* out: the variant that was recorded (static string;
                                              "<variant>+splitk<S>" when split along K) */
-    int texel;                            /* out: 4 or 1 when A and B were fetched as texels of
-                                             that many floats, 0 when (any part) read them as
-                                             storage buffers */
+    int texel;                            /* out: 4 (vec4 path) or 1 (scalar path) when A and B
+                                             were fetched as texels, 0 when (any part) read
+                                             them as storage buffers */
 } fp_matmul_desc;
 
 /* A desc for C = A*B with M, N, K, alpha 1, beta 0, everything else default. */

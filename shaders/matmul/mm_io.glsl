@@ -10,7 +10,7 @@
 // Defines: VEC4 (every vec4-loaded row is 4-aligned: lda/ldb/offsets/strides % 4 == 0
 // and the contiguous extents (K or M for A, N or K for B) % 4 == 0: the host checks),
 // B_F16 (B packed f16 pairs in uint words), B_F16S (f16 via 16-bit storage),
-// B_BF16 (B packed bf16 pairs in uint words).
+// B_BF16 (B packed bf16 pairs in uint words), TEX (A and B fetched as texels).
 #extension GL_EXT_control_flow_attributes : enable
 #if defined(B_F16S)
 #extension GL_EXT_shader_16bit_storage : require
@@ -30,17 +30,58 @@ layout(push_constant) uniform P {
 } pc;
 
 #if defined(TEX)
-// f32 A and B fetched as texels (host: FP_TEX4 with VEC4, else FP_TEX1, at
-// FP_TEXEL_BINDING(0, 1)); storage bindings 0 and 1 are placeholders, not declared
+// Texel reads (the sg kernels on devices where fp_ops_texel_reads says so):
+// A (f32) at FP_TEXEL_BINDING(0) as vec4 texels with VEC4 (host FP_TEX4), else
+// single floats (FP_TEX1); f32 B likewise at FP_TEXEL_BINDING(1); f16 and bf16
+// B (B_F16, B_BF16) as single uint texels of two packed halves (the host binds
+// a u32 view of B, FP_TEX1). Storage bindings 0 and 1 are placeholders and not
+// declared. Why: llvmpipe loads a storage buffer lane by lane but fetches a
+// texel for 8 lanes at once, and these loads are per-lane gathers.
 layout(binding = 8) uniform samplerBuffer at;
+#if defined(B_F16) || defined(B_BF16)
+layout(binding = 9) uniform usamplerBuffer bt;
+vec2 unpack_b(uint w)
+{
+#if defined(B_F16)
+    return unpackHalf2x16(w);
+#else
+    return vec2(uintBitsToFloat(w << 16), uintBitsToFloat(w & 0xffff0000u));
+#endif
+}
+#ifdef VEC4
+vec4 ldB4(uint e)
+{
+    int w = int(e >> 1);
+    return vec4(unpack_b(texelFetch(bt, w).x), unpack_b(texelFetch(bt, w + 1).x));
+}
+#else
+float ldB(uint e)
+{
+    vec2 h = unpack_b(texelFetch(bt, int(e >> 1)).x);
+    return (e & 1u) != 0u ? h.y : h.x;
+}
+#endif
+#else
 layout(binding = 9) uniform samplerBuffer bt;
-#elif defined(VEC4)
+#ifdef VEC4
+vec4 ldB4(uint e) { return texelFetch(bt, int(e >> 2)); }
+#else
+float ldB(uint e) { return texelFetch(bt, int(e)).x; }
+#endif
+#endif
+#ifdef VEC4
+vec4 ldA4(uint e) { return texelFetch(at, int(e >> 2)); }
+float ldA1(uint e) { return texelFetch(at, int(e >> 2))[e & 3u]; }
+#else
+float ldA(uint e) { return texelFetch(at, int(e)).x; }
+#endif
+#else // storage buffers
+#ifdef VEC4
 layout(std430, binding = 0) readonly buffer AB { vec4 a4[]; };
 #else
 layout(std430, binding = 0) readonly buffer AB { float a[]; };
 #endif
-#if defined(TEX)
-#elif defined(B_F16S)
+#if defined(B_F16S)
 #ifdef VEC4
 layout(std430, binding = 1) readonly buffer BB { f16vec4 b4[]; };
 #else
@@ -59,16 +100,11 @@ layout(std430, binding = 1) readonly buffer BB { vec4 b4[]; };
 layout(std430, binding = 1) readonly buffer BB { float b[]; };
 #endif
 #endif
-layout(std430, binding = 2) buffer CB { float c[]; };
 
-#if defined(TEX) && defined(VEC4)
-vec4 ldA4(uint e) { return texelFetch(at, int(e >> 2)); }
-vec4 ldB4(uint e) { return texelFetch(bt, int(e >> 2)); }
-float ldA1(uint e) { return texelFetch(at, int(e >> 2))[e & 3u]; }
-#elif defined(VEC4)
+#ifdef VEC4
 // 4 consecutive elements starting at e (e % 4 == 0)
 vec4 ldA4(uint e) { return a4[e >> 2]; }
-float ldA1(uint e) { return a4[e >> 2][e & 3u]; }
+float ldA1(uint e) { return a4[e >> 2][e & 3u]; } // element e of a vec4 row
 vec4 ldB4(uint e)
 {
 #if defined(B_F16S)
@@ -84,9 +120,6 @@ vec4 ldB4(uint e)
     return b4[e >> 2];
 #endif
 }
-#elif defined(TEX)
-float ldA(uint e) { return texelFetch(at, int(e)).x; }
-float ldB(uint e) { return texelFetch(bt, int(e)).x; }
 #else
 float ldA(uint e) { return a[e]; }
 float ldB(uint e)
@@ -104,6 +137,9 @@ float ldB(uint e)
 #endif
 }
 #endif
+
+#endif
+layout(std430, binding = 2) buffer CB { float c[]; };
 
 // Writes one output element (caller checks bounds).
 void mm_store(uint ci, float v)

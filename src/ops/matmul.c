@@ -259,12 +259,24 @@ static int record(fp_stream *s, const struct mm_var *v, int v4, const char *dt, 
         snprintf(name, sizeof name, "mm_cm%u%s_%s", v->bm, v->kind == MM_CM_EMU ? "e" : "", dt);
     else
         snprintf(name, sizeof name, "mm_%s_%s%s", kind, dt, v4 && v->kind != MM_TILED ? "_v4" : "");
-    /* sg, f32 B: A and B as texels where the policy says so and both fit */
+    /* sg: A and B as texels where the policy says so and both fit; f16/bf16 B
+     * through a u32 view of its packed pairs (whole words only) */
     uint32_t comps = v4 ? 4 : 1;
-    int tex = v->kind == MM_SG && !strcmp(dt, "f32") && fp_ops_texel_reads(ctx) &&
-              fp_ctx_texel_fits(ctx, A, comps) && fp_ctx_texel_fits(ctx, B, comps);
+    int half = B->dtype != FP_F32, tex = 0;
+    fp_tensor *bu = NULL;
+    if (v->kind == MM_SG && fp_ops_texel_reads(ctx) && fp_ctx_texel_fits(ctx, A, comps)) {
+        if (!half) {
+            tex = fp_ctx_texel_fits(ctx, B, comps);
+        } else if (B->nbytes % 4 == 0) {
+            int64_t words = (int64_t)(B->nbytes / 4);
+            if (fp_tensor_view(&bu, (fp_tensor *)B, 0, FP_U32, 1, &words))
+                fp_errclear(); /* not expected; the storage path runs */
+            tex = bu && fp_ctx_texel_fits(ctx, bu, 1);
+        }
+    }
     if (tex)
-        snprintf(name, sizeof name, "mm_sg_f32%s", v4 ? "_v4t" : "_t");
+        snprintf(name, sizeof name, "mm_sg_%s%s", half ? (B->dtype == FP_BF16 ? "bf16" : "f16") : "f32",
+                 v4 ? "_v4t" : "_t");
     *texel = tex ? (int)comps : 0;
     switch (v->kind) {
     case MM_SG: {
@@ -305,28 +317,31 @@ static int record(fp_stream *s, const struct mm_var *v, int v4, const char *dt, 
     }
     fp_pipeline *pl;
     int rc = fp_pipeline_get(&pl, ctx, name, spec, nspec);
-    if (rc)
+    if (rc) {
+        fp_tensor_free(bu);
         return rc;
+    }
     uint64_t gxx = (pc.N + (uint64_t)tile_n - 1) / tile_n, gyy = (pc.M + (uint64_t)tile_m - 1) / tile_m;
     uint32_t zmax = p->max_wg_count[2] ? p->max_wg_count[2] : 65535;
-    if (gxx > p->max_wg_count[0] || gyy > p->max_wg_count[1])
+    if (gxx > p->max_wg_count[0] || gyy > p->max_wg_count[1]) {
+        fp_tensor_free(bu);
         return fp_seterr(FP_EUNSUPPORTED, "matmul: %ux%u output needs %llux%llu workgroups of variant %s, more than %s allows",
                          pc.M, pc.N, (unsigned long long)gxx, (unsigned long long)gyy, v->name, p->name);
+    }
     gx = (uint32_t)gxx;
     gy = (uint32_t)gyy;
     fp_binding bd[3] = {FP_R(A), FP_R(B), FP_W(C)};
     if (tex) {
         bd[0] = (fp_binding){A, 0, (int)comps};
-        bd[1] = (fp_binding){B, 0, (int)comps};
+        bd[1] = half ? FP_TEX1(bu) : (fp_binding){B, 0, (int)comps};
     }
-    for (int64_t z = 0; z < batch; z += zmax) {
+    for (int64_t z = 0; z < batch && !rc; z += zmax) {
         int64_t nz = batch - z < zmax ? batch - z : zmax;
         pc.zbase = (uint32_t)z;
         rc = fp_stream_dispatch(s, pl, bd, 3, &pc, sizeof pc, gx, gy, (uint32_t)nz);
-        if (rc)
-            return rc;
     }
-    return 0;
+    fp_tensor_free(bu); /* the stream keeps what it needs of a binding */
+    return rc;
 }
 
 /* ---- split-K ------------------------------------------------------------------

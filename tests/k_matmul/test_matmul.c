@@ -61,6 +61,18 @@ static void texel_cases(fp_ctx *ctx, const char *what, const int want[6])
         CHECKF(mm_last_texel == want[i], "%s case %d (M=%lld N=%lld K=%lld): texel %d, expected %d", what, i,
                (long long)d[i].M, (long long)d[i].N, (long long)d[i].K, mm_last_texel, want[i]);
     }
+    /* f16 / bf16 B: its packed words as uint texels, when B is whole words (13x10 halves: 65 words;
+     * 13x9: 117 halves, half a word over, so storage) */
+    for (int bt = FP_F16; bt <= FP_BF16; bt++) {
+        struct { fp_matmul_desc d; int tex; } h[3] = {{mm_d(33, 40, 64, 0, 1), want[0]},
+                                                      {mm_d(7, 10, 13, 0, 0), want[0] ? 1 : 0},
+                                                      {mm_d(7, 9, 13, 0, 0), 0}};
+        for (int i = 0; i < 3; i++) {
+            mm_case(ctx, h[i].d, (fp_dtype)bt, what);
+            CHECKF(mm_last_texel == h[i].tex, "%s %s case %d: texel %d, expected %d", what,
+                   fp_dtype_name((fp_dtype)bt), i, mm_last_texel, h[i].tex);
+        }
+    }
 }
 
 /* Texel reads of the sg kernels on a CPU device (fp_ops_texel_reads' default there):
