@@ -37,9 +37,9 @@ layout(push_constant) uniform P {
 // a u32 view of B, FP_TEX1). Storage bindings 0 and 1 are placeholders and not
 // declared. Why: llvmpipe loads a storage buffer lane by lane but fetches a
 // texel for 8 lanes at once, and these loads are per-lane gathers.
-layout(binding = 8) uniform samplerBuffer at;
+layout(binding = FP_TEXEL_BINDING(0)) uniform samplerBuffer at;
 #if defined(B_F16) || defined(B_BF16)
-layout(binding = 9) uniform usamplerBuffer bt;
+layout(binding = FP_TEXEL_BINDING(1)) uniform usamplerBuffer bt;
 vec2 unpack_b(uint w)
 {
 #if defined(B_F16)
@@ -62,7 +62,7 @@ float ldB(uint e)
 }
 #endif
 #else
-layout(binding = 9) uniform samplerBuffer bt;
+layout(binding = FP_TEXEL_BINDING(1)) uniform samplerBuffer bt;
 #ifdef VEC4
 vec4 ldB4(uint e) { return texelFetch(bt, int(e >> 2)); }
 #else

@@ -33,9 +33,12 @@ struct mm_var {
      n "+splitk9",  n "+splitk10", n "+splitk11", n "+splitk12", n "+splitk13", n "+splitk14", n "+splitk15", \
      n "+splitk16"}
 
-/* Measured on lavapipe (2 cores, 8-wide subgroups): bigger per-invocation tiles
- * win there because every non-uniform load is a per-lane scalar loop; the
- * accumulators spill to (L1) stack, which costs less. */
+/* Measured on lavapipe (2 cores, 8-wide subgroups) with storage-buffer reads:
+ * bigger per-invocation tiles win there because every non-uniform load is a
+ * per-lane scalar loop; the accumulators spill to (L1) stack, which costs
+ * less. With texel reads (the CPU default, see record) loads are cheap and the
+ * sg tiles land within noise of each other: 19-30 GFLOP/s on 512^3-2048^3 and
+ * the engine's shapes (fp bench kernels --only matmul). */
 static const struct mm_var VARS[] = {
     {"sg_64x16", MM_SG, 64, 16, 0, 0, 0, 0, 0, 1, SK("sg_64x16")},
     {"sg_64x8", MM_SG, 64, 8, 0, 0, 0, 0, 0, 1, SK("sg_64x8")},

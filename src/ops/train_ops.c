@@ -183,10 +183,6 @@ static int ew_dispatch(fp_stream *s, const char *name, const fp_binding *b, uint
     return fp_stream_dispatch(s, p, b, nb, push, psize, gx, gy, 1);
 }
 
-/* Elementwise op over n elements: the "_vec4" variant over the first n / 4
- * vec4s, then the scalar one over the n % 4 left. The shaders' push constants
- * start with {units, first unit}, rewritten here per dispatch. Workgroups of
- * fp_basic_wg (256 where allowed: fewer groups for llvmpipe to schedule). */
 /* The vec4 body of an element-wise op through texels, "<name>_tex_vec4", where
  * fp_ops_texel_reads says so and every binding with tex[i] fits vec4 texels:
  * those are read as texels (written ones bound FP_WTEX4 as well). tex may be
@@ -207,6 +203,11 @@ static uint32_t ew_texel(fp_ctx *ctx, const fp_binding *b, uint32_t nb, const in
     return nb;
 }
 
+/* Elementwise op over n elements: the "_vec4" variant over the first n / 4
+ * vec4s (its "_tex_vec4" form where ew_texel allows, tex[i] per binding as
+ * there), then the scalar one over the n % 4 left. The shaders' push constants
+ * start with {units, first unit}, rewritten here per dispatch. Workgroups of
+ * fp_basic_wg (256 where allowed: fewer groups for llvmpipe to schedule). */
 static int ew_split_tex(fp_stream *s, const char *name, const fp_binding *b, uint32_t nb, const int *tex,
                         void *push, uint32_t psize, int64_t n)
 {
