@@ -3,7 +3,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "fedproxy/fileio.h"
@@ -125,4 +127,29 @@ void fp_test_store_tune(struct fp_ctx *ctx, const char *const *kv, int n)
     for (int i = 0; i < n; i++)
         CHECK_OK(fp_measured_tune_set(&m, kv[2 * i], kv[2 * i + 1]));
     CHECK_OK(fp_measured_save(&m, fp_ctx_profile(ctx)));
+}
+
+int fp_test_run(const char *cmd, char **out)
+{
+    *out = NULL;
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return -1;
+    size_t cap = 1 << 16, len = 0, got;
+    char *buf = malloc(cap);
+    while (buf && (got = fread(buf + len, 1, cap - len - 1, p)) > 0) {
+        len += got;
+        if (cap - len < 1024) {
+            char *n = realloc(buf, cap *= 2);
+            if (!n)
+                free(buf);
+            buf = n;
+        }
+    }
+    int st = pclose(p);
+    if (!buf)
+        return -1;
+    buf[len] = '\0';
+    *out = buf;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }

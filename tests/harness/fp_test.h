@@ -78,6 +78,11 @@ double fp_test_maxerr(const float *a, const float *ref, size_t n);
 /* A unique temporary directory under the build tree, created; returns its path. */
 const char *fp_test_tmpdir(const char *tag);
 
+/* Runs the shell command cmd, stores its standard output in *out (malloc'd,
+ * NUL-terminated, the caller frees it) and returns its exit status, or -1 if it
+ * could not be started or did not exit normally. For tests of the tools. */
+int fp_test_run(const char *cmd, char **out);
+
 #endif
 
 /* Vulkan tests: a context with the validation layer on (FP_VALIDATE is set by

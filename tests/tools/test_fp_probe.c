@@ -5,32 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 
 #include "fedproxy/fileio.h"
 #include "fedproxy/measured.h"
 #include "fedproxy/runtime.h"
 #include "fp_test.h"
-
-/* runs cmd, captures stdout into *out (malloc'd) and returns the exit status */
-static int run(const char *cmd, char **out)
-{
-    FILE *p = popen(cmd, "r");
-    if (!p)
-        return -1;
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
-    size_t got;
-    while ((got = fread(buf + len, 1, cap - len - 1, p)) > 0) {
-        len += got;
-        if (cap - len < 1024)
-            buf = realloc(buf, cap *= 2);
-    }
-    buf[len] = '\0';
-    *out = buf;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 static double num(const cJSON *o, const char *k)
 {
@@ -43,7 +22,7 @@ int main(void)
     const char *tmp = fp_test_tmpdir("probe");
     char cmd[8192], *out = NULL;
     snprintf(cmd, sizeof cmd, "FP_VALIDATE=1 %s/tools/fp-probe --quick --json 2>%s/stderr.txt", FP_BINARY_DIR, tmp);
-    int st = run(cmd, &out);
+    int st = fp_test_run(cmd, &out);
     CHECKF(st == 0, "fp-probe --json exited %d", st);
     cJSON *j = cJSON_Parse(out);
     CHECKF(j != NULL, "not JSON: %.200s", out);
@@ -81,19 +60,19 @@ int main(void)
 
     /* plain listing */
     snprintf(cmd, sizeof cmd, "%s/tools/fp-probe --list", FP_BINARY_DIR);
-    st = run(cmd, &out);
+    st = fp_test_run(cmd, &out);
     CHECK(st == 0 && strstr(out, "shared memory") && strstr(out, "heaps"));
     free(out);
 
     /* no loader, no driver: a plain message and a non-zero exit */
     snprintf(cmd, sizeof cmd, "FP_VULKAN_LOADER=/nonexistent/libvulkan.so.1 %s/tools/fp-probe --quick 2>&1",
              FP_BINARY_DIR);
-    st = run(cmd, &out);
+    st = fp_test_run(cmd, &out);
     CHECKF(st != 0 && strstr(out, "no Vulkan loader"), "exit %d: %s", st, out);
     free(out);
     snprintf(cmd, sizeof cmd, "VK_ICD_FILENAMES=/nonexistent.json VK_DRIVER_FILES=/nonexistent.json %s/tools/fp-probe "
              "--quick 2>&1", FP_BINARY_DIR);
-    st = run(cmd, &out);
+    st = fp_test_run(cmd, &out);
     CHECKF(st != 0 && strstr(out, "no Vulkan d"), "exit %d: %s", st, out);
     free(out);
     return fp_test_report("test_fp_probe");

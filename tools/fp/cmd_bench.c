@@ -1,4 +1,4 @@
-/* fp bench kernels|train|fed [--json] [--quick] [--only FAMILY] [--profile]
+/* fp bench kernels|train|fed [--json] [--quick] [--only F[,F...]] [--profile]
  * Runs the library's benchmarks on the current device and prints their figures
  * (GFLOP/s, GB/s, tokens/s) with the comparison each names (OpenBLAS sgemm,
  * the device's copy bandwidth, plain aggregation). Speed is only ever reported
@@ -32,14 +32,52 @@ static const struct {
 
 static void usage(void)
 {
-    puts("usage: fp bench kernels|train|fed [--json] [--quick] [--only FAMILY] [--profile]\n"
+    puts("usage: fp bench kernels|train|fed [--json] [--quick] [--only F[,F...]] [--profile]\n"
          "  kernels  matmul (vs OpenBLAS sgemm), attention, training ops, aggregation (vs copy bandwidth)\n"
          "  train    LoRA and full fine-tuning of the benchmark model: tokens/s, GFLOP/s, peak memory;\n"
          "           --profile adds each step's GPU time per pipeline (timestamps around every dispatch)\n"
          "  fed      server time per round for 10/50/100 clients, with and without secure aggregation\n"
          "  fed --aggregators  server time and peak memory of every aggregator at 100 clients x 4 MiB\n"
-         "  --only F with kernels: one family (matmul, attention, train_ops, aggregate);\n"
+         "  --only F with kernels: the families F names, in its order (matmul, attention, train_ops,\n"
+         "           aggregate; \"aggregate,matmul,aggregate\" runs aggregate twice, the second as aggregate_2);\n"
          "           with fed --aggregators: one aggregator");
+}
+
+#define KERNEL_LIST_MAX 16
+
+/* The families `fp bench kernels` runs, in order: all of them, or those `only`
+ * names ("aggregate" or "aggregate,matmul,aggregate"), in its order and as
+ * often as it names them. Running one family after others in one process shows
+ * whether the earlier ones leave the device slower (an H100 once measured the
+ * aggregation kernels at half their lone-run bandwidth after the others).
+ * Returns -1, having said why, for an unknown name or a list too long. */
+static int kernel_list(size_t *order, size_t *n, const char *only)
+{
+    const size_t nf = sizeof kernel_families / sizeof kernel_families[0];
+    *n = 0;
+    if (!only) {
+        for (size_t i = 0; i < nf; i++)
+            order[(*n)++] = i;
+        return 0;
+    }
+    for (const char *p = only;;) {
+        size_t len = strcspn(p, ",");
+        size_t i = 0;
+        while (i < nf && !(strlen(kernel_families[i].name) == len && !strncmp(p, kernel_families[i].name, len)))
+            i++;
+        if (i == nf) {
+            fprintf(stderr, "fp bench kernels: --only: unknown family '%.*s'\n", (int)len, p);
+            return -1;
+        }
+        if (*n == KERNEL_LIST_MAX) {
+            fprintf(stderr, "fp bench kernels: --only: more than %d families\n", KERNEL_LIST_MAX);
+            return -1;
+        }
+        order[(*n)++] = i;
+        if (!p[len])
+            return 0;
+        p += len + 1;
+    }
 }
 
 /* adds the JSON text `s` (freed here) under key, or an error object */
@@ -63,6 +101,12 @@ int fp_cmd_bench(int argc, char **argv)
     const char *what = argv[1];
     int json = fp_cli_flag(argc, argv, "--json"), quick = fp_cli_flag(argc, argv, "--quick");
     const char *only = fp_cli_opt(argc, argv, "--only");
+    /* the kernel families to run, checked before any device work */
+    size_t order[KERNEL_LIST_MAX], n = 0;
+    if (!strcmp(what, "kernels") && kernel_list(order, &n, only)) {
+        usage();
+        return 2;
+    }
     cJSON *root = cJSON_CreateObject();
     int failed = 0;
 
@@ -94,16 +138,23 @@ int fp_cmd_bench(int argc, char **argv)
         if (fp_probe_copy_bandwidth(&copy, ctx, quick) == 0)
             cJSON_AddNumberToObject(root, "copy_gbps", copy);
         if (!strcmp(what, "kernels")) {
-            size_t n = sizeof kernel_families / sizeof kernel_families[0];
-            for (size_t i = 0; i < n; i++) {
-                if (only && strcmp(only, kernel_families[i].name))
-                    continue;
+            for (size_t k = 0; k < n; k++) {
+                size_t i = order[k];
                 if (!json)
-                    fprintf(stderr, "[%zu/%zu] %s...\n", i + 1, n, kernel_families[i].name);
+                    fprintf(stderr, "[%zu/%zu] %s...\n", k + 1, n, kernel_families[i].name);
                 char *s = NULL;
                 rc = kernel_families[i].fn(ctx, quick, &s);
                 failed |= rc != 0;
-                add_result(root, kernel_families[i].name, rc, s);
+                /* a family named again gets its run's number: "aggregate_2" */
+                char key[64];
+                size_t seen = 0;
+                for (size_t j = 0; j < k; j++)
+                    seen += order[j] == i;
+                if (seen)
+                    snprintf(key, sizeof key, "%s_%zu", kernel_families[i].name, seen + 1);
+                else
+                    snprintf(key, sizeof key, "%s", kernel_families[i].name);
+                add_result(root, key, rc, s);
             }
         } else {
             char *s = NULL;
