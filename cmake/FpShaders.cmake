@@ -2,7 +2,14 @@
 # glslc at build time (with a depfile, so edits to included .glsl files rebuild it)
 # and embedded into the library as a C array. No SPIR-V is kept in git.
 #
-#   fp_shader(NAME SOURCE [DEFINES D1=V D2 ...])
+#   fp_shader(NAME SOURCE [NOOPT] [DEFINES D1=V D2 ...])
+#
+# NOOPT compiles it with -O0 instead of FP_GLSLC_FLAGS' -O. For shaders whose
+# bulk is branches on specialization constants (the aggregation sorting
+# networks: thousands of compare-exchanges, each kept or dropped by NK, LO and
+# HI), which glslc cannot fold and the driver folds at pipeline creation
+# anyway: glslc -O took 14.5 s on agg_order_k128_tex_vec4 against 0.5 s with
+# -O0, and the 12 network variants were most of the build's glslc time.
 #
 # registers shader NAME; fp_shader_registry() later writes the lookup table that
 # src/vk/shaders.c uses (fp_shader_find("NAME")).
@@ -10,7 +17,7 @@
 set(FP_GLSLC_FLAGS --target-env=vulkan1.1 -O CACHE STRING "glslc flags for every shader")
 
 function(fp_shader name src)
-  cmake_parse_arguments(S "" "" "DEFINES" ${ARGN})
+  cmake_parse_arguments(S "NOOPT" "" "DEFINES" ${ARGN})
   set(in ${CMAKE_CURRENT_SOURCE_DIR}/${src})
   if(NOT EXISTS ${in})
     # several people share one tree: a variant may be listed before its file exists
@@ -22,6 +29,10 @@ function(fp_shader name src)
   endif()
   set(spv ${CMAKE_CURRENT_BINARY_DIR}/spv/${name}.spv)
   set(out_c ${CMAKE_CURRENT_BINARY_DIR}/spv/${name}.c)
+  set(flags ${FP_GLSLC_FLAGS})
+  if(S_NOOPT)
+    list(TRANSFORM flags REPLACE "^-O$" "-O0")
+  endif()
   set(defs "")
   foreach(d ${S_DEFINES})
     list(APPEND defs "-D${d}")
@@ -29,7 +40,7 @@ function(fp_shader name src)
   add_custom_command(
     OUTPUT ${spv}
     COMMAND ${CMAKE_COMMAND} -E make_directory ${CMAKE_CURRENT_BINARY_DIR}/spv
-    COMMAND ${GLSLC} ${FP_GLSLC_FLAGS} -fshader-stage=compute ${defs}
+    COMMAND ${GLSLC} ${flags} -fshader-stage=compute ${defs}
             -I${CMAKE_CURRENT_SOURCE_DIR} -MD -MF ${spv}.d -o ${spv} ${in}
     DEPENDS ${in}
     DEPFILE ${spv}.d
