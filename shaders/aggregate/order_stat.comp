@@ -138,8 +138,9 @@ layout(push_constant) uniform P { uint n, ld, ooff, xo[7]; } pc;
 // lavapipe (fp bench kernels --only aggregate, K = 100 x 2^20, best of three
 // alternating runs on a 2-vCPU Xeon): median 111-153 -> 83-89 ms, trimmed
 // mean 146-148 -> 80-83 ms; 8 rows per group measured 94-99, 32 rows 63-82
-// (noisy, beyond the 32 streams some CPUs track). Every invocation reaches
-// every barrier: those past n load the last coordinate and store nothing.
+// (noisy; 16 stays well under the 32 streams some CPUs track). Every
+// invocation reaches every barrier: those past n load the last coordinate
+// and store nothing.
 #if defined(TEXEL) && KP >= 32
 #define ROW_GROUPS
 // group b's loads, after a barrier for every group but the first (groups

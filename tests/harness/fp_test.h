@@ -79,8 +79,9 @@ double fp_test_maxerr(const float *a, const float *ref, size_t n);
 const char *fp_test_tmpdir(const char *tag);
 
 /* Runs the shell command cmd, stores its standard output in *out (malloc'd,
- * NUL-terminated, the caller frees it) and returns its exit status, or -1 if it
- * could not be started or did not exit normally. For tests of the tools. */
+ * NUL-terminated, the caller frees it; empty if the command could not be
+ * started) and returns its exit status, or -1 if it could not be started or
+ * did not exit normally. For tests of the tools. */
 int fp_test_run(const char *cmd, char **out);
 
 #endif
