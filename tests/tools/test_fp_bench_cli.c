@@ -3,7 +3,8 @@
  * "<family>_2"), and an unknown family is refused by name with exit status 2
  * before any benchmark runs. The aggregation family is made small here
  * (FP_BENCH_AGG_D, FP_BENCH_AGG_ONLY) so the test stays a few seconds on
- * lavapipe; its figures are not judged, only that each run measured some. */
+ * lavapipe; its figures are not judged, only that each run measured some.
+ * The benchmark runs with the validation layer on and must stay silent. */
 #include <cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,12 +51,11 @@ int main(void)
 
     /* a family named twice: both runs reported, in order, under distinct keys */
     snprintf(cmd, sizeof cmd,
-             "FP_BENCH_AGG_D=1024 FP_BENCH_AGG_ONLY=wsum %s/tools/fp bench kernels --quick --json "
+             "FP_VALIDATE=1 FP_BENCH_AGG_D=1024 FP_BENCH_AGG_ONLY=wsum %s/tools/fp bench kernels --quick --json "
              "--only aggregate,aggregate 2>%s/stderr.txt",
              FP_BINARY_DIR, tmp);
     int st = fp_test_run(cmd, &out);
     CHECKF(st == 0, "fp bench kernels --only aggregate,aggregate exited %d", st);
-    /* the JSON is the last line (the validation layer may not print; stderr is separate) */
     cJSON *j = cJSON_Parse(out);
     CHECKF(j != NULL, "not JSON: %.300s", out);
     CHECKF(agg_measured(j, "aggregate"), "first aggregate run missing or unmeasured: %.300s", out);
@@ -76,15 +76,20 @@ int main(void)
     CHECK(first && !strcmp(first->string, "aggregate") && second && !strcmp(second->string, "aggregate_2"));
     cJSON_Delete(j);
     free(out);
+    /* the child ran with validation on: the layer must not have said anything */
+    char path[4096];
+    snprintf(path, sizeof path, "%s/stderr.txt", tmp);
+    char *err = slurp(path);
+    CHECKF(err && !strstr(err, "validation"), "fp bench stderr: %s", err ? err : "(unreadable)");
+    free(err);
 
     /* an unknown family: exit 2, named on stderr, nothing benchmarked */
     snprintf(cmd, sizeof cmd, "%s/tools/fp bench kernels --json --only aggregate,matmull 2>%s/stderr2.txt",
              FP_BINARY_DIR, tmp);
     st = fp_test_run(cmd, &out);
     CHECKF(st == 2, "unknown family: exit %d, want 2", st);
-    char path[4096];
     snprintf(path, sizeof path, "%s/stderr2.txt", tmp);
-    char *err = slurp(path);
+    err = slurp(path);
     CHECKF(err && strstr(err, "unknown family 'matmull'"), "stderr does not name the family: %s", err ? err : "");
     CHECKF(strstr(out, "copy_gbps") == NULL, "benchmarked before refusing: %.200s", out);
     free(err);
