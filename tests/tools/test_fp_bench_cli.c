@@ -10,18 +10,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fedproxy/fileio.h"
 #include "fp_test.h"
 
-static char *slurp(const char *path)
+/* the file at path, NUL-terminated (malloc'd), or NULL */
+static char *read_text(const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char *b = calloc(1, 1 << 16);
-    size_t n = fread(b, 1, (1 << 16) - 1, f);
-    b[n] = 0;
-    fclose(f);
-    return b;
+    void *d = NULL;
+    size_t n;
+    return fp_read_file(&d, &n, path, 1 << 20) ? NULL : d;
 }
 
 /* the aggregation result under key: copy measured, and wsum at K = 10 timed */
@@ -79,7 +76,7 @@ int main(void)
     /* the child ran with validation on: the layer must not have said anything */
     char path[4096];
     snprintf(path, sizeof path, "%s/stderr.txt", tmp);
-    char *err = slurp(path);
+    char *err = read_text(path);
     CHECKF(err && !strstr(err, "validation"), "fp bench stderr: %s", err ? err : "(unreadable)");
     free(err);
 
@@ -89,7 +86,7 @@ int main(void)
     st = fp_test_run(cmd, &out);
     CHECKF(st == 2, "unknown family: exit %d, want 2", st);
     snprintf(path, sizeof path, "%s/stderr2.txt", tmp);
-    err = slurp(path);
+    err = read_text(path);
     CHECKF(err && strstr(err, "unknown family 'matmull'"), "stderr does not name the family: %s", err ? err : "");
     CHECKF(strstr(out, "copy_gbps") == NULL, "benchmarked before refusing: %.200s", out);
     free(err);
