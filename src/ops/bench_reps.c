@@ -1,7 +1,10 @@
 /* Best-of-windows timing for the kernel benchmarks; see bench_reps.h. */
 #include "bench_reps.h"
 
+#include <string.h>
 #include <time.h>
+
+#include "error_internal.h"
 
 static double wall_s(void)
 {
@@ -70,4 +73,59 @@ int fp_bench_best(fp_stream *s, fp_bench_record_fn record, void *arg, int min_re
     if (reps_out)
         *reps_out = reps;
     return rc;
+}
+
+double fp_bench_median(double *v, int n)
+{
+    for (int i = 1; i < n; i++) /* insertion sort: n <= FP_BENCH_MAX_PAIRS */
+        for (int j = i; j > 0 && v[j] < v[j - 1]; j--) {
+            double t = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = t;
+        }
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+int fp_bench_paired(fp_stream *s, fp_bench_record_fn record, void *arg, fp_bench_record_fn yard, void *yard_arg,
+                    int min_reps, int pairs, fp_bench_paired_result *out)
+{
+    if (!s || !record || !yard || !out || pairs < 1 || pairs > FP_BENCH_MAX_PAIRS)
+        return fp_seterr(FP_EINVAL, "bench: paired timing needs a stream, two callbacks and 1..%d pairs (got %d)",
+                         FP_BENCH_MAX_PAIRS, pairs);
+    memset(out, 0, sizeof *out);
+    double ybest, ratio[FP_BENCH_MAX_PAIRS], ys[FP_BENCH_MAX_PAIRS];
+    int rc = fp_bench_best(s, yard, yard_arg, min_reps, 1, &ybest, &out->yard_reps);
+    /* the kernel's windows last about as long as the yardstick's (a short one
+     * is lucky or unlucky alone, where a long one averages the drift): its
+     * warm-up, a lone call, then as many calls per window as fill the
+     * yardstick's window, at least min_reps and at most FP_BENCH_MAX_REPS */
+    double t1 = 0;
+    if (!rc)
+        rc = window(s, record, arg, 1, &t1);
+    if (!rc)
+        rc = window(s, record, arg, 1, &t1);
+    if (!rc) {
+        double yw = ybest * out->yard_reps, want = t1 > 0 ? yw / t1 : FP_BENCH_MAX_REPS;
+        int reps = want >= FP_BENCH_MAX_REPS ? FP_BENCH_MAX_REPS : (int)want + (want > (int)want);
+        out->reps = reps > min_reps ? reps : (min_reps > 1 ? min_reps : 1);
+        out->best_s = t1;
+    }
+    for (int p = 0; p < pairs && !rc; p++) {
+        double ty, tk;
+        rc = window(s, yard, yard_arg, out->yard_reps, &ty);
+        if (!rc)
+            rc = window(s, record, arg, out->reps, &tk);
+        if (rc)
+            break;
+        ys[p] = ty / out->yard_reps;
+        tk /= out->reps;
+        ratio[p] = tk > 0 ? ys[p] / tk : 0;
+        if (tk < out->best_s)
+            out->best_s = tk;
+    }
+    if (rc)
+        return rc;
+    out->ratio = fp_bench_median(ratio, pairs);
+    out->yard_s = fp_bench_median(ys, pairs);
+    return 0;
 }

@@ -39,4 +39,34 @@ int fp_bench_reps(double one_call_s, int min_reps);
 int fp_bench_best(fp_stream *s, fp_bench_record_fn record, void *arg, int min_reps, int windows, double *best_s,
                   int *reps_out);
 
+/* A kernel against a yardstick (the aggregation kernels against a copy), timed
+ * in pairs. A machine whose speed drifts from one moment to the next (a shared
+ * 2-vCPU VM: lavapipe's copy measured 4.5 to 8.5 GB/s between consecutive
+ * windows of one process) makes a kernel timed at one moment and the yardstick
+ * at another a ratio of two moments. The yardstick is calibrated
+ * (fp_bench_best, one window); the kernel's windows hold as many calls as last
+ * about as long as the yardstick's (at least min_reps, at most
+ * FP_BENCH_MAX_REPS), so that both average the drift over the same span. Then
+ * `pairs` rounds each time one yardstick window and, right after it, one
+ * kernel window. The ratio of the yardstick's seconds per call to the
+ * kernel's is taken per pair, and its median returned: a kernel's share of the
+ * copy's rate in the same moment. */
+#define FP_BENCH_MAX_PAIRS 16
+
+typedef struct fp_bench_paired_result {
+    double best_s;  /* kernel: best seconds per call over its lone call and its windows */
+    double ratio;   /* median over pairs of (yardstick s/call) / (kernel s/call) */
+    double yard_s;  /* yardstick: median seconds per call over the pairs */
+    int reps;       /* calls per kernel window */
+    int yard_reps;  /* calls per yardstick window */
+} fp_bench_paired_result;
+
+/* 1 <= pairs <= FP_BENCH_MAX_PAIRS, else FP_EINVAL. */
+int fp_bench_paired(fp_stream *s, fp_bench_record_fn record, void *arg, fp_bench_record_fn yard, void *yard_arg,
+                    int min_reps, int pairs, fp_bench_paired_result *out);
+
+/* Median of v[0..n) (n >= 1; the mean of the middle two for even n); sorts v
+ * in place. Pure: tested. */
+double fp_bench_median(double *v, int n);
+
 #endif

@@ -1,6 +1,7 @@
 /* The kernel benchmarks' timer (src/ops/bench_reps.c): how many calls one timed
  * submission holds, that they all run on the device, that the best time is a
- * time, and that a failing call stops it with the call's error. And the
+ * time, and that a failing call stops it with the call's error; the same for
+ * the paired timing of a kernel against a yardstick, and its median. And the
  * aggregation benchmark's size and kernel selection (FP_BENCH_AGG_D,
  * FP_BENCH_AGG_ONLY). */
 #include <math.h>
@@ -90,6 +91,80 @@ static void timer(fp_ctx *ctx)
     fp_tensor_free(c.b);
 }
 
+static void median_rule(void)
+{
+    double one[1] = {3}, odd[3] = {5, 1, 3}, even[4] = {4, 1, 3, 2}, ties[5] = {2, 9, 2, -1, 2};
+    CHECK(fp_bench_median(one, 1) == 3);
+    CHECK(fp_bench_median(odd, 3) == 3);
+    CHECK(fp_bench_median(even, 4) == 2.5);
+    CHECK(fp_bench_median(ties, 5) == 2);
+}
+
+/* A kernel timed in pairs with a yardstick: every window of the kernel comes
+ * right after one of the yardstick, the kernel gets its warm-up, its lone call
+ * and `pairs` windows and nothing else, the figures are times, and a failure
+ * on either side stops it with that side's error. */
+static void paired(fp_ctx *ctx)
+{
+    const int64_t n = 257, ny = 1 << 16;
+    counted k = {0}, y = {0};
+    CHECK_OK(fp_tensor_new(&k.a, ctx, FP_F32, 1, &n));
+    CHECK_OK(fp_tensor_new(&k.b, ctx, FP_F32, 1, &n));
+    CHECK_OK(fp_tensor_new(&y.a, ctx, FP_F32, 1, &ny));
+    CHECK_OK(fp_tensor_new(&y.b, ctx, FP_F32, 1, &ny));
+    CHECK_OK(fp_tensor_zero(k.a));
+    CHECK_OK(fp_tensor_zero(y.a));
+    fp_stream *s;
+    CHECK_OK(fp_stream_new(&s, ctx));
+    fp_bench_paired_result r;
+    CHECK_OK(fp_bench_paired(s, rec_axpb, &k, rec_axpb, &y, 3, 3, &r));
+    CHECKF(r.best_s > 0 && r.best_s < 1.0, "kernel best %g s per call", r.best_s);
+    CHECKF(r.yard_s > 0 && r.yard_s < 1.0, "yardstick median %g s per call", r.yard_s);
+    CHECKF(r.ratio > 0 && isfinite(r.ratio), "ratio %g", r.ratio);
+    CHECKF(r.reps >= 3 && r.reps <= FP_BENCH_MAX_REPS, "%d kernel calls per window", r.reps);
+    CHECKF(r.yard_reps >= 3 && r.yard_reps <= FP_BENCH_MAX_REPS, "%d yardstick calls per window", r.yard_reps);
+    CHECKF(k.calls == 2 + 3 * r.reps, "%d kernel calls, want 2 + 3 x %d", k.calls, r.reps);
+    /* the yardstick's calibration (fp_bench_best: at least warm-up, lone call
+     * and one window) and its three paired windows */
+    CHECKF(y.calls >= 2 + 4 * r.yard_reps, "%d yardstick calls, %d per window", y.calls, r.yard_reps);
+    /* the last submission was a kernel window, run whole */
+    fp_stream_stats st;
+    fp_stream_stats_get(s, &st);
+    CHECKF(st.dispatches == (uint32_t)r.reps, "%u dispatches in the last run, want %d", st.dispatches, r.reps);
+    float h[257];
+    CHECK_OK(fp_tensor_download(h, sizeof h, k.b));
+    CHECK(h[0] == 1.0f && h[256] == 1.0f);
+
+    /* pairs outside 1..FP_BENCH_MAX_PAIRS are refused by name */
+    CHECK_ERR(fp_bench_paired(s, rec_axpb, &k, rec_axpb, &y, 3, 0, &r), FP_EINVAL);
+    CHECK(strstr(fp_errmsg(), "pairs") != NULL);
+    CHECK_ERR(fp_bench_paired(s, rec_axpb, &k, rec_axpb, &y, 3, FP_BENCH_MAX_PAIRS + 1, &r), FP_EINVAL);
+    /* a failing call on either side stops it with its error: the yardstick's
+     * warm-up, the kernel's warm-up, the kernel's first paired window */
+    for (int side = 0; side < 3; side++) {
+        counted fk = k, fy = y;
+        fk.calls = fy.calls = 0;
+        if (side == 0)
+            fy.fail_at = 1;
+        else
+            fk.fail_at = side == 1 ? 1 : 3;
+        fp_stream *s2;
+        CHECK_OK(fp_stream_new(&s2, ctx));
+        CHECK_ERR(fp_bench_paired(s2, rec_axpb, &fk, rec_axpb, &fy, 1, 2, &r), FP_EINVAL);
+        CHECKF(strstr(fp_errmsg(), "planted failure") != NULL, "side %d: %s", side, fp_errmsg());
+        if (side == 0)
+            CHECK(fy.calls == 1 && fk.calls == 0);
+        else
+            CHECK(fk.calls == fk.fail_at);
+        fp_stream_free(s2);
+    }
+    fp_stream_free(s);
+    fp_tensor_free(k.a);
+    fp_tensor_free(k.b);
+    fp_tensor_free(y.a);
+    fp_tensor_free(y.b);
+}
+
 static void agg_bench_env(fp_ctx *ctx)
 {
     char *json = NULL;
@@ -105,6 +180,21 @@ static void agg_bench_env(fp_ctx *ctx)
         CHECK(!strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(k, "kernel")), want[i]));
         CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(k, "gbps")) > 0);
         CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(k, "calls_per_submit")) >= 2);
+        /* timed in pairs with the copy: the copy's rate in those windows and
+         * the kernel's share of it */
+        CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(k, "paired_copy_gbps")) > 0);
+        CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(k, "paired_ratio_to_copy")) > 0);
+        CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(k, "pairs")) >= 1);
+    }
+    /* the least paired ratio over the kernels timed, and which it was */
+    double worst = cJSON_GetNumberValue(cJSON_GetObjectItem(j, "worst_paired_ratio"));
+    const char *wk = cJSON_GetStringValue(cJSON_GetObjectItem(j, "worst_paired_kernel"));
+    CHECKF(worst > 0 && wk && (!strcmp(wk, "wsum") || !strcmp(wk, "median")), "worst %g at %s", worst, wk ? wk : "?");
+    for (int i = 0; i < cJSON_GetArraySize(ks); i++) {
+        cJSON *k = cJSON_GetArrayItem(ks, i);
+        CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(k, "paired_ratio_to_copy")) >= worst);
+        if (!strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(k, "kernel")), wk))
+            CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(k, "paired_ratio_to_copy")) == worst);
     }
     cJSON_Delete(j);
     free(json);
@@ -123,8 +213,10 @@ static void agg_bench_env(fp_ctx *ctx)
 int main(void)
 {
     reps_rule();
+    median_rule();
     fp_ctx *ctx = fp_test_ctx(NULL);
     timer(ctx);
+    paired(ctx);
     agg_bench_env(ctx);
     fp_test_ctx_done(ctx);
     return fp_test_report("test_bench_reps");
