@@ -432,6 +432,10 @@ int fp_agg_qparams_check(const fp_agg_qparams *p, uint32_t n_clients)
     return 0;
 }
 
+/* vec4s per invocation of the texel quantiser (quant.comp, at most its
+ * QUANT_MAX_ITEMS): its hash chains overlap on a CPU */
+#define QUANT_TEX_ITEMS 4
+
 static uint32_t push_quant(void *p, const agg_tile *t, const void *user)
 {
     const fp_agg_qparams *qp = user;
@@ -455,8 +459,8 @@ int fp_agg_quantize(fp_stream *s, fp_tensor *q, const fp_tensor *x, const fp_agg
     if (rc)
         return rc;
     agg_job j = {.op = op, .shader = "agg_quant", .has_vec4 = 1, .has_tex = 1, .wg = stream_wg(fp_stream_ctx(s)),
-                 .K = 1, .D = D, .nargs = 2, .arg = {{x, ARG_VEC, 0, 4}, {q, ARG_VEC, 1, 0}}, .push = push_quant,
-                 .user = p};
+                 .tex_items = QUANT_TEX_ITEMS, .K = 1, .D = D, .nargs = 2,
+                 .arg = {{x, ARG_VEC, 0, 4}, {q, ARG_VEC, 1, 0}}, .push = push_quant, .user = p};
     return job_run(s, &j);
 }
 
