@@ -46,7 +46,10 @@ int fp_bench_best(fp_stream *s, fp_bench_record_fn record, void *arg, int min_re
  * at another a ratio of two moments. The yardstick is calibrated
  * (fp_bench_best, one window); the kernel's windows hold as many calls as last
  * about as long as the yardstick's (at least min_reps, at most
- * FP_BENCH_MAX_REPS), so that both average the drift over the same span. Then
+ * FP_BENCH_MAX_REPS; worked out from a lone call, then again from one window
+ * if that window was under half the yardstick's: on a GPU a lone call is
+ * mostly the queue's round trip), so that both average the drift over the
+ * same span. Then
  * `pairs` rounds each time one yardstick window and, right after it, one
  * kernel window. The ratio of the yardstick's seconds per call to the
  * kernel's is taken per pair, and its median returned: a kernel's share of the
