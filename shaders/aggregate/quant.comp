@@ -11,8 +11,9 @@
 // workgroup size so that neighbouring invocations still touch neighbouring
 // texels: all ITEMS are computed before any is stored, so the CPU overlaps
 // their hash chains (four dependent multiplies per coordinate). On lavapipe at
-// 2^20 floats, 24 alternating windows of 16 calls: ITEMS 1 -> 4 took the
-// median call from 2.63-2.82 to 2.20-2.39 ms (2 vCPUs); 8 was slower than 4.
+// 2^20 floats, 24 alternating windows of 16 calls, three runs: ITEMS 1 -> 4
+// took the median call from 2.63-3.39 to 2.20-2.89 ms (2 vCPUs); 8 was slower
+// than 4.
 #include "common.glsl"
 #include "agg_hash.glsl"
 #if defined(TEXEL)

@@ -444,6 +444,7 @@ int fp_agg_qparams_check(const fp_agg_qparams *p, uint32_t n_clients)
 /* vec4s per invocation of the texel quantiser (quant.comp, at most its
  * QUANT_MAX_ITEMS): its hash chains overlap on a CPU */
 #define QUANT_TEX_ITEMS 4
+_Static_assert(QUANT_TEX_ITEMS >= 1 && QUANT_TEX_ITEMS <= 4, "quant.comp computes at most QUANT_MAX_ITEMS (4)");
 
 static uint32_t push_quant(void *p, const agg_tile *t, const void *user)
 {
