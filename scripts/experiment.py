@@ -493,6 +493,48 @@ ROWS = [
 ]
 
 
+# The issue's reading of "the proxy must stay clearly worse than the fused LLM": the proxy alone after
+# federated fine-tuning at least this much higher mean held-out perplexity than the fused LLM (5%: more than
+# the spread between the federated rows on small, which lie within 2% of each other).
+IP_MARGIN = 0.05
+GAP_TARGET = 0.80
+
+
+def claims(means):
+    """The benchmark's claims checked on mean held-out perplexities by row key (lower is better); a claim
+    whose rows are missing is left out. gap_closed: FedProxy's share of the zero-shot to centralized gap
+    (target GAP_TARGET); beats_offsite / beats_fedavg_uniform: FedProxy's perplexity below that row's;
+    proxy_over_fused: the proxy alone after FL over fused FedProxy (the IP check wants >= 1 + IP_MARGIN)."""
+    z, c, f = means.get("zeroshot"), means.get("central"), means.get("fedproxy")
+    out = {}
+    if None not in (z, c, f) and z != c:
+        out["gap_closed"] = (z - f) / (z - c)
+        out["gap_target_met"] = out["gap_closed"] >= GAP_TARGET
+    for k in ("offsite", "fedavg_uniform"):
+        if f is not None and means.get(k) is not None:
+            out["beats_" + k] = f < means[k]
+    if f is not None and f > 0 and means.get("proxy_after") is not None:
+        out["proxy_over_fused"] = means["proxy_after"] / f
+        out["ip_check_met"] = out["proxy_over_fused"] >= 1 + IP_MARGIN
+    return out
+
+
+def claim_lines(cl):
+    """table.md's sentences for claims(): each claim with its figure and met or not met."""
+    yn = lambda b: "met" if b else "NOT met"  # noqa: E731
+    lines = []
+    if "gap_closed" in cl:
+        lines.append(f"FedProxy closes {100 * cl['gap_closed']:.1f}% of the perplexity gap between the LLM zero-shot "
+                     f"and centralized LoRA (target {100 * GAP_TARGET:.0f}%: {yn(cl['gap_target_met'])}).")
+    for k, name in (("offsite", "Offsite-Tuning"), ("fedavg_uniform", "FedAvg-LoRA on the uniform proxy")):
+        if "beats_" + k in cl:
+            lines.append(f"FedProxy below {name} in mean perplexity: {yn(cl['beats_' + k])}.")
+    if "proxy_over_fused" in cl:
+        lines.append(f"IP check: the proxy alone after FL has {cl['proxy_over_fused']:.3f}x the fused LLM's mean "
+                     f"perplexity (at least {1 + IP_MARGIN:.2f}x wanted: {yn(cl['ip_check_met'])}).")
+    return lines
+
+
 def mean(xs):
     xs = list(xs)
     return sum(xs) / len(xs) if xs else float("nan")
@@ -511,12 +553,12 @@ def write(self):
             row.update({k: v for k, v in self.comm[key].items()})
         rows.append(row)
     by = {r["key"]: r for r in rows}
-    z, c, f = (by.get(k, {}).get("mean_ppl") for k in ("zeroshot", "central", "fedproxy"))
-    gap = (z - f) / (z - c) if None not in (z, c, f) and z != c else None
+    cl = claims({k: r["mean_ppl"] for k, r in by.items()})
+    gap = cl.get("gap_closed")
     table = {"size": self.a.size, "llm": self.llm, "llm_config": self.llm_cfg, "hyper": self.hp, "lr": self.lr,
              "lr_search_valid_loss": self.lr_search, "alpha": self.a.alpha, "seed": self.a.seed,
              "middle": self.middle, "offsite_lora_layers": self.ot_layers, "rows": rows, "curves": self.curves,
-             "fedproxy_gap_closed": gap, "fuse_span": self.spans, "server_lr": self.server_lr,
+             "fedproxy_gap_closed": gap, "claims": cl, "fuse_span": self.spans, "server_lr": self.server_lr,
              "server_lr_search_valid_loss": self.server_lr_search, "fed_search": self.fed_search,
              "server_momentum": getattr(self.a, "server_momentum", 0.0),
              "server_optimizer": getattr(self.a, "server_optimizer", "sgd"),
@@ -543,9 +585,7 @@ def write(self):
                      + (f"{b / 1024:.0f} KiB" if b is not None else "-") + " | "
                      + (f"{w:.0f}" if w is not None else "-") + " |")
     lines.append("")
-    if gap is not None:
-        lines.append(f"FedProxy closes {100 * gap:.1f}% of the perplexity gap between the LLM zero-shot and "
-                     "centralized LoRA.")
+    lines += claim_lines(cl)
     for k in ("offsite", "fedavg_uniform"):
         if k in by and "fedproxy" in by:
             lines.append(f"FedProxy vs {by[k]['row'][2:]}: mean ppl {by['fedproxy']['mean_ppl']:.2f} vs "
