@@ -49,11 +49,10 @@ int fp_bench_best(fp_stream *s, fp_bench_record_fn record, void *arg, int min_re
  * FP_BENCH_MAX_REPS; worked out from a lone call, then again from one window
  * if that window was under half the yardstick's: on a GPU a lone call is
  * mostly the queue's round trip), so that both average the drift over the
- * same span. Then
- * `pairs` rounds each time one yardstick window and, right after it, one
- * kernel window. The ratio of the yardstick's seconds per call to the
- * kernel's is taken per pair, and its median returned: a kernel's share of the
- * copy's rate in the same moment. */
+ * same span. Then `pairs` rounds each time one yardstick window and, right
+ * after it, one kernel window. The ratio of the yardstick's seconds per call
+ * to the kernel's is taken per pair, and its median returned: a kernel's share
+ * of the copy's rate in the same moment. */
 #define FP_BENCH_MAX_PAIRS 16
 
 typedef struct fp_bench_paired_result {
