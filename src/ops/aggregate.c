@@ -1149,16 +1149,13 @@ static int bench_time(fp_stream *s, bench_env *e, int which, int64_t K, int inne
 /* Frees one K's tensors; with also_copy, the copy's too (end of the run). */
 static void bench_free(bench_env *e, int also_copy)
 {
-    fp_tensor *all[] = {e->Xr, e->Xu, e->X, e->w, e->out, e->out2, e->out3, e->q, e->nrm, e->work, e->owork, e->cbig, e->cbig2};
-    size_t n = sizeof all / sizeof all[0] - (also_copy ? 0 : 2);
-    for (size_t i = 0; i < n; i++)
-        fp_tensor_free(all[i]);
-    fp_tensor *keep[2] = {e->cbig, e->cbig2};
-    fp_agg_qparams qp = e->qp;
-    memset(e, 0, sizeof *e);
-    e->qp = qp;
-    if (!also_copy)
-        e->cbig = keep[0], e->cbig2 = keep[1];
+    fp_tensor **all[] = {&e->Xr,  &e->Xu,  &e->X,    &e->w,     &e->out,   &e->out2, &e->out3,
+                         &e->q,   &e->nrm, &e->work, &e->owork, &e->cbig,  &e->cbig2};
+    size_t n = sizeof all / sizeof all[0] - (also_copy ? 0 : 2); /* the copy's two come last */
+    for (size_t i = 0; i < n; i++) {
+        fp_tensor_free(*all[i]);
+        *all[i] = NULL;
+    }
 }
 
 static int bench_fill(fp_tensor *t, int64_t n, uint32_t seed)
