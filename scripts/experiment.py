@@ -14,8 +14,8 @@ per round of the federated rows) and prints the table. Rows:
     back (those layers map one to one onto the LLM's)
   4 FedAvg-LoRA on a uniform, undistilled proxy, plain plug-in
   5 FedProxy: influence-selected, distilled proxy, federated LoRA with secure
-    aggregation, fused (plug-in span none or spread, chosen by pooled valid
-    loss of the fused LLM)
+    aggregation (ties or fedavg) and fused (plug-in span none or spread), the
+    aggregator and span chosen by pooled valid loss of the fused LLM
   6 centralized LoRA on the LLM, all clients' train text pooled (upper bound;
     its learning rate chosen on valid for its budget)
   7 local only: each client's LoRA on the FedProxy proxy, fused (FedProxy's
@@ -25,7 +25,8 @@ communication is comparable. Hyper-parameters are the same for every row: the
 clients' learning rate and the server's step size (server.json "server_lr")
 are chosen through the federation itself, by pooled valid loss of the LLM
 fused with FedProxy's final global adapter (never on heldout; lr first at a
-fixed server step, then the server step at the best lr); the training budget
+fixed server step, then the server step at the best lr, then FedProxy's
+aggregator at that pair; the baselines keep fedavg); the training budget
 of each row is rounds x local steps per client (centralized: that times the
 client count, the same number of samples). The centralized upper bound picks
 its own learning rate from the same grid by pooled valid loss for its own
@@ -44,10 +45,15 @@ import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# FedProxy's aggregator (fed.h FP_FED_FEDPROXY_AGGREGATOR): the secure-capable aggregator with the lowest
-# mean valid perplexity in scripts/aggregators.py --size tiny. The baselines (Offsite-Tuning, FedAvg-LoRA)
-# keep fedavg, as in their papers.
-FEDPROXY_AGGREGATOR = "ties"
+# FedProxy's aggregator candidates, the last coordinate of its valid-split search (pick_fed_hyper). The
+# first is fed.h's FP_FED_FEDPROXY_AGGREGATOR (ties: the secure-capable aggregator with the lowest mean
+# valid perplexity in scripts/aggregators.py --size tiny); the lr and server step are searched with it.
+# fedavg is the other because on small the better of the two depends on the clients' lr (pooled valid
+# loss, FedProxy's proxy, server step 1, span none; session notes of 2026-11-28): at lr 3e-3 fedavg 5.1842,
+# ties 5.1944 (and 5.2009 in a rerun: secure aggregation's stochastic rounding draws fresh randomness, and
+# at that lr the runs drift apart; at 1e-3 two runs agreed within 0.0002); at lr 1e-3 ties 5.1877, fedavg
+# 5.1965. The baselines (Offsite-Tuning, FedAvg-LoRA) keep fedavg, as in their papers.
+FEDPROXY_AGGREGATORS = ("ties", "fedavg")
 
 SIZES = {
     # rank/alpha of LoRA, batch x seq of every training run (clients', local-only and centralized alike),
@@ -152,6 +158,7 @@ class Exp:
         self.pooled_done = set()
         self.server_lr, self.server_lr_search = 1.0, {}
         self.lr, self.lr_search, self.fed_search = None, {}, []
+        self.aggregator, self.aggregator_search = FEDPROXY_AGGREGATORS[0], {}
         self.central_lr, self.central_lr_search = None, {}
         self.span_search = {}
 
@@ -366,47 +373,57 @@ class Exp:
                            "mean_bytes_per_client": sum(c["sent"] + c["recv"] for c in comm.values()) / len(comm)}
         return adapter_out, rounds
 
-    def pick_fed_hyper(self, proxy, server_extra):
-        """The clients' learning rate and the server's step size (server.json "server_lr", FedOpt's server SGD;
-        1 is FedAvg), chosen through the federation itself: each candidate is a full FedProxy run, scored by
-        the pooled valid loss of the LLM fused (span none) with its final global adapter; held-out text is
-        never looked at. Coordinate search: every lr of the size's grid at its server_lr_start, then every
-        server_lr of its grid at the best lr. A single pooled run of one client's budget (pick_lr, which
-        scripts/aggregators.py still uses) cannot see how averaging damps each client's noise: on small it
-        preferred 3e-4 by 0.01 nats, a third of what the centralized run picks for itself.
-        Every federated row then uses both values, so the rows differ only in their proxy and aggregator.
-        Returns the chosen run, which becomes FedProxy's row."""
-        step("client learning rate and server step on the valid split, through the federation")
+    def pick_fed_hyper(self, proxy):
+        """The clients' learning rate, the server's step size (server.json "server_lr", FedOpt's server SGD;
+        1 is FedAvg) and FedProxy's aggregator, chosen through the federation itself: each candidate is a full
+        FedProxy run, scored by the pooled valid loss of the LLM fused (span none) with its final global
+        adapter; held-out text is never looked at. Coordinate search: every lr of the size's grid at its
+        server_lr_start with the first of FEDPROXY_AGGREGATORS, then every server_lr of its grid at the best
+        lr, then the other aggregators at the best pair. A single pooled run of one client's budget (pick_lr,
+        which scripts/aggregators.py still uses) cannot see how averaging damps each client's noise: on small
+        it preferred 3e-4 by 0.01 nats, a third of what the centralized run picks for itself.
+        Every federated row then uses the lr and server step, so the rows differ only in their proxy and
+        aggregator. Returns the chosen run, which becomes FedProxy's row, and its server.json extra keys."""
+        step("client learning rate, server step and aggregator on the valid split, through the federation")
         trials = {}
 
-        def trial(lr, slr):
+        def trial(lr, slr, agg):
             self.lr, self.server_lr = lr, slr
-            key = f"fedproxy-lr{lr:g}-slr{slr:g}"
-            run = self.sim(key, proxy, server_extra=server_extra)
+            key = f"fedproxy-lr{lr:g}-slr{slr:g}" + ("" if agg == FEDPROXY_AGGREGATORS[0] else f"-{agg}")
+            run = self.sim(key, proxy, server_extra={"aggregator": agg})
             merged = self.fuse(proxy, run[1][-1]["adapter"], self.p("fed", key, "valid-fused"))
-            trials[(lr, slr)] = (key, run, self.valid_loss(merged))
+            trials[(lr, slr, agg)] = (key, run, self.valid_loss(merged))
             shutil.rmtree(merged)
-            print(f"   lr {lr:g} server_lr {slr:g}: pooled valid loss {trials[(lr, slr)][2]}", file=sys.stderr)
+            print(f"   lr {lr:g} server_lr {slr:g} {agg}: pooled valid loss {trials[(lr, slr, agg)][2]}",
+                  file=sys.stderr)
 
         lrs = [self.a.lr] if self.a.lr else self.hp["lr_grid"]
         shp = ADAPTIVE_SERVER_LR if server_opt_keys(self.a) else self.hp
         slr0 = self.a.server_lr or shp["server_lr_start"]
         slrs = [self.a.server_lr] if self.a.server_lr else sorted(set(shp["server_lr_grid"]) | {slr0})
+        agg0 = FEDPROXY_AGGREGATORS[0]
         for lr in lrs:
-            trial(lr, slr0)
-        best_lr = min(lrs, key=lambda lr: trials[(lr, slr0)][2])
+            trial(lr, slr0, agg0)
+        best_lr = min(lrs, key=lambda lr: trials[(lr, slr0, agg0)][2])
         for slr in slrs:
-            if (best_lr, slr) not in trials:
-                trial(best_lr, slr)
-        self.lr_search = {f"{lr:g}": trials[(lr, slr0)][2] for lr in lrs}
-        self.server_lr_search = {f"{slr:g}": trials[(best_lr, slr)][2] for slr in slrs}
-        self.fed_search = [{"lr": lr, "server_lr": slr, "valid_loss": t[2]} for (lr, slr), t in trials.items()]
-        self.lr, self.server_lr = min(((best_lr, slr) for slr in slrs), key=lambda k: trials[k][2])
-        print(f"   lr {self.lr:g} (pooled valid loss at server_lr {slr0:g}: {self.lr_search}), server_lr "
-              f"{self.server_lr:g} (at lr {best_lr:g}: {self.server_lr_search})", file=sys.stderr)
-        key, run, _ = trials[(self.lr, self.server_lr)]
+            if (best_lr, slr, agg0) not in trials:
+                trial(best_lr, slr, agg0)
+        best_slr = min(slrs, key=lambda slr: trials[(best_lr, slr, agg0)][2])
+        for agg in FEDPROXY_AGGREGATORS[1:]:
+            trial(best_lr, best_slr, agg)
+        self.lr_search = {f"{lr:g}": trials[(lr, slr0, agg0)][2] for lr in lrs}
+        self.server_lr_search = {f"{slr:g}": trials[(best_lr, slr, agg0)][2] for slr in slrs}
+        self.aggregator_search = {agg: trials[(best_lr, best_slr, agg)][2] for agg in FEDPROXY_AGGREGATORS}
+        self.fed_search = [{"lr": lr, "server_lr": slr, "aggregator": agg, "valid_loss": t[2]}
+                           for (lr, slr, agg), t in trials.items()]
+        self.aggregator = min(FEDPROXY_AGGREGATORS, key=self.aggregator_search.get)
+        self.lr, self.server_lr = best_lr, best_slr
+        print(f"   lr {self.lr:g} (pooled valid loss at server_lr {slr0:g}, {agg0}: {self.lr_search}), server_lr "
+              f"{self.server_lr:g} (at lr {best_lr:g}: {self.server_lr_search}), aggregator {self.aggregator} "
+              f"({self.aggregator_search})", file=sys.stderr)
+        key, run, _ = trials[(self.lr, self.server_lr, self.aggregator)]
         self.comm["fedproxy"] = self.comm[key]
-        return run
+        return run, {"aggregator": self.aggregator}
 
     def federated_row(self, key, proxy, layers=None, label="", server_extra=None, choose_span=False, run=None):
         step(f"federated: {label}")
@@ -441,8 +458,7 @@ class Exp:
         step("proxy alone, before fine-tuning")
         self.results["proxy_before"] = self.eval_model(self.px["fedproxy"])
 
-        fp_extra = {"aggregator": FEDPROXY_AGGREGATOR}
-        run = self.pick_fed_hyper(self.px["fedproxy"], fp_extra)
+        run, fp_extra = self.pick_fed_hyper(self.px["fedproxy"])
         ad = self.federated_row("fedproxy", self.px["fedproxy"], label="FedProxy", server_extra=fp_extra,
                                 choose_span=True, run=run)
         step("proxy alone, after federated fine-tuning")
@@ -561,6 +577,7 @@ def write(self):
              "middle": self.middle, "offsite_lora_layers": self.ot_layers, "rows": rows, "curves": self.curves,
              "fedproxy_gap_closed": gap, "claims": cl, "fuse_span": self.spans, "server_lr": self.server_lr,
              "server_lr_search_valid_loss": self.server_lr_search, "fed_search": self.fed_search,
+             "fedproxy_aggregator": self.aggregator, "aggregator_search_valid_loss": self.aggregator_search,
              "server_momentum": getattr(self.a, "server_momentum", 0.0),
              "server_optimizer": getattr(self.a, "server_optimizer", "sgd"),
              "server_optimizer_options": {k: v for k, v in server_opt_keys(self.a).items() if k != "server_optimizer"},
@@ -573,7 +590,7 @@ def write(self):
              f"{self.hp['rounds']} rounds x {self.hp['local_steps']} local steps of batch {self.hp['batch']} x seq "
              f"{self.hp['seq']}, LoRA rank {self.hp['rank']}, "
              f"lr {self.lr:g}, server lr {self.server_lr:g}"
-             + "".join(f", {k.replace('_', ' ')} {v}" for k, v in server_opt_keys(self.a).items()) + f", FedProxy span {self.spans.get('fedproxy', 'none')} "
+             + "".join(f", {k.replace('_', ' ')} {v}" for k, v in server_opt_keys(self.a).items()) + f", FedProxy aggregator {self.aggregator}, span {self.spans.get('fedproxy', 'none')} "
              + (f", centralized lr {self.central_lr:g} " if self.central_lr else "") + "chosen on valid)", "",
              "Held-out perplexity (accuracy) per client; mean over clients.", "",
              "| row | " + " | ".join(f"client {k}" for k in clients) + " | mean ppl | mean acc | bytes/client | wall s |",

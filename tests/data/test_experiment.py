@@ -3,9 +3,10 @@
 slow). Checks the outputs a reader relies on, not the numbers: every row of
 the table for every client with finite perplexity and accuracy in [0, 1];
 federated rows carry bytes for every client and a wall time; the local-only
-row evaluates each client on its own held-out text; the learning rate came
-from the valid-split search; table.md lists every row; ppl.svg is well-formed
-SVG with one polyline per federated row.
+row evaluates each client on its own held-out text; the learning rate, the
+server step and FedProxy's aggregator came from the valid-split search;
+table.md lists every row; ppl.svg is well-formed SVG with one polyline per
+federated row.
 usage: test_experiment.py REPO_ROOT FP_BINARY
 """
 import json
@@ -21,6 +22,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from checklib import check, finish  # noqa: E402
 
 root, fp = sys.argv[1], sys.argv[2]
+sys.path.insert(0, os.path.join(root, "scripts"))
+import experiment as exp_mod  # noqa: E402
 
 
 tmp = tempfile.mkdtemp(prefix="fp-experiment-test-")
@@ -48,24 +51,34 @@ try:
                       f"{row['key']}: bytes per client {pc}")
                 check(row.get("wall_s", 0) > 0, f"{row['key']}: wall time")
                 check(len(row.get("proxy_heldout_loss_by_round", [])) == 2, f"{row['key']}: one loss per round")
-        # The clients' lr and the server step come from full FedProxy federations scored on valid:
-        # every lr at server_lr_start, then every server step at the best lr; the pair with the lowest
-        # valid loss among those is chosen, and its run is FedProxy's row.
+        # The clients' lr, the server step and FedProxy's aggregator come from full FedProxy federations
+        # scored on valid: every lr at server_lr_start with the first aggregator, then every server step at
+        # the best lr, then the other aggregators at the best pair; the best of each coordinate is chosen,
+        # and the chosen run is FedProxy's row.
         hp = t["hyper"]
-        fs = {(e["lr"], e["server_lr"]): e["valid_loss"] for e in t["fed_search"]}
+        aggs = list(exp_mod.FEDPROXY_AGGREGATORS)
+        fs = {(e["lr"], e["server_lr"], e["aggregator"]): e["valid_loss"] for e in t["fed_search"]}
         lrs, slrs = hp["lr_grid"], sorted(set(hp["server_lr_grid"]) | {hp["server_lr_start"]})
-        check(all((lr, hp["server_lr_start"]) in fs for lr in lrs), f"every lr federated at the start step: {fs}")
-        best_lr = min(lrs, key=lambda lr: fs[(lr, hp["server_lr_start"])]) if fs else None
-        check(all((best_lr, s) in fs for s in slrs), f"every server step federated at the best lr {best_lr}: {fs}")
-        check(len(fs) == len(lrs) + len(slrs) - 1, f"no other federation was run: {sorted(fs)}")
-        check(fs and (t["lr"], t["server_lr"]) == min(((best_lr, s) for s in slrs), key=fs.get),
-              f"the chosen pair has the lowest valid loss: {fs} -> {t['lr']}, {t['server_lr']}")
-        check(t["lr_search_valid_loss"] == {f"{lr:g}": fs[(lr, hp["server_lr_start"])] for lr in lrs}
-              and t["server_lr_search_valid_loss"] == {f"{s:g}": fs[(best_lr, s)] for s in slrs},
-              "table.json's lr and server_lr searches are the federations'")
-        chosen = json.load(open(os.path.join(out, "fed", f"fedproxy-lr{t['lr']:g}-slr{t['server_lr']:g}",
-                                             "sim.json")))["server"]
-        check(chosen["lr"] == t["lr"] and chosen["server_lr"] == t["server_lr"], "the chosen run's config")
+        a0, s0 = aggs[0], hp["server_lr_start"]
+        check(all((lr, s0, a0) in fs for lr in lrs), f"every lr federated at the start step: {fs}")
+        best_lr = min(lrs, key=lambda lr: fs[(lr, s0, a0)]) if fs else None
+        check(all((best_lr, s, a0) in fs for s in slrs), f"every server step federated at the best lr {best_lr}: {fs}")
+        best_s = min(slrs, key=lambda s: fs[(best_lr, s, a0)]) if fs else None
+        check(all((best_lr, best_s, a) in fs for a in aggs), f"every aggregator federated at the best pair: {fs}")
+        check(len(fs) == len(lrs) + len(slrs) - 1 + len(aggs) - 1, f"no other federation was run: {sorted(fs)}")
+        check(fs and (t["lr"], t["server_lr"]) == (best_lr, best_s)
+              and t["fedproxy_aggregator"] == min(aggs, key=lambda a: fs[(best_lr, best_s, a)]),
+              f"the chosen lr, step and aggregator have the lowest valid loss: {fs} -> {t['lr']}, {t['server_lr']}, "
+              f"{t['fedproxy_aggregator']}")
+        check(t["lr_search_valid_loss"] == {f"{lr:g}": fs[(lr, s0, a0)] for lr in lrs}
+              and t["server_lr_search_valid_loss"] == {f"{s:g}": fs[(best_lr, s, a0)] for s in slrs}
+              and t["aggregator_search_valid_loss"] == {a: fs[(best_lr, best_s, a)] for a in aggs},
+              "table.json's lr, server_lr and aggregator searches are the federations'")
+        agg = t["fedproxy_aggregator"]
+        chosen = json.load(open(os.path.join(out, "fed", f"fedproxy-lr{t['lr']:g}-slr{t['server_lr']:g}"
+                                             + ("" if agg == a0 else f"-{agg}"), "sim.json")))["server"]
+        check(chosen["lr"] == t["lr"] and chosen["server_lr"] == t["server_lr"] and chosen["aggregator"] == agg,
+              "the chosen run's config")
         cl = t["central_lr_search_valid_loss"]
         check(set(cl) == {f"{lr:g}" for lr in lrs} and min(cl, key=cl.get) == f"{t['central_lr']:g}",
               f"the centralized row's lr searched on valid, the lowest chosen: {cl} -> {t['central_lr']}")

@@ -70,7 +70,7 @@ try:
         llm="llm", llm_cfg={"hidden_size": 256, "vocab_size": 2048}, L=8,
         hp=dict(experiment.SIZES["small"]), lr=3e-3, lr_search={}, middle=2, ot_layers=[0, 1, 6, 7],
         curves={"fedproxy": [(0, 180.0), (1, 171.0)]}, spans={"fedproxy": "none"}, server_lr=1.0, server_lr_search={},
-        fed_search=[], central_lr=1e-3, central_lr_search={}, span_search={}, total_s=60.0,
+        fed_search=[], aggregator="fedavg", aggregator_search={"ties": 5.19, "fedavg": 5.18}, central_lr=1e-3, central_lr_search={}, span_search={}, total_s=60.0,
         manifest={"client_list": [{"id": 0, "mixture": {}}, {"id": 1, "mixture": {}}]},
         p=lambda *parts: os.path.join(out, *parts))
     with contextlib.redirect_stdout(io.StringIO()):
@@ -78,6 +78,10 @@ try:
     md = open(os.path.join(out, "table.md")).read()
     tj = json.load(open(os.path.join(out, "table.json")))
     check("62.7% of the perplexity gap" in md and "target 80%: NOT met" in md, f"table.md gap claim: {md}")
+    check("FedProxy aggregator fedavg" in md.splitlines()[0], f"table.md names FedProxy's aggregator: {md}")
+    check(tj.get("fedproxy_aggregator") == "fedavg"
+          and tj.get("aggregator_search_valid_loss") == {"ties": 5.19, "fedavg": 5.18},
+          f"table.json carries FedProxy's aggregator and its search: {tj.get('fedproxy_aggregator')}")
     check("IP check" in md and "Offsite-Tuning in mean perplexity: met" in md, f"table.md claims: {md}")
     check(tj.get("claims", {}).get("gap_target_met") is False and tj["claims"]["beats_offsite"] is True,
           f"table.json claims: {tj.get('claims')}")
